@@ -1,0 +1,105 @@
+"""What each exit costs: FLOPs/MACs and parameters (with ``torch.utils.flop_counter``) and measured CPU latency.
+
+Costs are *cumulative*: reaching exit ``k`` means running stages ``0..k`` and evaluating heads ``0..k`` (each head
+is evaluated to decide whether to stop), so the heads' cost is included. The "full model" baseline runs every
+stage but only the final head.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .models.exits import EarlyExitNet
+
+__all__ = ["ExitCosts", "count_flops", "exit_costs", "measure_latency"]
+
+
+@dataclass(frozen=True)
+class ExitCosts:
+    """Per-exit cumulative costs for one input sample."""
+
+    stage_flops: np.ndarray  # FLOPs of each stage alone
+    head_flops: np.ndarray  # FLOPs of each exit head alone
+    params: np.ndarray  # cumulative parameters needed to reach exit k (stages and heads 0..k)
+
+    @property
+    def cumulative_flops(self) -> np.ndarray:
+        """FLOPs to reach and evaluate exit k, heads 0..k included."""
+        return np.cumsum(self.stage_flops + self.head_flops)
+
+    @property
+    def full_model_flops(self) -> float:
+        """FLOPs of the plain model: every stage and only the final head."""
+        return float(self.stage_flops.sum() + self.head_flops[-1])
+
+    @property
+    def cumulative_macs(self) -> np.ndarray:
+        return self.cumulative_flops / 2
+
+    @property
+    def cumulative_mflops(self) -> np.ndarray:
+        return self.cumulative_flops / 1e6
+
+
+def count_flops(fn, *args) -> int:
+    """FLOPs of ``fn(*args)`` as counted by ``torch.utils.flop_counter`` (a multiply-add counts as 2)."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        fn(*args)
+    return int(counter.get_total_flops())
+
+
+def _params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def exit_costs(model: EarlyExitNet, example: torch.Tensor) -> ExitCosts:
+    """Count each stage's and each head's FLOPs for one sample shaped like ``example`` (batch dim included or not).
+
+    Parameters shared between exits (a shared head) are counted once.
+    """
+    x = example if example.shape[0] == 1 else example[:1]
+    was_training = model.training
+    model.eval()
+    stage_flops, head_flops, params = [], [], []
+    features: list[torch.Tensor] = []
+    with torch.no_grad():
+        for k, stage in enumerate(model.stages):
+            stage_flops.append(count_flops(stage, x))
+            x = stage(x)
+            features.append(x)
+            head_flops.append(count_flops(model.exits, k, features))
+    model.train(was_training)
+    seen: set[int] = set()
+    total = 0
+    for k, stage in enumerate(model.stages):
+        head_params = model.exits.heads[k].parameters() if hasattr(model.exits, "heads") else model.exits.parameters()
+        for p in list(stage.parameters()) + list(head_params):
+            if id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel()
+        params.append(total)
+    return ExitCosts(np.asarray(stage_flops, float), np.asarray(head_flops, float), np.asarray(params))
+
+
+def measure_latency(model: EarlyExitNet, example: torch.Tensor, repeats: int = 30, warmup: int = 5) -> np.ndarray:
+    """Median wall-clock milliseconds on this CPU to reach and evaluate each exit (heads 0..k included),
+    at the batch size of ``example``. Warm-up runs first; the median resists a noisy shared machine."""
+    model.eval()
+    times = [[] for _ in range(model.num_exits)]
+    with torch.no_grad():
+        for r in range(warmup + repeats):
+            x, features = example, []
+            start = time.perf_counter()
+            for k, stage in enumerate(model.stages):
+                x = stage(x)
+                features.append(x)
+                model.exits(k, features)
+                if r >= warmup:
+                    times[k].append((time.perf_counter() - start) * 1e3)
+    return np.asarray([statistics.median(t) for t in times])

@@ -1,0 +1,361 @@
+"""Loaders for the data sets shipped in ``data/``: nothing here touches the network.
+
+Every file is checked against ``data/SHA256SUMS`` before it is read, so a missing or corrupted file fails with a
+message that names it instead of producing silently wrong numbers. Splits are deterministic.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = [
+    "DATA_DIR",
+    "DataFileError",
+    "ImageDataset",
+    "SpokenDigits",
+    "PowerTrace",
+    "CIFAR10_CLASSES",
+    "FSDD_SPEAKERS",
+    "NOISE_NAMES",
+    "TRACE_NAMES",
+    "data_path",
+    "load_mnist",
+    "load_cifar10",
+    "load_fsdd",
+    "load_noise",
+    "load_trace",
+    "write_manifest",
+]
+
+DATA_DIR = Path(os.environ.get("EEKIT_DATA", Path(__file__).resolve().parents[1] / "data"))
+MANIFEST = "SHA256SUMS"
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
+FSDD_SAMPLE_RATE = 8000
+NOISE_NAMES = ("doing_the_dishes", "dude_miaowing", "exercise_bike", "running_tap", "pink_noise", "white_noise")
+RF_LOAD_OHMS = 30_000.0  # Mementos traces: WISP 4.1 front end loaded by 30 kOhm (data/traces/mementos-rf/SOURCE.md)
+TRACE_NAMES = tuple(f"rf-{i}" for i in range(1, 11)) + ("solar-2018sep", "solar-2023jan", "solar-2023jun")
+
+MNIST_TRAIN_SIZE = 8000  # the kit re-splits the 10k MNIST test set: 8,000 train / 2,000 test (data/README.md)
+
+
+class DataFileError(RuntimeError):
+    """A shipped data file is missing, corrupted or not in the manifest."""
+
+
+# --------------------------------------------------------------------------------------------------- integrity
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _manifest(data_dir: Path) -> dict[str, str]:
+    path = data_dir / MANIFEST
+    if not path.exists():
+        raise DataFileError(f"{path} is missing: it lists the sha256 of every shipped data file. Restore it from git.")
+    entries = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            entries[name.strip()] = digest
+    return entries
+
+
+@lru_cache(maxsize=8192)
+def _verified(path: Path, size: int, mtime_ns: int) -> str:
+    """Hash a file once per (size, mtime); a changed file is hashed again."""
+    return _sha256(path)
+
+
+def data_path(relative: str, data_dir: Path | None = None) -> Path:
+    """Return ``data/<relative>`` after checking that it exists and matches its manifest sha256."""
+    data_dir = Path(data_dir or DATA_DIR)
+    path = data_dir / relative
+    expected = _manifest(data_dir).get(relative)
+    if expected is None:
+        raise DataFileError(f"{relative!r} is not listed in {data_dir / MANIFEST}; the kit only reads files it ships.")
+    if not path.is_file():
+        raise DataFileError(f"Data file {path} is missing. Restore it with `git checkout -- data/{relative}`.")
+    stat = path.stat()
+    actual = _verified(path, stat.st_size, stat.st_mtime_ns)
+    if actual != expected:
+        raise DataFileError(
+            f"Data file {path} is corrupted: its sha256 is {actual}, the manifest expects {expected}. "
+            f"Restore it with `git checkout -- data/{relative}`."
+        )
+    return path
+
+
+def write_manifest(data_dir: Path | None = None, patterns: Sequence[str] = ("**/*",)) -> Path:
+    """Rewrite ``data/SHA256SUMS`` from the files on disk (maintainers: after adding a data file or checkpoint)."""
+    data_dir = Path(data_dir or DATA_DIR)
+    skip = {MANIFEST}
+    files = sorted(
+        {p for pattern in patterns for p in data_dir.glob(pattern) if p.is_file()},
+        key=lambda p: p.relative_to(data_dir).as_posix(),
+    )
+    lines = [
+        f"{_sha256(p)}  {p.relative_to(data_dir).as_posix()}"
+        for p in files
+        if p.name not in skip and p.suffix not in {".md"} and not p.name.startswith("LICENSE")
+    ]
+    out = data_dir / MANIFEST
+    out.write_text("\n".join(lines) + "\n")
+    _manifest.cache_clear()
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ images
+
+
+class ImageDataset(Dataset):
+    """Images kept as uint8 ``[N, C, H, W]`` (small in memory); items come out as float ``[0, 1]`` tensors.
+
+    ``transform`` (for example torchvision ``v2.RandomCrop``) is applied per item, for training augmentation.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], transform: Callable | None = None):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be a uint8 tensor [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels, self.classes, self.transform = images, labels.long(), tuple(classes), transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[i]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image.float().div_(255), self.labels[i]
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All images as one float tensor in ``[0, 1]`` (no augmentation) and the labels."""
+        return self.images.float().div_(255), self.labels
+
+    def subset(self, n: int, seed: int = 0) -> "ImageDataset":
+        """A deterministic random subset of ``n`` items (for quick demos)."""
+        if not 0 < n <= len(self):
+            raise ValueError(f"subset size must be in 1..{len(self)}, got {n}")
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        return ImageDataset(self.images[idx], self.labels[idx], self.classes, self.transform)
+
+
+def _check_split(split: str, allowed: Sequence[str] = ("train", "test")) -> None:
+    if split not in allowed:
+        raise ValueError(f"split must be one of {list(allowed)}, got {split!r}")
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    raw = gzip.decompress(path.read_bytes())
+    header_magic = int.from_bytes(raw[:4], "big")
+    if header_magic != magic:
+        raise DataFileError(f"{path} is not an IDX file with magic {magic:#x} (found {header_magic:#x})")
+    ndim = magic & 0xFF
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_mnist(split: str = "train", transform: Callable | None = None) -> ImageDataset:
+    """MNIST digits, 28x28 grayscale. Only the official 10k *test* set is shipped, so the kit re-splits it:
+    a fixed stratified permutation gives 8,000 images to ``"train"`` and 2,000 to ``"test"``."""
+    _check_split(split)
+    images = _read_idx(data_path("mnist/t10k-images-idx3-ubyte.gz"), 0x803)
+    labels = _read_idx(data_path("mnist/t10k-labels-idx1-ubyte.gz"), 0x801).astype(np.int64)
+    train_idx, test_idx = _stratified_split(labels, MNIST_TRAIN_SIZE, seed=0)
+    idx = train_idx if split == "train" else test_idx
+    return ImageDataset(torch.from_numpy(images[idx].copy()).unsqueeze(1), torch.from_numpy(labels[idx]),
+                        [str(d) for d in range(10)], transform)
+
+
+def _stratified_split(labels: np.ndarray, n_first: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices so that each class keeps its share in both parts; both parts sorted."""
+    rng = np.random.default_rng(seed)
+    frac = n_first / len(labels)
+    first, second = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round(frac * len(idx)))
+        first.append(idx[:k])
+        second.append(idx[k:])
+    first, second = np.concatenate(first), np.concatenate(second)
+    # fix rounding so the first part has exactly n_first items
+    while len(first) > n_first:
+        second, first = np.append(second, first[-1]), first[:-1]
+    while len(first) < n_first:
+        first, second = np.append(first, second[-1]), second[:-1]
+    return np.sort(first), np.sort(second)
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("EEKIT_CACHE", Path.home() / ".cache" / "eekit"))
+
+
+def load_cifar10(split: str = "train", transform: Callable | None = None, cache_dir: Path | None = None) -> ImageDataset:
+    """CIFAR-10 from the shipped JPEG archives (lossy q~75 re-encodings: accuracy lands a bit below published numbers).
+
+    The tar is read member by member (nothing unpacked); decoded arrays are cached as ``.npy`` under
+    ``cache_dir`` (default ``~/.cache/eekit``, or ``$EEKIT_CACHE``), keyed by the archive's sha256, so the second
+    load takes well under a second.
+    """
+    _check_split(split)
+    archive = data_path(f"cifar10/{split}.tar.gz")
+    digest = _manifest(DATA_DIR)[f"cifar10/{split}.tar.gz"][:16]
+    cache = Path(cache_dir or _cache_dir())
+    images_file = cache / f"cifar10-{split}-{digest}-images.npy"
+    labels_file = cache / f"cifar10-{split}-{digest}-labels.npy"
+    try:
+        images, labels = np.load(images_file), np.load(labels_file)
+    except (OSError, ValueError):
+        images, labels = _decode_cifar_tar(archive)
+        cache.mkdir(parents=True, exist_ok=True)
+        for file, array in ((images_file, images), (labels_file, labels)):
+            tmp = file.with_suffix(".tmp.npy")
+            np.save(tmp, array)
+            os.replace(tmp, file)
+    return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), CIFAR10_CLASSES, transform)
+
+
+def _decode_cifar_tar(archive: Path) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    images, labels = [], []
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            if not member.isfile() or not member.name.endswith(".jpg"):
+                continue
+            class_name = member.name.split("/")[-2]
+            with Image.open(io.BytesIO(tar.extractfile(member).read())) as im:
+                images.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+            labels.append(CIFAR10_CLASSES.index(class_name))
+    images_chw = np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))
+    return images_chw, np.asarray(labels, dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------------------------------ speech
+
+
+@dataclass
+class SpokenDigits(Dataset):
+    """FSDD recordings: mono float32 waveforms at 8 kHz with their digit, speaker and take index."""
+
+    waveforms: list[torch.Tensor]
+    digits: torch.Tensor
+    speakers: list[str]
+    takes: torch.Tensor
+    sample_rate: int = FSDD_SAMPLE_RATE
+
+    def __len__(self) -> int:
+        return len(self.waveforms)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.waveforms[i], int(self.digits[i])
+
+
+def load_fsdd(split: str = "train", speakers: Sequence[str] | None = None) -> SpokenDigits:
+    """Free Spoken Digit Dataset with its own convention: takes 0-4 are ``"test"``, takes 5-49 ``"train"``;
+    ``split="all"`` gives every take. ``speakers`` restricts to some of :data:`FSDD_SPEAKERS`."""
+    import soundfile
+
+    _check_split(split, ("train", "test", "all"))
+    speakers = tuple(speakers or FSDD_SPEAKERS)
+    unknown = set(speakers) - set(FSDD_SPEAKERS)
+    if unknown:
+        raise ValueError(f"unknown FSDD speaker(s) {sorted(unknown)}; known: {list(FSDD_SPEAKERS)}")
+    takes = {"train": range(5, 50), "test": range(0, 5), "all": range(0, 50)}[split]
+    waves, digits, who, take_ids = [], [], [], []
+    for speaker in speakers:
+        for digit in range(10):
+            for take in takes:
+                path = data_path(f"fsdd/recordings/{digit}_{speaker}_{take}.wav")
+                audio, rate = soundfile.read(path, dtype="float32")
+                if rate != FSDD_SAMPLE_RATE or audio.ndim != 1:
+                    raise DataFileError(f"{path}: expected mono {FSDD_SAMPLE_RATE} Hz, got {rate} Hz, shape {audio.shape}")
+                waves.append(torch.from_numpy(audio))
+                digits.append(digit)
+                who.append(speaker)
+                take_ids.append(take)
+    return SpokenDigits(waves, torch.tensor(digits), who, torch.tensor(take_ids))
+
+
+def load_noise(name: str, sample_rate: int = FSDD_SAMPLE_RATE) -> torch.Tensor:
+    """A background-noise recording from Speech Commands (16 kHz), resampled with torchaudio to ``sample_rate``."""
+    import soundfile
+    import torchaudio.functional as AF
+
+    if name not in NOISE_NAMES:
+        raise ValueError(f"unknown noise {name!r}; known: {list(NOISE_NAMES)}")
+    if not isinstance(sample_rate, int) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}")
+    audio, rate = soundfile.read(data_path(f"noise/{name}.wav"), dtype="float32")
+    wave = torch.from_numpy(audio)
+    return wave if rate == sample_rate else AF.resample(wave, rate, sample_rate)
+
+
+# ------------------------------------------------------------------------------------------------ power traces
+
+
+@dataclass(frozen=True)
+class PowerTrace:
+    """Harvested power over time: ``power_w[i]`` watts held from ``time_s[i]`` for ``dt_s`` seconds."""
+
+    name: str
+    time_s: np.ndarray
+    power_w: np.ndarray
+    dt_s: float
+    source: str
+
+    @property
+    def duration_s(self) -> float:
+        return float(len(self.power_w) * self.dt_s)
+
+    @property
+    def energy_j(self) -> float:
+        return float(self.power_w.sum() * self.dt_s)
+
+
+def load_trace(name: str, panel_area_m2: float = 5e-4, panel_efficiency: float = 0.15) -> PowerTrace:
+    """An energy-harvesting trace in watts over seconds.
+
+    ``rf-1`` ... ``rf-10``: Mementos RF traces, 1 kHz voltage across 30 kOhm, so P = V^2 / R. Time is the sample
+    index x 1 ms (the raw timestamps contain joins and glitches; the samples themselves are contiguous).
+    ``solar-2018sep``, ``solar-2023jan``, ``solar-2023jun``: NREL global horizontal irradiance (W/m^2, 1 per minute),
+    clipped at 0 and scaled by ``panel_area_m2`` (default 5 cm^2) and ``panel_efficiency`` (default 15 %).
+    """
+    if name not in TRACE_NAMES:
+        raise ValueError(f"unknown trace {name!r}; known: {list(TRACE_NAMES)}")
+    if name.startswith("rf-"):
+        path = data_path(f"traces/mementos-rf/{name[3:]}.txt")
+        volts = np.loadtxt(path, usecols=1, dtype=np.float64)
+        power, dt = volts**2 / RF_LOAD_OHMS, 1e-3
+        source = "Mementos RF trace (Ransford et al., ASPLOS 2011), V^2/30kOhm"
+    else:
+        if panel_area_m2 <= 0 or not 0 < panel_efficiency <= 1:
+            raise ValueError(
+                f"panel_area_m2 must be > 0 and panel_efficiency in (0, 1], got {panel_area_m2}, {panel_efficiency}"
+            )
+        path = data_path(f"traces/nrel-solar/{name[6:]}.txt")
+        irradiance = np.loadtxt(path, delimiter=",", skiprows=1, usecols=2, dtype=np.float64)
+        power, dt = np.clip(irradiance, 0, None) * panel_area_m2 * panel_efficiency, 60.0
+        source = f"NREL SRRL BMS irradiance x {panel_area_m2 * 1e4:g} cm^2 x {panel_efficiency:.0%}"
+    return PowerTrace(name, np.arange(len(power)) * dt, power, dt, source)

@@ -1,0 +1,94 @@
+"""Early-exit CNNs for the CNN track: a BranchyNet-style LeNet (MNIST) and a ResNet-9-style net (CIFAR-10).
+
+Builders in the torchvision style: ``branchy_lenet()``, ``resnet_ee()``. Inputs are float images in ``[0, 1]``;
+each model normalizes its own input, so data never needs a separate transform at test time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .exits import EarlyExitNet, ExitHeads, pooled_head
+
+__all__ = ["Normalize", "branchy_lenet", "resnet_ee", "MNIST_MEAN_STD", "CIFAR10_MEAN_STD"]
+
+MNIST_MEAN_STD = ((0.1307,), (0.3081,))
+CIFAR10_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, as a layer so that checkpoints carry their own preprocessing."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.mean.shape[1]:
+            raise ValueError(
+                f"expected images [N, {self.mean.shape[1]}, H, W] with values in [0, 1], got shape {tuple(x.shape)}"
+            )
+        return (x - self.mean) / self.std
+
+
+def branchy_lenet(num_classes: int = 10) -> EarlyExitNet:
+    """B-LeNet (BranchyNet, Teerapittayanon et al. 2016) for 28x28 grayscale digits, with 3 exits.
+
+    Exit 1 sits after the first conv block (a small conv branch, as in the paper), exit 2 after the second,
+    and exit 3 is the ordinary LeNet classifier.
+    """
+    stages = [
+        nn.Sequential(Normalize(*MNIST_MEAN_STD), nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2)),
+        nn.Sequential(nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2)),
+        nn.Sequential(nn.Flatten(1), nn.Linear(32 * 7 * 7, 128), nn.ReLU(inplace=True)),
+    ]
+    heads = [
+        nn.Sequential(nn.Conv2d(16, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(1),
+                      nn.Linear(8 * 7 * 7, num_classes)),
+        nn.Sequential(nn.MaxPool2d(2), nn.Flatten(1), nn.Linear(32 * 3 * 3, num_classes)),
+        nn.Linear(128, num_classes),
+    ]
+    return EarlyExitNet(stages, ExitHeads(heads), exit_names=["conv1", "conv2", "fc (final)"])
+
+
+def _conv_bn(c_in: int, c_out: int, pool: bool = False) -> nn.Sequential:
+    layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class Residual(nn.Module):
+    """``x + f(x)`` with two conv-bn-relu blocks (ResNet-9's residual unit)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(channels, channels), _conv_bn(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def resnet_ee(num_classes: int = 10, width: int = 32) -> EarlyExitNet:
+    """A ResNet-9-style CNN for 32x32 colour images (Page's DAWNBench net), cut into 5 stages with an exit after
+    each, spread over depth as in Shallow-Deep Networks. ``width`` is the first stage's channel count; the
+    stages have ``width x (2, 2, 4, 8, 8)`` channels. Early heads pool to 2x2 and use one linear layer.
+    """
+    w = width
+    stages = [
+        nn.Sequential(Normalize(*CIFAR10_MEAN_STD), _conv_bn(3, w), _conv_bn(w, 2 * w, pool=True)),  # 16x16
+        Residual(2 * w),                                                                          # 16x16
+        _conv_bn(2 * w, 4 * w, pool=True),                                                        # 8x8
+        _conv_bn(4 * w, 8 * w, pool=True),                                                        # 4x4
+        Residual(8 * w),                                                                          # 4x4
+    ]
+    heads = [
+        pooled_head(2 * w, num_classes, pool_size=2),
+        pooled_head(2 * w, num_classes, pool_size=2),
+        pooled_head(4 * w, num_classes, pool_size=2),
+        pooled_head(8 * w, num_classes, pool_size=2),
+        nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(1), nn.Linear(8 * w, num_classes)),
+    ]
+    return EarlyExitNet(stages, ExitHeads(heads), exit_names=["block1", "res1", "block2", "block3", "res2 (final)"])

@@ -1,0 +1,158 @@
+"""Training recipes for early-exit networks.
+
+* **joint**: all exits trained together from scratch with a weighted sum of per-exit losses; the weighting is
+  ``uniform``, ``increasing`` (deeper exits weigh more, as in PABEE) or ``sdn`` (Shallow-Deep Networks' schedule:
+  early exit ``i`` weighs ``min(C_i, 0.01 + epoch * C_i / epochs)``, the final exit 1);
+* **two-stage** (HuBERT-EE, DeeBERT): train the backbone with only the final exit, then freeze it and train the
+  early heads;
+* **self-distillation** (optional): early exits also match the final exit's softened output;
+* **random-exit** (FreeML's gNet): a frozen backbone, one shared head, a random exit point per batch.
+
+Everything is seeded; progress bars come from ``tqdm.auto`` so they render as widgets in notebooks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .models.exits import EarlyExitNet
+
+__all__ = ["TrainConfig", "LOSS_WEIGHTINGS", "exit_loss_weights", "train", "seed_everything"]
+
+LOSS_WEIGHTINGS = ("uniform", "increasing", "sdn", "final-only", "early-only", "random-exit")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (kept in each checkpoint's model card)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    optimizer: str = "sgd"  # "sgd" (nesterov, one-cycle schedule) or "adam"
+    loss_weights: str = "sdn"
+    label_smoothing: float = 0.0
+    distill: float = 0.0  # weight of the self-distillation term for early exits (0 = off)
+    temperature: float = 3.0
+    freeze_backbone: bool = False  # train only the exits (stage two of two-stage training)
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.loss_weights not in LOSS_WEIGHTINGS:
+            raise ValueError(f"loss_weights must be one of {list(LOSS_WEIGHTINGS)}, got {self.loss_weights!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        if not 0 <= self.distill <= 1:
+            raise ValueError(f"distill is a weight in [0, 1], got {self.distill}")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global RNG (weights init, dropout) and return a generator for data shuffling."""
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def exit_loss_weights(scheme: str, num_exits: int, epoch: int = 0, epochs: int = 1) -> list[float]:
+    """The weight of each exit's loss in ``scheme`` at ``epoch`` (0-based) of ``epochs``."""
+    K = num_exits
+    if scheme == "uniform":
+        return [1.0] * K
+    if scheme == "increasing":
+        return [(k + 1) / K for k in range(K)]
+    if scheme == "sdn":
+        caps = [0.15 * (i + 1) for i in range(K - 1)]  # SDN's C = 0.15, 0.3, 0.45, ... for the early exits
+        return [min(c, 0.01 + epoch * c / max(epochs, 1)) for c in caps] + [1.0]
+    if scheme == "final-only":
+        return [0.0] * (K - 1) + [1.0]
+    if scheme == "early-only":
+        return [1.0] * (K - 1) + [0.0]
+    raise ValueError(f"no fixed weights for {scheme!r}; known: {list(LOSS_WEIGHTINGS)}")
+
+
+def _exit_losses(outputs, targets, weights, config: TrainConfig) -> torch.Tensor:
+    total = outputs[0].new_zeros(())
+    teacher = outputs[-1].detach()
+    for k, (out, w) in enumerate(zip(outputs, weights)):
+        if w == 0:
+            continue
+        loss = F.cross_entropy(out, targets, label_smoothing=config.label_smoothing)
+        if config.distill and k < len(outputs) - 1:
+            T = config.temperature
+            kd = F.kl_div(F.log_softmax(out / T, 1), F.softmax(teacher / T, 1), reduction="batchmean") * T * T
+            loss = (1 - config.distill) * loss + config.distill * kd
+        total = total + w * loss
+    return total
+
+
+def train(
+    model: EarlyExitNet,
+    train_set: Dataset,
+    config: TrainConfig,
+    progress: bool = True,
+) -> list[dict]:
+    """Train ``model`` in place with ``config``; returns per-epoch history (loss, seconds).
+
+    With ``freeze_backbone`` the stages stay in eval mode (BatchNorm statistics frozen) and only the exits learn.
+    """
+    generator = seed_everything(config.seed)
+    if config.freeze_backbone:
+        for p in model.backbone_parameters():
+            p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("nothing to train: every parameter is frozen")
+    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=True)
+    steps = config.epochs * len(loader)
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=True,
+                              weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.25)
+
+    history = []
+    bar = tqdm(total=steps, disable=not progress, desc="training", unit="batch")
+    for epoch in range(config.epochs):
+        model.train()
+        if config.freeze_backbone:
+            model.stages.eval()
+        start, running, count = time.perf_counter(), 0.0, 0
+        for images, targets in loader:
+            if config.loss_weights == "random-exit":
+                # FreeML's gNet recipe: one random exit point per batch, deeper features zero-filled by the head
+                k = int(torch.randint(model.num_exits, (1,), generator=generator))
+                loss = F.cross_entropy(model.forward_to(images, k), targets, label_smoothing=config.label_smoothing)
+            else:
+                weights = exit_loss_weights(config.loss_weights, model.num_exits, epoch, config.epochs)
+                loss = _exit_losses(model(images), targets, weights, config)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}; lower lr (now {config.lr})")
+            running += loss.item() * len(targets)
+            count += len(targets)
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{running / count:.3f}")
+        history.append({"epoch": epoch + 1, "loss": running / count, "seconds": time.perf_counter() - start})
+    bar.close()
+    model.eval()
+    return history
+
+
+def config_dict(config: TrainConfig) -> dict:
+    return asdict(config)

@@ -1,0 +1,28 @@
+"""Shared look of the dashboards: a colour-blind-safe palette (Okabe & Ito 2008) and figure defaults."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+__all__ = ["PALETTE", "figure_widget"]
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+
+
+def figure_widget(title: str, x_title: str, y_title: str, height: int = 330, width: int | None = None
+                  ) -> go.FigureWidget:
+    """An empty plotly ``FigureWidget`` with a title, labelled axes (units in the labels) and the kit's style."""
+    fig = go.FigureWidget()
+    fig.update_layout(
+        title={"text": title, "x": 0.02},
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        height=height,
+        width=width,
+        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        template="plotly_white",
+        colorway=PALETTE,
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return fig

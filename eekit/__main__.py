@@ -16,6 +16,33 @@ def _train(args) -> int:
     return 0
 
 
+def _print(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            print(f"{key:<{width}}  {value}")
+
+
+def _report(args) -> int:
+    from .zoo import report
+
+    _print(report(args.model), args.json)
+    return 0
+
+
+def _bench(args) -> int:
+    from . import bench
+
+    if args.what == "speedup":
+        result = bench.bench_speedup(args.model)
+    else:
+        result = bench.bench_widgets()
+    _print(result, args.json)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eekit", description="eekit: early-exit networks, hands-on")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -27,6 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("report", help="numbers of a shipped checkpoint, from its test-split profile")
+    p.add_argument("model", help="e.g. cnn-mnist, cnn-cifar10")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("bench", help="measure on this machine (speedup of real early exit, dashboard latency)")
+    p.add_argument("what", choices=["speedup", "widgets"])
+    p.add_argument("--model", default=None, help="shipped model for `speedup` (default: cnn-cifar10, else cnn-mnist)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_bench)
 
     args = parser.parse_args(argv)
     try:

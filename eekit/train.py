@@ -121,7 +121,10 @@ def train(
                               weight_decay=config.weight_decay)
     else:
         opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.25)
+    if steps >= 8:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.25)
+    else:  # too few steps for a warm-up and a decay (tiny demo subsets): constant learning rate
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
 
     history = []
     bar = tqdm(total=steps, disable=not progress, desc="training", unit="batch")

@@ -29,7 +29,7 @@ from .models.exits import EarlyExitNet
 from .profile import ExitProfile
 from .train import TrainConfig, train
 
-__all__ = ["Recipe", "RECIPES", "load_pretrained", "load_profile", "load_card", "run_recipe", "CHECKPOINT_DIR"]
+__all__ = ["Recipe", "RECIPES", "load_pretrained", "load_profile", "load_card", "run_recipe", "report", "CHECKPOINT_DIR"]
 
 CHECKPOINT_DIR = "checkpoints"
 SHIPPED_CRITERION = "max_prob"  # the criterion the cards' early-exit numbers use
@@ -68,7 +68,7 @@ def _cifar_augment():
 _MNIST = dict(builder=branchy_lenet, builder_kwargs={}, dataset="mnist", augment=_mnist_augment)
 _MNIST_CFG = dict(epochs=20, batch_size=64, lr=0.05, weight_decay=5e-4)
 _CIFAR = dict(builder=resnet_ee, builder_kwargs={"width": 24}, dataset="cifar10", augment=_cifar_augment)
-_CIFAR_CFG = dict(epochs=15, batch_size=256, lr=0.2, weight_decay=5e-4, label_smoothing=0.1)
+_CIFAR_CFG = dict(epochs=10, batch_size=256, lr=0.2, weight_decay=5e-4, label_smoothing=0.1)
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
@@ -116,6 +116,26 @@ def load_pretrained(name: str) -> EarlyExitNet:
 def load_profile(name: str) -> ExitProfile:
     """The shipped exit profile of ``name`` on its test split (no model run needed)."""
     return ExitProfile.load(_shipped(name, ".profile.npz"))
+
+
+def report(name: str, criterion: str = SHIPPED_CRITERION, max_drop: float = SHIPPED_MAX_DROP) -> dict:
+    """The headline numbers of a shipped model, recomputed from its test-split profile (fractions in [0, 1])."""
+    profile = load_profile(name)
+    point = profile.calibrate(criterion, max_drop=max_drop)
+    return {
+        "model": name,
+        "exit_names": profile.exit_names,
+        "exit_accuracy": [round(float(a), 4) for a in profile.exit_accuracy],
+        "exit_mflops": [round(float(c), 4) for c in profile.cost],
+        "full_model_mflops": round(profile.full_cost, 4),
+        "final_accuracy": round(profile.final_accuracy, 4),
+        "criterion": criterion,
+        "max_drop": max_drop,
+        "threshold": round(point.threshold, 4),
+        "ee_accuracy": round(point.accuracy, 4),
+        "flops_saved": round(point.savings, 4),
+        "exit_fractions": [round(float(f), 4) for f in point.exit_fractions],
+    }
 
 
 def _machine() -> dict:

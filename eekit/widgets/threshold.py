@@ -80,7 +80,9 @@ class ThresholdExplorer:
 
     @property
     def threshold(self) -> float:
-        return float(self.threshold_slider.value)
+        """The slider's value; snapped to a whole number for patience and fixed-exit criteria."""
+        value = float(self.threshold_slider.value)
+        return float(round(value)) if get_criterion(self.criterion).integer else value
 
     def set(self, criterion: str | None = None, threshold: float | None = None) -> OperatingPoint | None:
         """Move the controls from Python, as a user would; returns the new operating point."""

@@ -1,0 +1,32 @@
+# eekit: two commands on a fresh machine with Python 3.11.
+#   make lab   - set up .venv (first time only) and start JupyterLab on notebooks/
+#   make test  - set up .venv (first time only) and run every unit test and every notebook under nbval
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.eekit-installed
+PORT   ?= 8888
+
+.PHONY: lab test install clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -r requirements.txt
+	@touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --no-browser --ip=127.0.0.1 --port=$(PORT)
+
+# OMP_NUM_THREADS=1 as on Binder; the nbval flags: compare outputs of cells marked NBVAL_CHECK_OUTPUT,
+# use this environment's kernel, fail a hung cell after 300 s.
+test: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests notebooks \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) eekit.egg-info

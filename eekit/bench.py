@@ -1,0 +1,155 @@
+"""Benchmarks behind ``python -m eekit bench ...``: they measure on this machine and report what they measured.
+
+Timing targets live here, not in unit tests: shared machines are noisy, so each benchmark compares things
+measured side by side in one run (ratios), with warm-up and medians.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from . import data
+from .profile import ExitProfile
+
+__all__ = ["bench_speedup", "bench_widgets", "default_model"]
+
+
+def default_model() -> str:
+    """The CIFAR-10 checkpoint when it is shipped, else the MNIST one."""
+    from .zoo import load_card
+
+    try:
+        load_card("cnn-cifar10")
+        return "cnn-cifar10"
+    except data.DataFileError:
+        return "cnn-mnist"
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", max_drop: float = 0.01,
+                  batch1_samples: int = 500, repeats: int = 3) -> dict:
+    """Full model vs real early exit at the threshold calibrated for <= ``max_drop`` accuracy drop.
+
+    ``ideal_speedup`` is the FLOP ratio (early-exit heads included); the realized speedups are wall-clock ratios
+    on this CPU at batch 1 (the first ``batch1_samples`` test images, one at a time) and at batch 256 (the whole
+    test split).
+    """
+    from .runtime import infer, infer_full
+    from .zoo import RECIPES, load_pretrained, load_profile
+
+    name = model_name or default_model()
+    model = load_pretrained(name)
+    profile = load_profile(name)
+    point = profile.calibrate(criterion, max_drop=max_drop)
+    _, test = RECIPES[name].datasets()
+    images, labels = test.tensors()
+
+    def full_batched():
+        return torch.cat([infer_full(model, images[i : i + 256]) for i in range(0, len(images), 256)])
+
+    def ee_batched():
+        return [infer(model, images[i : i + 256], criterion, point.threshold) for i in range(0, len(images), 256)]
+
+    single = images[:batch1_samples]
+
+    def full_single():
+        for i in range(len(single)):
+            infer_full(model, single[i : i + 1])
+
+    def ee_single():
+        for i in range(len(single)):
+            infer(model, single[i : i + 1], criterion, point.threshold)
+
+    t_full_256, t_ee_256 = _median_seconds(full_batched, repeats), _median_seconds(ee_batched, repeats)
+    t_full_1, t_ee_1 = _median_seconds(full_single, repeats), _median_seconds(ee_single, repeats)
+    results = ee_batched()
+    ee_pred = torch.cat([r.predictions for r in results])
+    ee_exit = torch.cat([r.exit_index for r in results]).numpy()
+    full_pred = full_batched()
+    mean_cost = float(profile.cost[ee_exit].mean())
+    ideal = profile.full_cost / mean_cost
+    realized_1, realized_256 = t_full_1 / t_ee_1, t_full_256 / t_ee_256
+    return {
+        "model": name,
+        "criterion": criterion,
+        "threshold": round(point.threshold, 4),
+        "samples": len(images),
+        "batch1_samples": len(single),
+        "torch_threads": torch.get_num_threads(),
+        "ideal_speedup": round(ideal, 3),
+        "realized_speedup_batch1": round(realized_1, 3),
+        "realized_speedup_batch256": round(realized_256, 3),
+        "realized_over_ideal_batch1": round(realized_1 / ideal, 3),
+        "realized_over_ideal_batch256": round(realized_256 / ideal, 3),
+        "flops_saved": round(1 - mean_cost / profile.full_cost, 4),
+        "accuracy_full": round(float((full_pred == labels).float().mean()), 4),
+        "accuracy_early_exit": round(float((ee_pred == labels).float().mean()), 4),
+        "ms_per_sample_full_batch1": round(1e3 * t_full_1 / len(single), 4),
+        "ms_per_sample_early_exit_batch1": round(1e3 * t_ee_1 / len(single), 4),
+        "ms_per_sample_full_batch256": round(1e3 * t_full_256 / len(images), 4),
+        "ms_per_sample_early_exit_batch256": round(1e3 * t_ee_256 / len(images), 4),
+    }
+
+
+def synthetic_profile(samples: int = 10_000, exits: int = 5, classes: int = 10, seed: int = 0) -> ExitProfile:
+    """A profile with the shape of a real one (deeper exits more accurate), for timing dashboards."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, samples)
+    logits = rng.normal(size=(exits, samples, classes)).astype(np.float32)
+    for k in range(exits):
+        logits[k, np.arange(samples), labels] += 1.0 + k
+    preds = logits.argmax(-1).T
+    cost = np.linspace(1, exits, exits) * 20.0
+    return ExitProfile(preds, (preds != labels[:, None]).astype(np.float32), np.ones(samples, np.float32),
+                       cost, float(cost[-1] * 0.97), [f"exit{k + 1}" for k in range(exits)],
+                       logits=logits, labels=labels)
+
+
+def bench_widgets(moves: int = 50, seed: int = 0) -> dict:
+    """Milliseconds for one threshold move of the threshold explorer on 10,000 samples x all exits
+    (the numbers, the curve marker, the histogram and the readout), median over ``moves`` random moves."""
+    from .widgets import ThresholdExplorer
+
+    name = default_model()
+    try:
+        from .zoo import load_profile
+
+        profile = load_profile(name)
+        source = name
+        if profile.num_samples < 10_000:
+            raise ValueError
+    except (ValueError, data.DataFileError):
+        profile, source = synthetic_profile(), "synthetic 10,000 x 5"
+    explorer = ThresholdExplorer(profile)
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(0.1, 1.0, moves)
+    times = []
+    for v in values:
+        start = time.perf_counter()
+        explorer.set(threshold=float(v))
+        times.append((time.perf_counter() - start) * 1e3)
+    numbers = [
+        _median_seconds(lambda v=v: profile.at("max_prob", float(v)), 3) * 1e3 for v in values[:10]
+    ]
+    return {
+        "profile": source,
+        "samples": profile.num_samples,
+        "exits": profile.num_exits,
+        "moves": moves,
+        "slider_update_ms": round(statistics.median(times), 3),
+        "slider_update_ms_max": round(max(times), 3),
+        "numbers_only_ms": round(statistics.median(numbers), 3),
+    }

@@ -1,0 +1,40 @@
+"""The command line: report, bench and train print what they promise."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from eekit.__main__ import main
+
+
+def test_report_prints_the_promised_json(capsys):
+    assert main(["report", "cnn-mnist", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("exit_accuracy", "exit_mflops", "final_accuracy", "threshold", "ee_accuracy", "flops_saved"):
+        assert key in out
+    assert len(out["exit_accuracy"]) == 3 and 0 <= out["flops_saved"] <= 1
+    assert out["final_accuracy"] >= 0.985  # the issue's bar for the MNIST checkpoint
+
+
+def test_bench_widgets_json(capsys):
+    assert main(["bench", "widgets", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["samples"] >= 10_000 and out["slider_update_ms"] > 0
+
+
+def test_unknown_model_is_an_error_not_a_traceback(capsys):
+    assert main(["report", "cnn-imagenet"]) == 2
+    assert "unknown model 'cnn-imagenet'; known:" in capsys.readouterr().err
+
+
+def test_train_quick_subset_writes_weights_card_and_profile(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "eekit", "train", "cnn-mnist", "--subset", "256", "--epochs", "1", "--quiet",
+         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    card = json.loads((tmp_path / "cnn-mnist.json").read_text())
+    assert card["dataset"]["train_samples"] == 256
+    assert card["recipe"]["command"] == "python -m eekit train cnn-mnist --subset 256 --epochs 1"
+    assert (tmp_path / "cnn-mnist.pt").exists() and (tmp_path / "cnn-mnist.profile.npz").exists()

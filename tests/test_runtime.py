@@ -1,0 +1,80 @@
+"""Real early exit must give exactly what the cached profile predicts, sample for sample."""
+
+import numpy as np
+import pytest
+import torch
+
+from eekit import data
+from eekit.evaluate import profile_model
+from eekit.models import SharedExitHead, EarlyExitNet, resnet_ee
+from eekit.runtime import infer, infer_full
+from eekit.zoo import load_pretrained, load_profile
+
+CASES = [("max_prob", 0.9), ("max_prob", 0.999), ("entropy", 0.05), ("margin", 0.95), ("patience", 1), ("fixed", 1)]
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    model = load_pretrained("cnn-mnist")
+    test = data.load_mnist("test")
+    return model, test, profile_model(model, test)
+
+
+@pytest.mark.parametrize("criterion,threshold", CASES)
+def test_real_matches_simulated_at_batch_256(mnist, criterion, threshold):
+    model, test, profile = mnist
+    images, _ = test.tensors()
+    expected_exit = profile.exit_index(criterion, threshold)
+    expected_pred = profile.predictions[np.arange(profile.num_samples), expected_exit]
+    exits, preds = [], []
+    for start in range(0, len(images), 256):
+        result = infer(model, images[start : start + 256], criterion, threshold)
+        exits.append(result.exit_index)
+        preds.append(result.predictions)
+    assert torch.cat(exits).numpy().tolist() == expected_exit.tolist()
+    assert torch.cat(preds).numpy().tolist() == expected_pred.tolist()
+    assert len(set(expected_exit.tolist())) > 1 or criterion == "fixed"  # the case really exercises exits
+
+
+@pytest.mark.parametrize("criterion,threshold", [("max_prob", 0.9), ("patience", 1)])
+def test_real_matches_simulated_at_batch_1(mnist, criterion, threshold):
+    model, test, profile = mnist
+    images, _ = test.tensors()
+    n = 400
+    expected = profile.exit_index(criterion, threshold)[:n]
+    got = [int(infer(model, images[i : i + 1], criterion, threshold).exit_index) for i in range(n)]
+    assert got == expected.tolist()
+
+
+def test_shipped_profile_agrees_with_a_fresh_one(mnist):
+    _, _, fresh = mnist
+    shipped = load_profile("cnn-mnist")
+    assert np.array_equal(shipped.predictions, fresh.predictions)
+    assert np.allclose(shipped.cost, fresh.cost)
+
+
+def test_compaction_with_a_shared_head_and_random_weights():
+    torch.manual_seed(0)
+    base = resnet_ee(width=8)
+    shared = EarlyExitNet(list(base.stages), SharedExitHead([16, 16, 32, 64, 64], 10, dropout=0.0)).eval()
+    x = torch.rand(300, 3, 32, 32)
+    with torch.no_grad():
+        scores = torch.stack(shared(x)).softmax(-1).amax(-1)  # [K, N]
+    threshold = float(scores[0].median())  # half the samples leave at exit 0
+    result = infer(shared, x, "max_prob", threshold)
+    from eekit.criteria import first_exit
+    expected = first_exit((scores >= threshold).T)
+    assert result.exit_index.tolist() == expected.tolist()
+    assert 0 < (result.exit_index == 0).sum() < 300
+
+
+def test_full_model_and_bad_input(mnist):
+    model, test, profile = mnist
+    images, _ = test.tensors()
+    assert infer_full(model, images[:64]).tolist() == profile.predictions[:64, -1].tolist()
+    with pytest.raises(ValueError, match="upper bound"):
+        infer(model, images[:2], "oracle", 0.5)
+    with pytest.raises(ValueError, match="valid criteria"):
+        infer(model, images[:2], "confidence", 0.5)
+    with pytest.raises(ValueError, match="non-empty batch"):
+        infer(model, images[:0], "max_prob", 0.5)

@@ -1,0 +1,52 @@
+"""Shipped checkpoints: checksums, cards that match the weights, clear errors for damaged files."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from eekit import data, zoo
+from eekit.evaluate import profile_model
+
+SHIPPED = [name for name in zoo.RECIPES if (data.DATA_DIR / "checkpoints" / f"{name}.pt").exists()]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_card_accuracy_is_reproduced_on_the_test_split(name):
+    card = zoo.load_card(name)
+    model = zoo.load_pretrained(name)
+    _, test = zoo.RECIPES[name].datasets()
+    profile = profile_model(model, test)
+    assert [round(float(a), 4) for a in profile.exit_accuracy] == card["exit_accuracy"]
+    assert card["final_accuracy"] == round(profile.final_accuracy, 4)
+    assert card["recipe"]["command"].startswith(f"python -m eekit train {name}")
+
+
+def test_shipped_models_meet_their_bars():
+    assert zoo.load_card("cnn-mnist")["final_accuracy"] >= 0.985
+    if "cnn-cifar10" in SHIPPED:
+        assert zoo.load_card("cnn-cifar10")["final_accuracy"] >= 0.85
+
+
+def test_damaged_checkpoint_fails_its_checksum(tmp_path, monkeypatch):
+    shutil.copytree(data.DATA_DIR / "checkpoints", tmp_path / "checkpoints")
+    shutil.copy(data.DATA_DIR / "SHA256SUMS", tmp_path / "SHA256SUMS")
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path)
+    weights = tmp_path / "checkpoints" / "cnn-mnist.pt"
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(data.DataFileError, match="cnn-mnist.pt is corrupted"):
+        zoo.load_pretrained("cnn-mnist")
+    (tmp_path / "checkpoints" / "cnn-mnist.json").unlink()
+    with pytest.raises(data.DataFileError, match="missing.*python -m eekit train cnn-mnist"):
+        zoo.load_card("cnn-mnist")
+
+
+def test_unknown_model_lists_known_ones():
+    with pytest.raises(ValueError, match="known: .*cnn-mnist"):
+        zoo.load_pretrained("lenet")
+
+
+def test_weights_load_without_pickle():
+    state = torch.load(data.data_path("checkpoints/cnn-mnist.pt"), weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())

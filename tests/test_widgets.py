@@ -71,3 +71,32 @@ def test_a_failing_evaluation_is_shown_not_raised():
     assert ex.point is None and "Cannot evaluate" in ex.readout.value
     with pytest.raises(ValueError, match="not among"):
         ThresholdExplorer(prof, criterion="ctc_entropy", criteria=["max_prob"])
+
+
+def test_gallery_shows_images_that_really_leave_at_the_chosen_exit(profile):
+    from eekit import data
+    from eekit.widgets import ExitGallery
+
+    test = data.load_mnist("test")
+    gallery = ExitGallery(profile, test.images.numpy(), test.classes, threshold=0.99)
+    for k in range(profile.num_exits):
+        shown = gallery.set(exit=k)
+        exits = profile.exit_index("max_prob", gallery.threshold_slider.value)
+        assert len(shown) > 0 and (exits[shown] == k).all()
+        title = gallery.figure.layout.annotations[0].text
+        assert test.classes[profile.labels[shown[0]]] in title
+    gallery.set(exit=0, threshold=1.0)  # nobody leaves early at 1.0 if no score reaches it: must not break
+    assert "test images leave at" in gallery.readout.value
+    with pytest.raises(ValueError, match="the profile's samples"):
+        ExitGallery(profile, test.images.numpy()[:10], test.classes)
+
+
+def test_static_figures_have_titles_and_labelled_axes(profile):
+    from eekit.widgets import exits_figure, pareto_figure
+
+    pareto = pareto_figure(profile)
+    names = [t.name for t in pareto.data]
+    assert names[:4] == ["max_prob", "entropy", "margin", "patience"] and "oracle (upper bound)" in names
+    assert pareto.layout.title.text and "MFLOPs" in pareto.layout.xaxis.title.text
+    anatomy = exits_figure(profile)
+    assert anatomy.layout.yaxis.title.text == "accuracy (%)" and "MFLOPs" in anatomy.layout.yaxis2.title.text

@@ -1,0 +1,107 @@
+"""The exit gallery: which images leave at which exit, with the confidence they left with.
+
+Easy images (clear, typical) leave at the first exits; hard ones (odd poses, clutter, look-alike classes) travel to
+the end. The gallery reads an :class:`~eekit.profile.ExitProfile` plus the images it was computed on.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..criteria import get_criterion
+from ..profile import ExitProfile
+from .style import PALETTE
+
+__all__ = ["ExitGallery"]
+
+
+class ExitGallery:
+    """A grid of ``rows x cols`` test images that leave at the chosen exit under max-prob (or another
+    criterion) at the chosen threshold, titled with true/predicted class and score. Wrong answers are marked."""
+
+    def __init__(self, profile: ExitProfile, images: np.ndarray, classes, criterion: str = "max_prob",
+                 threshold: float = 0.9, rows: int = 2, cols: int = 6, seed: int = 0):
+        images = np.asarray(images)
+        if images.ndim != 4 or len(images) != profile.num_samples:
+            raise ValueError(f"images must be [N={profile.num_samples}, C, H, W] (the profile's samples, in order), "
+                             f"got {images.shape}")
+        c = get_criterion(criterion, profile.kind)
+        self.profile, self.classes, self.criterion = profile, list(classes), c.name
+        # HWC uint8 for plotly; grayscale becomes RGB
+        hwc = images.transpose(0, 2, 3, 1)
+        if hwc.dtype != np.uint8:
+            hwc = (np.clip(hwc, 0, 1) * 255).astype(np.uint8)
+        self.images = np.repeat(hwc, 3, axis=-1) if hwc.shape[-1] == 1 else hwc
+        self.rows, self.cols, self.rng_seed = rows, cols, seed
+        self.exit_dropdown = W.Dropdown(options=[(n, k) for k, n in enumerate(profile.exit_names)], value=0,
+                                        description="exit")
+        low, high = profile.threshold_range(c)
+        self.threshold_slider = W.FloatSlider(value=threshold, min=low, max=high, step=(high - low) / 200,
+                                              description=f"{c.name} threshold", readout_format=".3f",
+                                              style={"description_width": "initial"}, layout=W.Layout(width="420px"))
+        self.readout = W.HTML()
+        n = rows * cols
+        self.figure = go.FigureWidget(make_subplots(rows=rows, cols=cols, subplot_titles=[" "] * n,
+                                                    horizontal_spacing=0.01, vertical_spacing=0.12))
+        blank = np.zeros_like(self.images[0])
+        for i in range(n):
+            self.figure.add_trace(go.Image(z=blank, hoverinfo="skip"), row=i // cols + 1, col=i % cols + 1)
+        self.figure.update_xaxes(visible=False)
+        self.figure.update_yaxes(visible=False)
+        self.figure.update_layout(height=170 * rows + 60, margin={"l": 10, "r": 10, "t": 60, "b": 10},
+                                  title={"text": "Test images that leave at this exit", "x": 0.02},
+                                  template="plotly_white")
+        self.shown: np.ndarray = np.array([], dtype=int)
+        self.exit_dropdown.observe(lambda _: self._update(), names="value")
+        self.threshold_slider.observe(lambda _: self._update(), names="value")
+        self._update()
+        self.widget = W.VBox([W.HBox([self.exit_dropdown, self.threshold_slider]), self.readout, self.figure])
+
+    def set(self, exit: int | None = None, threshold: float | None = None) -> np.ndarray:
+        """Move the controls from Python; returns the indices of the images shown."""
+        if exit is not None:
+            self.exit_dropdown.value = exit
+        if threshold is not None:
+            self.threshold_slider.value = threshold
+        return self.shown
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _update(self) -> None:
+        try:
+            k, t = int(self.exit_dropdown.value), float(self.threshold_slider.value)
+            exits = self.profile.exit_index(self.criterion, t)
+            pool = np.flatnonzero(exits == k)
+            rng = np.random.default_rng(self.rng_seed)
+            self.shown = np.sort(rng.choice(pool, size=min(len(pool), self.rows * self.cols), replace=False))
+            scores = self.profile.scores_for(self.criterion)[:, k]
+            preds = self.profile.predictions[:, k]
+            labels = self.profile.labels
+        except Exception as err:  # never leave the dashboard dead
+            self.readout.value = f"<b style='color:{PALETTE[5]}'>Cannot show: {type(err).__name__}: {err}</b>"
+            return
+        wrong = int((preds[pool] != labels[pool]).sum()) if len(pool) else 0
+        self.readout.value = (f"<b>{len(pool)}</b> of {self.profile.num_samples} test images leave at "
+                              f"<b>{self.profile.exit_names[k]}</b> ({len(pool) / self.profile.num_samples:.1%}); "
+                              f"{wrong} of them wrongly ({wrong / max(len(pool), 1):.1%}). "
+                              f"Titles: true → predicted (score); ✗ marks a wrong answer.")
+        titles = []
+        with self.figure.batch_update():
+            for i, trace in enumerate(self.figure.data):
+                if i < len(self.shown):
+                    n = self.shown[i]
+                    trace.z = self.images[n]
+                    mark = "" if preds[n] == labels[n] else " ✗"
+                    titles.append(f"{self.classes[labels[n]]} → {self.classes[preds[n]]}{mark} ({scores[n]:.2f})")
+                else:
+                    trace.z = np.full_like(self.images[0], 255)
+                    titles.append("")
+            for annotation, text in zip(self.figure.layout.annotations, titles):
+                annotation.text = text
+                annotation.font = {"size": 10}

@@ -40,12 +40,12 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", max_drop: float = 0.01,
-                  batch1_samples: int = 500, repeats: int = 3) -> dict:
+                  batch1_samples: int = 500, repeats: int = 3, samples: int | None = None) -> dict:
     """Full model vs real early exit at the threshold calibrated for <= ``max_drop`` accuracy drop.
 
     ``ideal_speedup`` is the FLOP ratio (early-exit heads included); the realized speedups are wall-clock ratios
     on this CPU at batch 1 (the first ``batch1_samples`` test images, one at a time) and at batch 256 (the whole
-    test split).
+    test split, or its first ``samples`` images). The threshold is calibrated on the whole test split's profile.
     """
     from .runtime import infer, infer_full
     from .zoo import RECIPES, load_pretrained, load_profile
@@ -56,6 +56,8 @@ def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", ma
     point = profile.calibrate(criterion, max_drop=max_drop)
     _, test = RECIPES[name].datasets()
     images, labels = test.tensors()
+    if samples is not None:
+        images, labels = images[:samples], labels[:samples]
 
     def full_batched():
         return torch.cat([infer_full(model, images[i : i + 256]) for i in range(0, len(images), 256)])

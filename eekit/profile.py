@@ -41,7 +41,7 @@ class OperatingPoint:
 
     def summary(self, cost_unit: str = "MFLOPs") -> str:
         return (f"{self.criterion} @ {self.threshold:g}: accuracy {self.accuracy:.2%}, mean cost "
-                f"{self.mean_cost:.3g} {cost_unit}, saved {self.savings:.1%}, exits "
+                f"{self.mean_cost:.3g} {cost_unit}, saved {round(100 * self.savings, 1) + 0.0:.1f}%, exits "
                 + " / ".join(f"{f:.0%}" for f in self.exit_fractions))
 
 

@@ -43,6 +43,7 @@ class ExitGallery:
                                               description=f"{c.name} threshold", readout_format=".3f",
                                               style={"description_width": "initial"}, layout=W.Layout(width="420px"))
         self.readout = W.HTML()
+        self.readout.add_class("eekit-readout")  # found by the browser tests
         n = rows * cols
         self.figure = go.FigureWidget(make_subplots(rows=rows, cols=cols, subplot_titles=[" "] * n,
                                                     horizontal_spacing=0.01, vertical_spacing=0.12))

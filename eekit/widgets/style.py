@@ -10,10 +10,12 @@ __all__ = ["PALETTE", "figure_widget"]
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 
 
-def figure_widget(title: str, x_title: str, y_title: str, height: int = 330, width: int | None = None
+def figure_widget(title: str, x_title: str, y_title: str, traces=(), height: int = 330, width: int | None = None
                   ) -> go.FigureWidget:
-    """An empty plotly ``FigureWidget`` with a title, labelled axes (units in the labels) and the kit's style."""
-    fig = go.FigureWidget()
+    """A plotly ``FigureWidget`` holding ``traces``, with a title, labelled axes (units in the labels) and the kit's
+    style. Traces are passed at construction: traces added to a live FigureWidget later lose their legend names in
+    JupyterLab (seen with plotly 7.1 + anywidget 0.11)."""
+    fig = go.FigureWidget(data=list(traces))
     fig.update_layout(
         title={"text": title, "x": 0.02},
         xaxis_title=x_title,

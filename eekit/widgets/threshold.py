@@ -11,6 +11,7 @@ import html
 
 import ipywidgets as W
 import numpy as np
+import plotly.graph_objects as go
 
 from ..criteria import get_criterion
 from ..profile import ExitProfile, OperatingPoint, Sweep
@@ -45,20 +46,22 @@ class ThresholdExplorer:
                                               style={"description_width": "initial"},
                                               layout=W.Layout(width="420px"))
         self.readout = W.HTML()
-        self.curve = figure_widget(title or "Accuracy vs. compute, all thresholds",
-                                   f"mean cost per sample ({unit})", "accuracy (%)")
+        self.readout.add_class("eekit-readout")  # found by the browser tests
         full = profile.full_cost
-        self.curve.add_scatter(x=[], y=[], mode="lines", name="this criterion", line={"color": PALETTE[0]})
-        self.curve.add_scatter(x=list(profile.cost), y=list(100 * profile.exit_accuracy), mode="markers+text",
-                               name="single exit (static)", marker={"color": PALETTE[1], "size": 8},
-                               text=[f"exit {k + 1}" for k in range(profile.num_exits)], textposition="top left")
-        self.curve.add_scatter(x=[full], y=[100 * profile.final_accuracy], mode="markers", name="full model",
-                               marker={"color": PALETTE[7], "symbol": "x", "size": 10})
-        self.curve.add_scatter(x=[], y=[], mode="markers", name="current threshold",
-                               marker={"color": PALETTE[5], "size": 14, "symbol": "diamond"})
-        self.histogram = figure_widget("Where samples exit", "exit", "samples (%)", height=300)
-        self.histogram.add_bar(x=list(profile.exit_names), y=[0] * profile.num_exits, marker={"color": PALETTE[2]},
-                               name="exits")
+        self.curve = figure_widget(title or "Accuracy vs. compute, all thresholds",
+                                   f"mean cost per sample ({unit})", "accuracy (%)", width=580, traces=[
+            go.Scatter(x=[], y=[], mode="lines", name="this criterion", line={"color": PALETTE[0]}),
+            go.Scatter(x=list(profile.cost), y=list(100 * profile.exit_accuracy), mode="markers+text",
+                       name="single exit (static)", marker={"color": PALETTE[1], "size": 8},
+                       text=list(profile.exit_names), textposition="top center"),
+            go.Scatter(x=[full], y=[100 * profile.final_accuracy], mode="markers", name="full model",
+                       marker={"color": PALETTE[7], "symbol": "x", "size": 10}),
+            go.Scatter(x=[full], y=[100 * profile.final_accuracy], mode="markers", name="current threshold",
+                       marker={"color": PALETTE[5], "size": 14, "symbol": "diamond"}),
+        ])
+        self.histogram = figure_widget("Where samples exit", "exit", "samples (%)", height=330, width=380, traces=[
+            go.Bar(x=list(profile.exit_names), y=[0] * profile.num_exits, marker={"color": PALETTE[2]}, name="exits"),
+        ])
         self.histogram.update_yaxes(range=[0, 100])
 
         self.point: OperatingPoint | None = None
@@ -154,6 +157,7 @@ class ThresholdExplorer:
             self.curve.data[0].name = self._label(self.criterion)
             self.curve.data[3].x = [point.mean_cost]
             self.curve.data[3].y = [100 * point.accuracy]
+            self.curve.data[3].name = "current threshold"  # restated: JupyterLab's FigureWidget loses it otherwise
         with self.histogram.batch_update():
             self.histogram.data[0].y = fractions
         unit = self.profile.cost_unit
@@ -161,5 +165,5 @@ class ThresholdExplorer:
         self.readout.value = (
             f"<b>accuracy</b> {100 * point.accuracy:.2f}% (full model {100 * self.profile.final_accuracy:.2f}%) · "
             f"<b>mean cost</b> {point.mean_cost:.3g} {unit} of {self.profile.full_cost:.3g} · "
-            f"<b>saved</b> {100 * point.savings:.1f}% · <b>mean exit</b> {point.mean_exit + 1:.2f}{bound}"
+            f"<b>saved</b> {round(100 * point.savings, 1) + 0.0:.1f}% · <b>mean exit</b> {point.mean_exit + 1:.2f}{bound}"
         )

@@ -1,0 +1,189 @@
+"""Real-browser tests: JupyterLab + Debian's Chromium driven by Playwright, the way learners use the kit.
+
+Each notebook with a dashboard is opened in JupyterLab, run, and every dashboard gets a control moved; the test
+reads the rendered readout and figure from the DOM and checks they changed. Screenshots go to
+``$EEKIT_SCREENSHOTS`` (default ``build/screenshots``).
+
+Needs ``/usr/bin/chromium`` (``apt-get install chromium chromium-driver``; `.ci/run` does it) and the ``playwright``
+Python package (in requirements.txt). Without them these tests skip and say so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path(os.environ.get("EEKIT_CHROMIUM", "/usr/bin/chromium"))
+SCREENSHOTS = Path(os.environ.get("EEKIT_SCREENSHOTS", ROOT / "build" / "screenshots"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements.txt)")
+if not CHROMIUM.exists():
+    pytest.skip(f"no Chromium at {CHROMIUM}: `apt-get install chromium chromium-driver` (as .ci/run does) "
+                "to run the browser tests", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on a free localhost port, no token, serving a *copy* of notebooks/ (runs must not rewrite them)."""
+    tmp = tmp_path_factory.mktemp("lab")
+    shutil.copytree(ROOT / "notebooks", tmp / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    settings = tmp / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false",
+                                                                           "checkForUpdates": False}))
+    notebook_settings = tmp / "settings" / "@jupyterlab" / "notebook-extension"
+    notebook_settings.mkdir(parents=True)
+    # render every cell (no virtual scrolling), so off-screen dashboards exist in the DOM and can be driven
+    (notebook_settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    port = _free_port()
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp / "config"), JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
+               JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), OMP_NUM_THREADS="1")
+    jupyter = Path(sys.executable).with_name("jupyter")
+    log = open(tmp / "lab.log", "w")
+    proc = subprocess.Popen(
+        [str(jupyter), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
+         "--ServerApp.token=", "--ServerApp.password=", "--LabApp.expose_app_in_browser=True",
+         f"--ServerApp.root_dir={tmp / 'notebooks'}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"JupyterLab did not start; log: {(tmp / 'lab.log').read_text()[-2000:]}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def run_notebook(browser, lab: str, name: str, dashboards: int):
+    """Open ``name`` in JupyterLab, run all cells, wait until ``dashboards`` widget areas have rendered plots."""
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.goto(f"{lab}/lab/tree/{name}")
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.shell && "
+                           "document.querySelector('.jp-NotebookPanel .jp-Notebook')", timeout=90_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-Notebook", timeout=90_000)
+    time.sleep(2)  # let the kernel connect
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    try:
+        page.wait_for_function(
+            f"document.querySelectorAll('.jp-OutputArea-output .js-plotly-plot').length >= {dashboards}",
+            timeout=400_000)
+    except playwright_api.TimeoutError:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"FAILED-{name}.png"), full_page=True)
+        raise
+    # wait until the kernel is idle: every cell has its execution count
+    page.wait_for_function(
+        "!Array.from(document.querySelectorAll('.jp-InputArea-prompt')).some(p => p.textContent.includes('[*]'))",
+        timeout=300_000)
+    time.sleep(2)
+    return page
+
+
+def close(page) -> None:
+    """Shut the notebook's kernel down (the next notebook gets the CPU) and close the tab."""
+    page.evaluate("window.jupyterapp.serviceManager.sessions.shutdownAll()")
+    page.close()
+
+
+def readouts(page) -> list[str]:
+    """Text of every dashboard readout (the HTML widget right under a dashboard's controls)."""
+    return page.eval_on_selector_all(".eekit-readout", "els => els.map(e => e.innerText)")
+
+
+def bar_heights(page, index: int) -> list[str]:
+    """Heights of the bars in plot ``index``: the histogram's rendered state."""
+    return page.eval_on_selector_all(
+        ".jp-OutputArea-output .js-plotly-plot",
+        f"plots => Array.from(plots[{index}].querySelectorAll('.bars path')).map(p => p.getAttribute('d'))")
+
+
+def marker(page, plot_index: int = 0) -> tuple[float, float]:
+    """The explorer's current-threshold marker as plotly.js holds it (trace 3 of the accuracy-vs-cost plot)."""
+    x, y = page.evaluate(f"() => {{ const g = document.querySelectorAll('.jp-OutputArea-output .js-plotly-plot')"
+                         f"[{plot_index}]; return [g.data[3].x[0], g.data[3].y[0]]; }}")
+    return float(x), float(y)
+
+
+def readout_accuracy(text: str) -> float:
+    return float(text.split("accuracy")[1].split("%")[0])
+
+
+def press_on_slider(page, index: int, key: str, times: int) -> None:
+    handle = page.locator(".widget-slider .noUi-handle").nth(index)
+    handle.scroll_into_view_if_needed()
+    handle.focus()
+    for _ in range(times):
+        page.keyboard.press(key)
+    time.sleep(1.5)
+
+
+def shoot(page, locator, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / name
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=str(path))
+    return path
+
+
+def test_threshold_explorer_reacts_in_the_browser(lab, browser):
+    page = run_notebook(browser, lab, "00_welcome.ipynb", dashboards=2)
+    before, plots = readouts(page), page.locator(".jp-OutputArea-output .js-plotly-plot")
+    assert before and "accuracy" in before[0] and "saved" in before[0]
+    bars_before = bar_heights(page, 1)
+    shoot(page, page.locator(".jp-OutputArea-output:has(.eekit-readout)").first, "threshold-explorer.png")
+    press_on_slider(page, 0, "ArrowLeft", 80)  # threshold 0.9 -> 0.5: more samples leave early
+    after = readouts(page)
+    assert after[0] != before[0]
+    assert marker(page)[1] == pytest.approx(readout_accuracy(after[0]), abs=0.006)  # the plot shows the readout
+    assert bar_heights(page, 1) != bars_before
+    assert plots.count() >= 2
+    legend = page.eval_on_selector_all(".jp-OutputArea-output .js-plotly-plot .legendtext",
+                                       "els => els.map(e => e.textContent)")
+    assert "current threshold" in legend
+    # the criterion dropdown: entropy rescales and redraws
+    page.locator(".widget-dropdown select").first.select_option("entropy")
+    time.sleep(1.5)
+    assert readouts(page)[0] != after[0]
+    close(page)
+
+
+def test_bring_your_own_model_dashboard(lab, browser):
+    page = run_notebook(browser, lab, "01_bring_your_own_model.ipynb", dashboards=2)
+    before = readouts(page)[0]
+    press_on_slider(page, 0, "ArrowLeft", 40)
+    after = readouts(page)[0]
+    assert after != before
+    assert marker(page)[1] == pytest.approx(readout_accuracy(after), abs=0.006)
+    shoot(page, page.locator(".jp-OutputArea-output:has(.eekit-readout)").first, "bring-your-own-model.png")
+    close(page)

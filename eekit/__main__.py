@@ -37,6 +37,8 @@ def _bench(args) -> int:
 
     if args.what == "speedup":
         result = bench.bench_speedup(args.model)
+    elif args.what == "notebooks":
+        result = bench.bench_notebooks()
     else:
         result = bench.bench_widgets()
     _print(result, args.json)
@@ -60,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_report)
 
-    p = sub.add_parser("bench", help="measure on this machine (speedup of real early exit, dashboard latency)")
-    p.add_argument("what", choices=["speedup", "widgets"])
+    p = sub.add_parser("bench", help="measure on this machine: speedup of real early exit, dashboard latency, notebook time and memory")
+    p.add_argument("what", choices=["speedup", "widgets", "notebooks"])
     p.add_argument("--model", default=None, help="shipped model for `speedup` (default: cnn-cifar10, else cnn-mnist)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_bench)

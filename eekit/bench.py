@@ -15,7 +15,7 @@ import torch
 from . import data
 from .profile import ExitProfile
 
-__all__ = ["bench_speedup", "bench_widgets", "default_model"]
+__all__ = ["bench_speedup", "bench_widgets", "bench_notebooks", "default_model"]
 
 
 def default_model() -> str:
@@ -154,4 +154,58 @@ def bench_widgets(moves: int = 50, seed: int = 0) -> dict:
         "slider_update_ms": round(statistics.median(times), 3),
         "slider_update_ms_max": round(max(times), 3),
         "numbers_only_ms": round(statistics.median(numbers), 3),
+    }
+
+
+def bench_notebooks(folder: str | None = None, timeout: int = 600) -> dict:
+    """Execute every notebook in ``folder`` (default: the repository's ``notebooks/``) on a fresh kernel, as nbval
+    does, and report wall-clock seconds and the peak resident memory of each kernel (sampled every 0.1 s).
+    Goals: all notebooks in < 360 s on 2 cores, every kernel < 1500 MB (Binder gives 2 GB)."""
+    import os
+    import threading
+    from pathlib import Path
+
+    import nbformat
+    import psutil
+    from nbclient import NotebookClient
+
+    folder_path = Path(folder) if folder else Path(__file__).resolve().parents[1] / "notebooks"
+    notebooks = sorted(p for p in folder_path.glob("*.ipynb"))
+    if not notebooks:
+        raise ValueError(f"no notebooks in {folder_path}")
+    me = psutil.Process()
+    per_notebook = {}
+    total_start = time.perf_counter()
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        peak = [0]
+        done = threading.Event()
+
+        def watch():
+            while not done.is_set():
+                rss = 0
+                for child in me.children(recursive=True):
+                    try:
+                        rss = max(rss, child.memory_info().rss)
+                    except psutil.Error:
+                        pass
+                peak[0] = max(peak[0], rss)
+                done.wait(0.1)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        start = time.perf_counter()
+        try:
+            NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                           resources={"metadata": {"path": str(path.parent)}}).execute()
+        finally:
+            done.set()
+            watcher.join()
+        per_notebook[path.name] = {"seconds": round(time.perf_counter() - start, 1),
+                                   "kernel_rss_mb": round(peak[0] / 2**20, 1)}
+    return {
+        "notebooks": per_notebook,
+        "total_seconds": round(time.perf_counter() - total_start, 1),
+        "max_kernel_rss_mb": max(v["kernel_rss_mb"] for v in per_notebook.values()),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }

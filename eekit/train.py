@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,6 @@ class TrainConfig:
     temperature: float = 3.0
     freeze_backbone: bool = False  # train only the exits (stage two of two-stage training)
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.loss_weights not in LOSS_WEIGHTINGS:
@@ -155,7 +154,3 @@ def train(
     bar.close()
     model.eval()
     return history
-
-
-def config_dict(config: TrainConfig) -> dict:
-    return asdict(config)

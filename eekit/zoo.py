@@ -82,6 +82,11 @@ RECIPES: dict[str, Recipe] = {
         Recipe("cnn-cifar10", "ResNet-9-style CNN (width 24) on CIFAR-10 with 5 exits, trained jointly from scratch "
                "with the Shallow-Deep Networks loss schedule", phases=(TrainConfig(loss_weights="sdn", **_CIFAR_CFG),),
                **_CIFAR),
+        Recipe("cnn-cifar10-two-stage", "The same CNN trained two-stage: backbone with the final exit only, then the "
+               "early heads on the frozen backbone (HuBERT-EE / DeeBERT)",
+               phases=(TrainConfig(loss_weights="final-only", **_CIFAR_CFG),
+                       TrainConfig(loss_weights="early-only", freeze_backbone=True,
+                                   **{**_CIFAR_CFG, "epochs": 5, "lr": 0.05})), **_CIFAR),
     ]
 }
 

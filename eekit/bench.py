@@ -44,8 +44,8 @@ def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", ma
     """Full model vs real early exit at the threshold calibrated for <= ``max_drop`` accuracy drop.
 
     ``ideal_speedup`` is the FLOP ratio (early-exit heads included); the realized speedups are wall-clock ratios
-    on this CPU at batch 1 (the first ``batch1_samples`` test images, one at a time) and at batch 256 (the whole
-    test split, or its first ``samples`` images). The threshold is calibrated on the whole test split's profile.
+    on this CPU at batch 1 (``batch1_samples`` evenly spaced test images, one at a time) and at batch 256 (the
+    whole test split, or ``samples`` evenly spaced images). The threshold is calibrated on the whole test split.
     """
     from .runtime import infer, infer_full
     from .zoo import RECIPES, load_pretrained, load_profile
@@ -56,8 +56,10 @@ def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", ma
     point = profile.calibrate(criterion, max_drop=max_drop)
     _, test = RECIPES[name].datasets()
     images, labels = test.tensors()
-    if samples is not None:
-        images, labels = images[:samples], labels[:samples]
+    keep = np.arange(len(images))
+    if samples is not None:  # evenly spaced: test sets stored class by class must not lose classes
+        keep = np.unique(np.linspace(0, len(images) - 1, samples).round().astype(int))
+        images, labels = images[keep], labels[keep]
 
     def full_batched():
         return torch.cat([infer_full(model, images[i : i + 256]) for i in range(0, len(images), 256)])
@@ -65,7 +67,7 @@ def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", ma
     def ee_batched():
         return [infer(model, images[i : i + 256], criterion, point.threshold) for i in range(0, len(images), 256)]
 
-    single = images[:batch1_samples]
+    single = images[np.unique(np.linspace(0, len(images) - 1, batch1_samples).round().astype(int))]
 
     def full_single():
         for i in range(len(single)):
@@ -81,6 +83,8 @@ def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", ma
     ee_pred = torch.cat([r.predictions for r in results])
     ee_exit = torch.cat([r.exit_index for r in results]).numpy()
     full_pred = full_batched()
+    if not np.array_equal(ee_exit, profile.exit_index(criterion, point.threshold)[keep]):
+        raise RuntimeError("real early exit left at different exits than the shipped profile predicts")
     mean_cost = float(profile.cost[ee_exit].mean())
     ideal = profile.full_cost / mean_cost
     realized_1, realized_256 = t_full_1 / t_ee_1, t_full_256 / t_ee_256

@@ -187,3 +187,4 @@ def test_bring_your_own_model_dashboard(lab, browser):
     assert marker(page)[1] == pytest.approx(readout_accuracy(after), abs=0.006)
     shoot(page, page.locator(".jp-OutputArea-output:has(.eekit-readout)").first, "bring-your-own-model.png")
     close(page)
+

@@ -145,9 +145,14 @@ class Criterion:
         return float(threshold)
 
 
-def passes(criterion: Criterion, scores, threshold: float):
-    """Boolean ``[..., K]``-shaped array of "this exit is confident enough" (works on numpy arrays and tensors)."""
-    threshold = criterion.check_threshold(threshold)
+def passes(criterion: Criterion, scores, threshold):
+    """Boolean array of "this exit is confident enough" (numpy arrays and tensors alike). ``threshold`` is a number,
+    or an array that broadcasts against ``scores`` (a whole sweep at once)."""
+    if np.ndim(threshold) == 0:
+        threshold = criterion.check_threshold(threshold)
+    else:
+        criterion.check_threshold(float(np.min(threshold)))
+        criterion.check_threshold(float(np.max(threshold)))
     return scores >= threshold if criterion.higher_is_confident else scores <= threshold
 
 

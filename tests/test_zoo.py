@@ -27,6 +27,10 @@ def test_shipped_models_meet_their_bars():
     assert zoo.load_card("cnn-mnist")["final_accuracy"] >= 0.985
     if "cnn-cifar10" in SHIPPED:
         assert zoo.load_card("cnn-cifar10")["final_accuracy"] >= 0.85
+    if {"cnn-cifar10", "cnn-cifar10-two-stage"} <= set(SHIPPED):
+        # HuBERT-EE's finding in miniature: joint training makes the shallow exits better than two-stage
+        joint, two = zoo.load_card("cnn-cifar10"), zoo.load_card("cnn-cifar10-two-stage")
+        assert all(j > t + 0.01 for j, t in zip(joint["exit_accuracy"][:4], two["exit_accuracy"][:4]))
 
 
 def test_damaged_checkpoint_fails_its_checksum(tmp_path, monkeypatch):

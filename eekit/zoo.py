@@ -51,10 +51,17 @@ class Recipe:
     def build(self) -> EarlyExitNet:
         return self.builder(**self.builder_kwargs)
 
+    def _loader(self):
+        return {"mnist": data.load_mnist, "cifar10": data.load_cifar10}[self.dataset]
+
+    def test_set(self):
+        """The test split only (evaluation needs no training images)."""
+        return self._loader()("test")
+
     def datasets(self):
-        loader = {"mnist": data.load_mnist, "cifar10": data.load_cifar10}[self.dataset]
+        """(augmented training split, test split)."""
         transform = self.augment() if self.augment else None
-        return loader("train", transform=transform), loader("test")
+        return self._loader()("train", transform=transform), self.test_set()
 
 
 def _mnist_augment():

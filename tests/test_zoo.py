@@ -16,7 +16,7 @@ SHIPPED = [name for name in zoo.RECIPES if (data.DATA_DIR / "checkpoints" / f"{n
 def test_card_accuracy_is_reproduced_on_the_test_split(name):
     card = zoo.load_card(name)
     model = zoo.load_pretrained(name)
-    _, test = zoo.RECIPES[name].datasets()
+    test = zoo.RECIPES[name].test_set()
     profile = profile_model(model, test)
     assert [round(float(a), 4) for a in profile.exit_accuracy] == card["exit_accuracy"]
     assert card["final_accuracy"] == round(profile.final_accuracy, 4)

@@ -48,6 +48,11 @@ class Recipe:
     phases: tuple[TrainConfig, ...]
     augment: Callable[[], Callable] | None = None
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """One sample's shape ``(C, H, W)``."""
+        return {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}[self.dataset]
+
     def build(self) -> EarlyExitNet:
         return self.builder(**self.builder_kwargs)
 
@@ -86,9 +91,14 @@ RECIPES: dict[str, Recipe] = {
                "early heads on the frozen backbone (HuBERT-EE / DeeBERT)",
                phases=(TrainConfig(loss_weights="final-only", **_MNIST_CFG),
                        TrainConfig(loss_weights="early-only", freeze_backbone=True, **_MNIST_CFG)), **_MNIST),
+        Recipe("cnn-mnist-shared", "B-LeNet on MNIST with one shared exit head (FreeML's gNet): backbone with the "
+               "final exit only, then the shared head on the frozen backbone with a random exit point per batch",
+               phases=(TrainConfig(loss_weights="final-only", **_MNIST_CFG),
+                       TrainConfig(loss_weights="random-exit", freeze_backbone=True, **{**_MNIST_CFG, "epochs": 10})),
+               **{**_MNIST, "builder_kwargs": {"shared_head": True}}),
         Recipe("cnn-cifar10", "ResNet-9-style CNN (width 24) on CIFAR-10 with 5 exits, trained jointly from scratch "
-               "with the Shallow-Deep Networks loss schedule", phases=(TrainConfig(loss_weights="sdn", **_CIFAR_CFG),),
-               **_CIFAR),
+               "with the Shallow-Deep Networks loss schedule and self-distillation from the final exit",
+               phases=(TrainConfig(loss_weights="sdn", distill=0.5, **_CIFAR_CFG),), **_CIFAR),
         Recipe("cnn-cifar10-two-stage", "The same CNN trained two-stage: backbone with the final exit only, then the "
                "early heads on the frozen backbone (HuBERT-EE / DeeBERT)",
                phases=(TrainConfig(loss_weights="final-only", **_CIFAR_CFG),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .exits import EarlyExitNet, ExitHeads, pooled_head
+from .exits import EarlyExitNet, ExitHeads, SharedExitHead, SharedPlusFinal, pooled_head
 
 __all__ = ["Normalize", "branchy_lenet", "resnet_ee", "MNIST_MEAN_STD", "CIFAR10_MEAN_STD"]
 
@@ -33,17 +33,21 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def branchy_lenet(num_classes: int = 10) -> EarlyExitNet:
+def branchy_lenet(num_classes: int = 10, shared_head: bool = False) -> EarlyExitNet:
     """B-LeNet (BranchyNet, Teerapittayanon et al. 2016) for 28x28 grayscale digits, with 3 exits.
 
     Exit 1 sits after the first conv block (a small conv branch, as in the paper), exit 2 after the second,
-    and exit 3 is the ordinary LeNet classifier.
+    and exit 3 is the ordinary LeNet classifier. With ``shared_head=True`` the two early exits are one FreeML
+    gNet (:class:`SharedExitHead`) instead of two branches: far fewer head weights, for batteryless devices.
     """
     stages = [
         nn.Sequential(Normalize(*MNIST_MEAN_STD), nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2)),
         nn.Sequential(nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2)),
         nn.Sequential(nn.Flatten(1), nn.Linear(32 * 7 * 7, 128), nn.ReLU(inplace=True)),
     ]
+    if shared_head:
+        exits = SharedPlusFinal(SharedExitHead([16, 32], num_classes), final=nn.Linear(128, num_classes))
+        return EarlyExitNet(stages, exits, exit_names=["conv1 (shared)", "conv2 (shared)", "fc (final)"])
     heads = [
         nn.Sequential(nn.Conv2d(16, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(1),
                       nn.Linear(8 * 7 * 7, num_classes)),

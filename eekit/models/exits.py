@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["EarlyExitNet", "ExitHeads", "SharedExitHead", "pooled_head", "attach_exits"]
+__all__ = ["EarlyExitNet", "ExitHeads", "SharedExitHead", "SharedPlusFinal", "pooled_head", "attach_exits"]
 
 
 def pooled_head(in_channels: int, num_classes: int, hidden: int = 0, pool_size: int = 1) -> nn.Sequential:
@@ -84,7 +84,7 @@ class EarlyExitNet(nn.Module):
     ``exit_names`` label the exits for plots and reports (default ``exit1 ... exitK``).
     """
 
-    def __init__(self, stages: Sequence[nn.Module], exits: ExitHeads | SharedExitHead, exit_names: Sequence[str] | None = None):
+    def __init__(self, stages: Sequence[nn.Module], exits: ExitHeads | SharedExitHead | SharedPlusFinal, exit_names: Sequence[str] | None = None):
         super().__init__()
         if len(stages) != len(exits):
             raise ValueError(f"{len(stages)} stages but {len(exits)} exits: every stage needs exactly one exit after it")
@@ -214,25 +214,27 @@ def attach_exits(
 
     if shared_head:
         # the final exit keeps the model's own classifier; the shared head serves the early exit points
-        exits: ExitHeads | SharedExitHead = _SharedPlusFinal(SharedExitHead(channels, num_classes))
+        exits: ExitHeads | SharedExitHead | SharedPlusFinal = SharedPlusFinal(SharedExitHead(channels, num_classes))
     else:
         exits = ExitHeads(heads + [nn.Identity()])
     return EarlyExitNet(stages, exits, exit_names=list(exit_after) + ["final"])
 
 
-class _SharedPlusFinal(nn.Module):
-    """A shared head for the early exit points; the last exit is the backbone's own classifier output."""
+class SharedPlusFinal(nn.Module):
+    """A shared head (FreeML's gNet) for the early exit points; the last exit is the model's own classifier,
+    ``final`` applied to the last stage's output (the identity when the last stage already ends in it)."""
 
     needs_history = True
 
-    def __init__(self, shared: SharedExitHead):
+    def __init__(self, shared: SharedExitHead, final: nn.Module | None = None):
         super().__init__()
         self.shared = shared
+        self.final = final if final is not None else nn.Identity()
 
     def __len__(self) -> int:
         return len(self.shared) + 1
 
     def forward(self, k: int, features: Sequence[torch.Tensor]) -> torch.Tensor:
         if k == len(self.shared):
-            return features[-1]
-        return self.shared(k, features)
+            return self.final(features[-1])
+        return self.shared(k, features[: k + 1])

@@ -39,6 +39,8 @@ def _bench(args) -> int:
         result = bench.bench_speedup(args.model)
     elif args.what == "notebooks":
         result = bench.bench_notebooks()
+    elif args.what == "energy":
+        result = bench.bench_energy()
     else:
         result = bench.bench_widgets()
     _print(result, args.json)
@@ -62,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_report)
 
-    p = sub.add_parser("bench", help="measure on this machine: speedup of real early exit, dashboard latency, notebook time and memory")
-    p.add_argument("what", choices=["speedup", "widgets", "notebooks"])
+    p = sub.add_parser("bench", help="measure on this machine: speedup of real early exit, dashboard latency, notebook time and memory, "
+                       "energy simulator speed and energy balance")
+    p.add_argument("what", choices=["speedup", "widgets", "notebooks", "energy"])
     p.add_argument("--model", default=None, help="shipped model for `speedup` (default: cnn-cifar10, else cnn-mnist)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_bench)

@@ -15,7 +15,7 @@ import torch
 from . import data
 from .profile import ExitProfile
 
-__all__ = ["bench_speedup", "bench_widgets", "bench_notebooks", "default_model"]
+__all__ = ["bench_speedup", "bench_widgets", "bench_notebooks", "bench_energy", "default_model"]
 
 
 def default_model() -> str:
@@ -112,6 +112,34 @@ def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", ma
         "ms_per_sample_early_exit_batch1": round(1e3 * t_ee_1 / len(single), 4),
         "ms_per_sample_full_batch256": round(1e3 * t_full_256 / len(images), 4),
         "ms_per_sample_early_exit_batch256": round(1e3 * t_ee_256 / len(images), 4),
+    }
+
+
+def bench_energy(trace: str = "rf-1", hours: float = 24.0, threshold: float = 0.9) -> dict:
+    """Seconds to simulate ``hours`` of a harvesting trace (1 kHz RF by default, repeated) with each policy on the
+    shipped MNIST workloads (per-layer heads; the shared head for ``anytime``), and the worst energy-balance error.
+    """
+    from . import energy
+
+    power = data.load_trace(trace)
+    workloads = {"per-layer": energy.load_workload("cnn-mnist"), "shared": energy.load_workload("cnn-mnist-shared")}
+    seconds, rows = {}, {}
+    for policy in energy.POLICIES:
+        workload = workloads["shared" if policy == "anytime" else "per-layer"]
+        start = time.perf_counter()
+        result = energy.simulate(power, workload, policy, threshold=threshold, duration_s=hours * 3600)
+        seconds[policy] = time.perf_counter() - start
+        rows[policy] = result
+    return {
+        "trace": power.name,
+        "trace_hz": round(1 / power.dt_s, 3),
+        "simulated_hours": hours,
+        "sim_seconds_24h": round(max(seconds.values()) * 24 / hours, 3),
+        "sim_seconds_by_policy": {p: round(s, 3) for p, s in seconds.items()},
+        "energy_balance_rel_err": max(r.energy_balance_rel_err for r in rows.values()),
+        "inferences_per_hour": {p: round(r.inferences_per_hour, 1) for p, r in rows.items()},
+        "accuracy": {p: round(r.accuracy, 4) for p, r in rows.items()},
+        "power_failures": {p: r.power_failures for p, r in rows.items()},
     }
 
 

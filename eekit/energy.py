@@ -455,12 +455,12 @@ class _Device:
         return event
 
 
-def _check_energy_fits(name: str, need_j: float, cap: Capacitor, why: str) -> None:
+def _check_energy_fits(name: str, need_j: float, cap: Capacitor, why: str, other_fix: str = "") -> None:
     if need_j > cap.usable_j:
         raise ValueError(
             f"{name} needs {need_j * 1e3:.3f} mJ in one go but a full charge of the capacitor holds "
             f"{cap.usable_j * 1e3:.3f} mJ ({cap.capacitance_f * 1e3:g} mF, {cap.v_on} V -> {cap.v_off} V), so {why}; "
-            f"use a capacitor of at least {capacitor_for_energy(need_j, cap) * 1e3:.2f} mF")
+            f"{other_fix}use a capacitor of at least {capacitor_for_energy(need_j, cap) * 1e3:.2f} mF")
 
 
 def _plan(last: int, every_head: bool, checkpoints: bool, checkpoint_macs: float, w: Workload,
@@ -545,7 +545,7 @@ def simulate(
             worst = max((step for plan in plans for step in plan), key=lambda step: step[0])
             _check_energy_fits(f"a checkpoint interval of {workload.name} (at most {checkpoint_macs:g} MACs, with "
                                "its checkpoint, a reboot and a restore)", worst[0] + recover_j, cap,
-                               "it can never finish between two power failures; lower checkpoint_macs or")
+                               "it can never finish between two power failures", "lower checkpoint_macs or ")
     else:
         _check_energy_fits(f"exit 1 of {workload.name}", stage[0][0] + head[0][0], cap,
                            f"the {policy} policy can never answer")

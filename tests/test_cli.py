@@ -24,6 +24,16 @@ def test_bench_widgets_json(capsys):
     assert out["samples"] >= 10_000 and out["slider_update_ms"] > 0
 
 
+def test_bench_energy_json(capsys):
+    assert main(["bench", "energy", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["trace_hz"] == 1000 and out["simulated_hours"] == 24
+    assert 0 < out["sim_seconds_24h"] and out["energy_balance_rel_err"] < 1e-9
+    assert set(out["inferences_per_hour"]) == {"full", "threshold", "energy_aware", "anytime"}
+    # early exits answer more often than the full model on the same harvest
+    assert out["inferences_per_hour"]["threshold"] > 2 * out["inferences_per_hour"]["full"]
+
+
 def test_unknown_model_is_an_error_not_a_traceback(capsys):
     assert main(["report", "cnn-imagenet"]) == 2
     assert "unknown model 'cnn-imagenet'; known:" in capsys.readouterr().err

@@ -1,9 +1,10 @@
 """Dashboards for the notebooks: ipywidgets controls + plotly ``FigureWidget`` plots, each a small class that
 can be driven from Python (and therefore tested in plain pytest), plus the lessons' static figures."""
 
+from .energy import EnergyDashboard
 from .gallery import ExitGallery
 from .plots import exits_figure, pareto_figure
 from .style import PALETTE
 from .threshold import ThresholdExplorer
 
-__all__ = ["PALETTE", "ThresholdExplorer", "ExitGallery", "exits_figure", "pareto_figure"]
+__all__ = ["PALETTE", "ThresholdExplorer", "ExitGallery", "EnergyDashboard", "exits_figure", "pareto_figure"]

@@ -1,0 +1,207 @@
+"""The energy dashboard: pick a harvester, a capacitor, a policy and a threshold; watch a batteryless device run.
+
+Every change reruns :func:`eekit.energy.simulate` (a fraction of a second for an hour of 1 kHz RF trace) and redraws
+the capacitor voltage with the answers marked, the exit histogram, and where each policy lands on the
+accuracy-vs-answers-per-hour plane. Drive it from Python with ``dashboard.set(...)``, as the tests do.
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+from .. import data, energy
+from .style import PALETTE, figure_widget
+
+__all__ = ["EnergyDashboard", "HARVESTERS"]
+
+# label -> (trace factory, simulated seconds)
+HARVESTERS = {
+    "RF: walking near a reader (Mementos trace 1), 1 h": (lambda: data.load_trace("rf-1"), 3600.0),
+    "RF: a weaker walk (Mementos trace 10), 1 h": (lambda: data.load_trace("rf-10"), 3600.0),
+    "solar: June night and sunrise (NREL, 5 cm² at 15%), 00:00-08:00": (lambda: data.load_trace("solar-2023jun"), 8 * 3600.0),
+    "solar: January night and sunrise, 00:00-08:00": (lambda: data.load_trace("solar-2023jan"), 8 * 3600.0),
+    "synthetic: constant 0.5 mW, 1 h": (lambda: energy.synthetic_trace("constant", 60, power_w=0.5e-3), 3600.0),
+    "synthetic: 2 mW on/off, 60 s period, 1 h": (
+        lambda: energy.synthetic_trace("square", 600, power_w=2e-3, period_s=60), 3600.0),
+    "synthetic: random on/off 2 mW, 1 h": (
+        lambda: energy.synthetic_trace("telegraph", 3600, power_w=2e-3, period_s=60), 3600.0),
+}
+
+POLICY_LABELS = {
+    "full": "full model, checkpointed",
+    "threshold": "multi-exit, confidence threshold",
+    "energy_aware": "energy-aware exit choice",
+    "anytime": "anytime, shared head (FreeML)",
+}
+
+
+class EnergyDashboard:
+    """Harvester, capacitor (mF), policy and threshold controls -> voltage timeline, exit histogram, policy map.
+
+    ``workload`` serves the per-layer-head policies and ``shared_workload`` the ``anytime`` policy (defaults: the
+    shipped ``cnn-mnist`` and ``cnn-mnist-shared`` models).
+    """
+
+    def __init__(self, workload: energy.Workload | None = None, shared_workload: energy.Workload | None = None,
+                 harvester: str | None = None, capacitance_mf: float = 5.0, policy: str = "threshold",
+                 threshold: float = 0.9, mcu: energy.MCU | None = None):
+        self.workload = workload or energy.load_workload("cnn-mnist")
+        self.shared_workload = shared_workload or energy.load_workload("cnn-mnist-shared")
+        self.mcu = mcu or energy.MCU()
+        self._traces: dict[str, data.PowerTrace] = {}
+        self._compare_cache: dict[tuple, dict[str, energy.SimResult]] = {}
+        self.result: energy.SimResult | None = None
+        self.error: str | None = None
+        self._paused = False
+        K = self.workload.num_exits
+
+        style = {"description_width": "initial"}
+        self.harvester_dropdown = W.Dropdown(options=list(HARVESTERS), value=harvester or next(iter(HARVESTERS)),
+                                             description="harvester", style=style, layout=W.Layout(width="520px"))
+        self.capacitor_slider = W.FloatLogSlider(value=capacitance_mf, base=10, min=0, max=2, step=0.05,
+                                                 description="capacitor (mF)", style=style, readout_format=".3g",
+                                                 continuous_update=False)
+        self.policy_dropdown = W.Dropdown(options=[(v, k) for k, v in POLICY_LABELS.items()], value=policy,
+                                          description="policy", style=style)
+        self.threshold_slider = W.FloatSlider(value=threshold, min=0.1, max=1.0, step=0.01, readout_format=".2f",
+                                              description="max-prob threshold", style=style, continuous_update=False)
+        self.readout = W.HTML()
+        self.readout.add_class("eekit-readout")
+
+        self.timeline = figure_widget("Capacitor voltage and answers", "time (s)", "voltage (V)", height=340,
+                                      width=980, traces=[
+            go.Scattergl(x=[], y=[], mode="lines", name="capacitor voltage", line={"color": PALETTE[0], "width": 1}),
+            *[go.Scattergl(x=[], y=[], mode="markers", name=f"answer at {name}",
+                           marker={"color": PALETTE[1 + k], "size": 6, "symbol": "triangle-down"})
+              for k, name in enumerate(self.workload.profile.exit_names)],
+        ])
+        self.histogram = figure_widget("Where inferences exit", "exit", "answers (%)", height=320, width=380, traces=[
+            go.Bar(x=[f"exit {k + 1}" for k in range(K)], y=[0] * K, marker={"color": PALETTE[2]}, name="exits"),
+        ])
+        self.histogram.update_yaxes(range=[0, 100])
+        self.policies = figure_widget("Policies on this harvester and capacitor", "answers per hour",
+                                      "accuracy of the answers (%)", height=320, width=580, traces=[
+            go.Scatter(x=[], y=[], mode="markers+text", text=[], textposition="top center", name="each policy",
+                       marker={"color": PALETTE[0], "size": 10}),
+            go.Scatter(x=[], y=[], mode="markers", name="current policy",
+                       marker={"color": PALETTE[5], "size": 16, "symbol": "diamond"}),
+        ])
+
+        for control in (self.harvester_dropdown, self.capacitor_slider, self.policy_dropdown, self.threshold_slider):
+            control.observe(self._on_change, names="value")
+        self._update()
+        self.widget = W.VBox([
+            W.HBox([self.harvester_dropdown, self.capacitor_slider]),
+            W.HBox([self.policy_dropdown, self.threshold_slider]),
+            self.readout,
+            self.timeline,
+            W.HBox([self.histogram, self.policies]),
+        ])
+
+    # --------------------------------------------------------------------------------------------- public
+    def set(self, harvester: str | None = None, capacitance_mf: float | None = None, policy: str | None = None,
+            threshold: float | None = None) -> energy.SimResult | None:
+        """Move the controls from Python, as a user would; returns the new simulation result (None on error)."""
+        self._paused = True  # one rerun for all the changes, not one per control
+        try:
+            if harvester is not None:
+                self.harvester_dropdown.value = harvester
+            if capacitance_mf is not None:
+                self.capacitor_slider.value = capacitance_mf
+            if policy is not None:
+                self.policy_dropdown.value = policy
+            if threshold is not None:
+                self.threshold_slider.value = threshold
+        finally:
+            self._paused = False
+        self._update()
+        return self.result
+
+    def summary(self) -> str:
+        return self.result.summary() if self.result is not None else f"error: {self.error}"
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    # ------------------------------------------------------------------------------------------ internals
+    def _trace(self, label: str) -> data.PowerTrace:
+        if label not in self._traces:
+            self._traces[label] = HARVESTERS[label][0]()
+        return self._traces[label]
+
+    def _run(self, policy: str) -> energy.SimResult:
+        label = self.harvester_dropdown.value
+        cap = energy.Capacitor(capacitance_f=self.capacitor_slider.value * 1e-3)
+        workload = self.shared_workload if policy == "anytime" else self.workload
+        return energy.simulate(self._trace(label), workload, policy, capacitor=cap, mcu=self.mcu,
+                               threshold=self.threshold_slider.value, duration_s=HARVESTERS[label][1])
+
+    def _compare(self) -> dict[str, energy.SimResult | str]:
+        key = (self.harvester_dropdown.value, self.capacitor_slider.value, self.threshold_slider.value)
+        if key not in self._compare_cache:
+            results = {}
+            for policy in energy.POLICIES:
+                try:
+                    results[policy] = self._run(policy)
+                except ValueError as err:
+                    results[policy] = str(err)
+            self._compare_cache = {key: results}  # keep one: memory stays flat however long it is played with
+        return self._compare_cache[key]
+
+    def _on_change(self, change) -> None:
+        if not self._paused:
+            self._update()
+
+    def _update(self) -> None:
+        self.threshold_slider.disabled = self.policy_dropdown.value != "threshold"
+        try:
+            results = self._compare()
+            result = results[self.policy_dropdown.value]
+            if isinstance(result, str):
+                raise ValueError(result)
+        except Exception as err:  # shown in the readout; a dashboard must never die on a control change
+            self.error = f"{type(err).__name__}: {err}" if not isinstance(err, ValueError) else str(err)
+            self.result = None
+            self.readout.value = f"<b style='color:{PALETTE[5]}'>Cannot run: {html.escape(self.error)}</b>"
+            return
+        self.error = None
+        self.result = result
+        self._draw(result, results)
+
+    def _draw(self, result: energy.SimResult, results: dict) -> None:
+        stride = max(1, len(result.timeline_s) // 4000)  # enough points for the eye, few enough for the browser
+        t, v = result.timeline_s[::stride], result.timeline_v[::stride]
+        with self.timeline.batch_update():
+            self.timeline.data[0].x, self.timeline.data[0].y = t, v
+            for k in range(self.workload.num_exits):
+                when = result.answer_s[result.exit_index == k][:2000]
+                self.timeline.data[1 + k].x = when
+                self.timeline.data[1 + k].y = np.full(len(when), 3.02)
+            self.timeline.layout.yaxis.range = [2.75, 3.05]
+        counts = result.exit_counts
+        with self.histogram.batch_update():
+            self.histogram.data[0].y = 100 * counts / max(counts.sum(), 1)
+        ok = {p: r for p, r in results.items() if not isinstance(r, str)}
+        with self.policies.batch_update():
+            self.policies.data[0].x = [r.inferences_per_hour for r in ok.values()]
+            self.policies.data[0].y = [100 * r.accuracy for r in ok.values()]
+            self.policies.data[0].text = [p for p in ok]
+            self.policies.data[1].x = [result.inferences_per_hour]
+            self.policies.data[1].y = [100 * result.accuracy]
+        lat = result.latency_s
+        w = self.shared_workload if result.policy == "anytime" else self.workload
+        self.readout.value = (
+            f"<b>{result.inferences}</b> answers ({result.inferences_per_hour:.1f} per hour) · "
+            f"<b>accuracy</b> {100 * result.accuracy:.2f}% · "
+            f"<b>latency</b> median {np.median(lat) if len(lat) else float('nan'):.2f} s, "
+            f"95th percentile {np.percentile(lat, 95) if len(lat) else float('nan'):.2f} s · "
+            f"<b>power failures</b> {result.power_failures} · "
+            f"<b>energy</b> harvested {1e3 * result.energy['harvested']:.1f} mJ, used {1e3 * result.consumed_j:.1f} mJ, "
+            f"wasted {1e3 * result.wasted_j:.1f} mJ · <b>exit-head memory</b> {w.head_bytes():,} bytes"
+        )

@@ -271,6 +271,18 @@ class SpokenDigits(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.waveforms[i], int(self.digits[i])
 
+    def subset(self, n: int) -> "SpokenDigits":
+        keep = np.unique(np.linspace(0, len(self) - 1, min(n, len(self))).round().astype(int))
+        return SpokenDigits([self.waveforms[i] for i in keep], self.digits[keep], [self.speakers[i] for i in keep],
+                            self.takes[keep], self.sample_rate)
+
+    @staticmethod
+    def collate(batch):
+        """Pad waveforms: ``(waves [B, S], lengths [B], digits [B])``."""
+        waves, digits = zip(*batch)
+        lengths = torch.tensor([len(w) for w in waves])
+        return torch.nn.utils.rnn.pad_sequence(list(waves), batch_first=True), lengths, torch.tensor(digits)
+
 
 def load_fsdd(split: str = "train", speakers: Sequence[str] | None = None) -> SpokenDigits:
     """Free Spoken Digit Dataset with its own convention: takes 0-4 are ``"test"``, takes 5-49 ``"train"``;
@@ -296,6 +308,113 @@ def load_fsdd(split: str = "train", speakers: Sequence[str] | None = None) -> Sp
                 who.append(speaker)
                 take_ids.append(take)
     return SpokenDigits(waves, torch.tensor(digits), who, torch.tensor(take_ids))
+
+
+HELD_OUT_SPEAKER = "george"  # never seen in speech training: the harder second test
+
+
+def trim_silence(wave: torch.Tensor, sample_rate: int = FSDD_SAMPLE_RATE, threshold_db: float = -25.0,
+                 pad_s: float = 0.02) -> torch.Tensor:
+    """Cut leading and trailing frames (20 ms) quieter than ``threshold_db`` below the loudest, keeping ``pad_s``."""
+    frame = int(0.02 * sample_rate)
+    n = len(wave) // frame
+    if n < 2:
+        return wave
+    rms = wave[: n * frame].reshape(n, frame).pow(2).mean(1).sqrt()
+    loud = torch.nonzero(20 * torch.log10(rms / rms.max().clamp_min(1e-9) + 1e-12) > threshold_db).flatten()
+    pad = int(pad_s * sample_rate)
+    start = max(int(loud[0]) * frame - pad, 0)
+    end = min((int(loud[-1]) + 1) * frame + pad, len(wave))
+    return wave[start:end]
+
+
+@dataclass
+class DigitStrings(Dataset):
+    """Connected-digit utterances: ``waveforms[i]`` (8 kHz float32) says the digits ``labels[i]`` (a string)."""
+
+    waveforms: list[torch.Tensor]
+    labels: list[str]
+    speakers: list[str]
+    sample_rate: int = FSDD_SAMPLE_RATE
+
+    def __len__(self) -> int:
+        return len(self.waveforms)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        return self.waveforms[i], self.labels[i]
+
+    def subset(self, n: int) -> "DigitStrings":
+        keep = np.unique(np.linspace(0, len(self) - 1, min(n, len(self))).round().astype(int))
+        return DigitStrings([self.waveforms[i] for i in keep], [self.labels[i] for i in keep],
+                            [self.speakers[i] for i in keep], self.sample_rate)
+
+    def with_noise(self, snr_db: float | None, noise: str | Sequence[str] = NOISE_NAMES, seed: int = 0) -> "DigitStrings":
+        """The same utterances with background noise at ``snr_db`` dB (``None``: unchanged); a list of noise names
+        is used round-robin over the utterances."""
+        if snr_db is None:
+            return self
+        names = [noise] if isinstance(noise, str) else list(noise)
+        noises = [load_noise(n, self.sample_rate) for n in names]
+        gen = torch.Generator().manual_seed(seed)
+        waves = [mix_noise(w, noises[i % len(noises)], snr_db, gen) for i, w in enumerate(self.waveforms)]
+        return DigitStrings(waves, list(self.labels), list(self.speakers), self.sample_rate)
+
+    @staticmethod
+    def collate(batch):
+        """Pad waveforms; targets as CTC wants them: digit ``d`` is class ``d + 1`` (0 is the blank)."""
+        waves, labels = zip(*batch)
+        lengths = torch.tensor([len(w) for w in waves])
+        padded = torch.nn.utils.rnn.pad_sequence(list(waves), batch_first=True)
+        targets = torch.tensor([int(c) + 1 for text in labels for c in text], dtype=torch.long)
+        return padded, lengths, targets, torch.tensor([len(t) for t in labels])
+
+
+def mix_noise(wave: torch.Tensor, noise: torch.Tensor, snr_db: float, generator: torch.Generator | None = None
+              ) -> torch.Tensor:
+    """``wave`` plus a random (seeded) stretch of ``noise`` scaled to ``snr_db`` dB, with torchaudio's ``add_noise``."""
+    import torchaudio.functional as AF
+
+    if len(noise) < len(wave):
+        noise = noise.repeat(len(wave) // len(noise) + 1)
+    start = int(torch.randint(len(noise) - len(wave) + 1, (1,), generator=generator))
+    piece = noise[start : start + len(wave)]
+    return AF.add_noise(wave[None], piece[None], torch.tensor([float(snr_db)]))[0]
+
+
+def load_digit_strings(split: str = "train", count: int | None = None, seed: int = 0, max_digits: int = 5
+                       ) -> DigitStrings:
+    """Connected-digit utterances built from FSDD: each says 1 to ``max_digits`` digits by *one* speaker, silences
+    trimmed, joined by random 50-250 ms gaps (seeded, so always the same set).
+
+    ``"train"`` and ``"test"`` use FSDD's takes 5-49 / 0-4 of every speaker but :data:`HELD_OUT_SPEAKER`;
+    ``"held_out"`` uses every take of that speaker, who is never trained on. Default counts: 4,000 / 300 / 300.
+    """
+    _check_split(split, ("train", "test", "held_out"))
+    if max_digits < 1:
+        raise ValueError(f"max_digits must be >= 1, got {max_digits}")
+    count = count or {"train": 4000, "test": 300, "held_out": 300}[split]
+    if split == "held_out":
+        source = load_fsdd("all", speakers=[HELD_OUT_SPEAKER])
+    else:
+        source = load_fsdd(split, speakers=[s for s in FSDD_SPEAKERS if s != HELD_OUT_SPEAKER])
+    rng = np.random.default_rng({"train": seed, "test": seed + 1, "held_out": seed + 2}[split])
+    trimmed = [trim_silence(w) for w in source.waveforms]
+    by_speaker: dict[str, list[int]] = {}
+    for i, who in enumerate(source.speakers):
+        by_speaker.setdefault(who, []).append(i)
+    speakers = sorted(by_speaker)
+    rate = source.sample_rate
+    waves, labels, who = [], [], []
+    for _ in range(count):
+        speaker = speakers[rng.integers(len(speakers))]
+        picks = rng.choice(by_speaker[speaker], size=rng.integers(1, max_digits + 1))
+        parts = [torch.zeros(int(rng.uniform(0.05, 0.25) * rate))]
+        for i in picks:
+            parts += [trimmed[i], torch.zeros(int(rng.uniform(0.05, 0.25) * rate))]
+        waves.append(torch.cat(parts))
+        labels.append("".join(str(int(source.digits[i])) for i in picks))
+        who.append(speaker)
+    return DigitStrings(waves, labels, who, rate)
 
 
 def load_noise(name: str, sample_rate: int = FSDD_SAMPLE_RATE) -> torch.Tensor:

@@ -1,4 +1,9 @@
-"""Run a classification model once over a data set and cache every exit's outputs as an :class:`ExitProfile`."""
+"""Run a model once over a data set and cache every exit's outputs as an :class:`ExitProfile`.
+
+Image classifiers and keyword spotters cache logits (every classification criterion is then a lookup); CTC speech
+models cache each exit's greedy transcript, its digit errors (``torchaudio.functional.edit_distance``) and the
+sequence criteria's scores, since their outputs vary in length.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from .costs import exit_costs, measure_latency
 from .models.exits import EarlyExitNet
 from .profile import ExitProfile
 
-__all__ = ["collect_logits", "profile_model"]
+__all__ = ["collect_logits", "profile_model", "profile_speech", "greedy_ctc", "speech_outputs"]
 
 
 def collect_logits(model: EarlyExitNet, dataset: Dataset, batch_size: int = 256, progress: bool = False
@@ -51,3 +56,75 @@ def profile_model(model: EarlyExitNet, dataset: Dataset, batch_size: int = 256, 
         latency_ms=measure_latency(model, example) if latency else None,
         meta=dict(meta or {}),
     )
+
+
+# ------------------------------------------------------------------------------------------------------ speech
+
+
+def greedy_ctc(log_probs: torch.Tensor, length: int) -> str:
+    """Best-path CTC decoding of one utterance ``[T, C]``: collapse repeats, drop blanks; class d+1 is digit d."""
+    best = log_probs[:length].argmax(-1).tolist()
+    out, prev = [], 0
+    for c in best:
+        if c != prev and c != 0:
+            out.append(str(c - 1))
+        prev = c
+    return "".join(out)
+
+
+def speech_outputs(model, dataset, batch_size: int = 16, progress: bool = False):
+    """Yield ``(outputs [K, B, ...], frame lengths, labels)`` batch by batch, in dataset order."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=dataset.collate)
+    with torch.no_grad():
+        for batch in tqdm(loader, disable=not progress, desc="profiling", unit="batch"):
+            outputs, frames = model(batch[0], batch[1])
+            yield torch.stack(outputs), frames, batch
+
+
+def profile_speech(model, dataset, batch_size: int = 16, progress: bool = False, meta: dict | None = None
+                   ) -> ExitProfile:
+    """Profile a :class:`~eekit.models.speech.SpeechEarlyExit` on ``dataset``; cost is in encoder layers.
+
+    CTC models: predictions are transcripts, errors digit edits, totals reference lengths (accuracy = 1 - DER),
+    with the scores of ``ctc_entropy``, ``ctc_posterior`` and ``ctc_batch_entropy`` (over batches of
+    ``batch_size``, DAISY's setting). Keyword spotters: logits, as for images.
+    """
+    import torchaudio.functional as AF
+
+    from .criteria import CRITERIA
+
+    K = model.num_exits
+    cost = np.arange(1, K + 1, dtype=np.float64)
+    common = dict(cost=cost, full_cost=float(K), exit_names=list(model.exit_names), cost_unit="layers",
+                  meta={**(meta or {}), "batch_size": batch_size})
+    if model.task == "kws":
+        logits, labels = [], []
+        for out, _, batch in speech_outputs(model, dataset, batch_size, progress):
+            logits.append(out)
+            labels.append(batch[2])
+        logits, labels = torch.cat(logits, 1), torch.cat(labels)
+        preds = logits.argmax(-1).T.numpy()
+        return ExitProfile(preds, (preds != labels.numpy()[:, None]).astype(np.float32),
+                           np.ones(len(labels), np.float32), logits=logits.numpy().astype(np.float32),
+                           labels=labels.numpy(), **common)
+
+    names = ("ctc_entropy", "ctc_posterior", "ctc_batch_entropy")
+    hyps, errors, totals, scores = [], [], [], {n: [] for n in names}
+    refs = dataset.labels
+    i = 0
+    for out, frames, _ in speech_outputs(model, dataset, batch_size, progress):
+        for n in names:
+            scores[n].append(CRITERIA[n].scores(out, lengths=frames).T)
+        for b in range(out.shape[1]):
+            ref = refs[i]
+            row = [greedy_ctc(out[k, b], int(frames[b])) for k in range(K)]
+            hyps.append(row)
+            errors.append([AF.edit_distance(list(ref), list(h)) for h in row])
+            totals.append(len(ref))
+            i += 1
+    return ExitProfile(
+        predictions=np.array(hyps, dtype=str), errors=np.array(errors, dtype=np.float32),
+        totals=np.array(totals, dtype=np.float32), kind="ctc",
+        scores={n: torch.cat(v).numpy().astype(np.float32) for n, v in scores.items()},
+        labels=np.array(refs, dtype=str), **common)

@@ -81,23 +81,44 @@ def exit_loss_weights(scheme: str, num_exits: int, epoch: int = 0, epochs: int =
     raise ValueError(f"no fixed weights for {scheme!r}; known: {list(LOSS_WEIGHTINGS)}")
 
 
-def _exit_losses(outputs, targets, weights, config: TrainConfig) -> torch.Tensor:
+def _forward(model: nn.Module, batch, config: TrainConfig):
+    """Run one batch; returns every exit's output and the loss function of one exit's output.
+
+    Image batches are ``(images, labels)``; speech batches come from the dataset's ``collate``:
+    ``(waves, lengths, targets, target_lengths)`` for CTC, ``(waves, lengths, labels)`` for keyword spotting.
+    """
+    task = getattr(model, "task", None)
+    if task == "ctc":
+        waves, lengths, targets, target_lengths = batch
+        outputs, frames = model(waves, lengths)
+        return outputs, lambda out: F.ctc_loss(out.transpose(0, 1), targets, frames, target_lengths, blank=0,
+                                               zero_infinity=True)
+    if task == "kws":
+        waves, lengths, labels = batch
+        outputs, _ = model(waves, lengths)
+    else:
+        images, labels = batch
+        outputs = model(images)
+    return outputs, lambda out: F.cross_entropy(out, labels, label_smoothing=config.label_smoothing)
+
+
+def _exit_losses(outputs, loss_fn, weights, config: TrainConfig) -> torch.Tensor:
     total = outputs[0].new_zeros(())
     teacher = outputs[-1].detach()
     for k, (out, w) in enumerate(zip(outputs, weights)):
         if w == 0:
             continue
-        loss = F.cross_entropy(out, targets, label_smoothing=config.label_smoothing)
+        loss = loss_fn(out)
         if config.distill and k < len(outputs) - 1:
             T = config.temperature
-            kd = F.kl_div(F.log_softmax(out / T, 1), F.softmax(teacher / T, 1), reduction="batchmean") * T * T
+            kd = F.kl_div(F.log_softmax(out / T, -1), F.softmax(teacher / T, -1), reduction="batchmean") * T * T
             loss = (1 - config.distill) * loss + config.distill * kd
         total = total + w * loss
     return total
 
 
 def train(
-    model: EarlyExitNet,
+    model: EarlyExitNet | nn.Module,
     train_set: Dataset,
     config: TrainConfig,
     progress: bool = True,
@@ -113,7 +134,11 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=True)
+    if getattr(model, "task", None) == "ctc" and (config.distill or config.loss_weights == "random-exit"):
+        raise ValueError("self-distillation and random-exit training are for classifiers; CTC exits train jointly "
+                         "or two-stage")
+    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=True,
+                        collate_fn=getattr(train_set, "collate", None))
     steps = config.epochs * len(loader)
     if config.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=True,
@@ -132,22 +157,25 @@ def train(
         if config.freeze_backbone:
             model.stages.eval()
         start, running, count = time.perf_counter(), 0.0, 0
-        for images, targets in loader:
+        for batch in loader:
             if config.loss_weights == "random-exit":
                 # FreeML's gNet recipe: one random exit point per batch, deeper features zero-filled by the head
+                images, targets = batch
                 k = int(torch.randint(model.num_exits, (1,), generator=generator))
                 loss = F.cross_entropy(model.forward_to(images, k), targets, label_smoothing=config.label_smoothing)
             else:
                 weights = exit_loss_weights(config.loss_weights, model.num_exits, epoch, config.epochs)
-                loss = _exit_losses(model(images), targets, weights, config)
+                outputs, loss_fn = _forward(model, batch, config)
+                loss = _exit_losses(outputs, loss_fn, weights, config)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}; lower lr (now {config.lr})")
-            running += loss.item() * len(targets)
-            count += len(targets)
+            size = len(batch[0])
+            running += loss.item() * size
+            count += size
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{running / count:.3f}")
         history.append({"epoch": epoch + 1, "loss": running / count, "seconds": time.perf_counter() - start})

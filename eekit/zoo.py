@@ -23,16 +23,17 @@ import torch
 from torchvision.transforms import v2
 
 from . import data
-from .evaluate import profile_model
+from .evaluate import profile_model, profile_speech
 from .models import branchy_lenet, resnet_ee
+from .models.speech import conformer_ctc, conformer_kws
 from .models.exits import EarlyExitNet
 from .profile import ExitProfile
 from .train import TrainConfig, train
 
-__all__ = ["Recipe", "RECIPES", "load_pretrained", "load_profile", "load_card", "run_recipe", "report", "CHECKPOINT_DIR"]
+__all__ = ["Recipe", "RECIPES", "load_pretrained", "load_profile", "load_card", "run_recipe", "report",
+           "noisy_profile", "mean_exit_layer_by_snr", "SNR_LEVELS", "CHECKPOINT_DIR"]
 
 CHECKPOINT_DIR = "checkpoints"
-SHIPPED_CRITERION = "max_prob"  # the criterion the cards' early-exit numbers use
 SHIPPED_MAX_DROP = 0.01  # ... at the cheapest threshold within 1 accuracy point of the final exit
 
 
@@ -44,9 +45,14 @@ class Recipe:
     description: str
     builder: Callable[..., EarlyExitNet]
     builder_kwargs: dict
-    dataset: str  # "mnist" or "cifar10"
+    dataset: str  # "mnist", "cifar10", "fsdd-strings" (connected digits) or "fsdd-words" (isolated digits)
     phases: tuple[TrainConfig, ...]
     augment: Callable[[], Callable] | None = None
+    criterion: str = "max_prob"  # the exit criterion the card's early-exit numbers use
+
+    @property
+    def is_speech(self) -> bool:
+        return self.dataset.startswith("fsdd")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -57,16 +63,21 @@ class Recipe:
         return self.builder(**self.builder_kwargs)
 
     def _loader(self):
-        return {"mnist": data.load_mnist, "cifar10": data.load_cifar10}[self.dataset]
+        return {"mnist": data.load_mnist, "cifar10": data.load_cifar10,
+                "fsdd-strings": lambda split, transform=None: data.load_digit_strings(split),
+                "fsdd-words": lambda split, transform=None: data.load_fsdd(split)}[self.dataset]
 
     def test_set(self):
-        """The test split only (evaluation needs no training images)."""
+        """The test split only (evaluation needs no training data)."""
         return self._loader()("test")
 
     def datasets(self):
-        """(augmented training split, test split)."""
+        """(augmented training split, test split); speech models augment inside (SpecAugment)."""
         transform = self.augment() if self.augment else None
         return self._loader()("train", transform=transform), self.test_set()
+
+    def profile(self, model, dataset, meta: dict | None = None) -> ExitProfile:
+        return (profile_speech if self.is_speech else profile_model)(model, dataset, meta=meta)
 
 
 def _mnist_augment():
@@ -81,6 +92,9 @@ _MNIST = dict(builder=branchy_lenet, builder_kwargs={}, dataset="mnist", augment
 _MNIST_CFG = dict(epochs=20, batch_size=64, lr=0.05, weight_decay=5e-4)
 _CIFAR = dict(builder=resnet_ee, builder_kwargs={"width": 24}, dataset="cifar10", augment=_cifar_augment)
 _CIFAR_CFG = dict(epochs=10, batch_size=256, lr=0.2, weight_decay=5e-4, label_smoothing=0.1)
+
+_SPEECH_CFG = dict(epochs=15, batch_size=16, lr=2e-3, optimizer="adam", weight_decay=0.0)
+_CTC = dict(builder=conformer_ctc, builder_kwargs={}, dataset="fsdd-strings", criterion="ctc_entropy")
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
@@ -104,6 +118,17 @@ RECIPES: dict[str, Recipe] = {
                phases=(TrainConfig(loss_weights="final-only", **_CIFAR_CFG),
                        TrainConfig(loss_weights="early-only", freeze_backbone=True,
                                    **{**_CIFAR_CFG, "epochs": 5, "lr": 0.05})), **_CIFAR),
+        Recipe("speech-fsdd", "Conformer (6 layers, d=64) with a CTC exit after every layer, trained jointly from "
+               "scratch on connected FSDD digits (uniform loss weights, 2309.09546)",
+               phases=(TrainConfig(loss_weights="uniform", **_SPEECH_CFG),), **_CTC),
+        Recipe("speech-fsdd-two-stage", "The same conformer trained two-stage (HuBERT-EE): the backbone with the final "
+               "CTC exit only (this phase alone is the single-exit baseline), then the early exits on the frozen "
+               "backbone", phases=(TrainConfig(loss_weights="final-only", **_SPEECH_CFG),
+                                   TrainConfig(loss_weights="early-only", freeze_backbone=True,
+                                               **{**_SPEECH_CFG, "epochs": 6})), **_CTC),
+        Recipe("kws-fsdd", "Keyword spotting: the conformer classifies isolated FSDD digits, a pooled exit after "
+               "every layer, trained jointly", builder=conformer_kws, builder_kwargs={}, dataset="fsdd-words",
+               phases=(TrainConfig(loss_weights="uniform", **{**_SPEECH_CFG, "epochs": 10}),)),
     ]
 }
 
@@ -140,24 +165,81 @@ def load_profile(name: str) -> ExitProfile:
     return ExitProfile.load(_shipped(name, ".profile.npz"))
 
 
-def report(name: str, criterion: str = SHIPPED_CRITERION, max_drop: float = SHIPPED_MAX_DROP) -> dict:
-    """The headline numbers of a shipped model, recomputed from its test-split profile (fractions in [0, 1])."""
+SNR_LEVELS = (None, 20, 10, 5, 0)  # DAISY's question: clean, then noisier and noisier (dB)
+
+
+def report(name: str, criterion: str | None = None, max_drop: float = SHIPPED_MAX_DROP) -> dict:
+    """The headline numbers of a shipped model, recomputed from its test-split profile (fractions in [0, 1]).
+
+    Speech recognizers (``speech-fsdd*``) report digit error rates, encoder layers saved, and the mean exit layer
+    on the test takes mixed with noise at each of :data:`SNR_LEVELS` (see :func:`mean_exit_layer_by_snr`).
+    """
+    recipe = _recipe(name)
+    criterion = criterion or recipe.criterion
     profile = load_profile(name)
     point = profile.calibrate(criterion, max_drop=max_drop)
+    if profile.kind == "ctc":
+        return {
+            "model": name,
+            "exit_names": profile.exit_names,
+            "exit_der": [round(1 - float(a), 4) for a in profile.exit_accuracy],
+            "final_der": round(1 - profile.final_accuracy, 4),
+            "criterion": criterion,
+            "max_drop": max_drop,
+            "threshold": round(point.threshold, 4),
+            "ee_der": round(1 - point.accuracy, 4),
+            "layers_saved": round(point.savings, 4),
+            "exit_fractions": [round(float(f), 4) for f in point.exit_fractions],
+            "mean_exit_layer_by_snr": mean_exit_layer_by_snr(name, criterion, point.threshold),
+        }
+    unit = _unit_key(profile)
+    saved = "flops_saved" if unit == "mflops" else f"{unit}_saved"
     return {
         "model": name,
         "exit_names": profile.exit_names,
         "exit_accuracy": [round(float(a), 4) for a in profile.exit_accuracy],
-        "exit_mflops": [round(float(c), 4) for c in profile.cost],
-        "full_model_mflops": round(profile.full_cost, 4),
+        f"exit_{unit}": [round(float(c), 4) for c in profile.cost],
+        f"full_model_{unit}": round(profile.full_cost, 4),
         "final_accuracy": round(profile.final_accuracy, 4),
         "criterion": criterion,
         "max_drop": max_drop,
         "threshold": round(point.threshold, 4),
         "ee_accuracy": round(point.accuracy, 4),
-        "flops_saved": round(point.savings, 4),
+        saved: round(point.savings, 4),
         "exit_fractions": [round(float(f), 4) for f in point.exit_fractions],
     }
+
+
+def noisy_profile(name: str, snr_db: float | None, noise: str | None = None, split: str = "test") -> ExitProfile:
+    """Profile of speech model ``name`` on its ``split`` utterances mixed with noise at ``snr_db`` dB (every
+    shipped noise round-robin, or just ``noise``; ``None`` dB = clean). Runs the model: about a second."""
+    recipe = _recipe(name)
+    if recipe.dataset != "fsdd-strings":
+        raise ValueError(f"{name} is not a connected-digit recognizer; choose from "
+                         f"{[n for n, r in RECIPES.items() if r.dataset == 'fsdd-strings']}")
+    test = data.load_digit_strings(split)
+    noisy = test.with_noise(snr_db, noise if noise else data.NOISE_NAMES)
+    return profile_speech(load_pretrained(name), noisy, meta={"model": name, "split": split, "snr_db": snr_db,
+                                                               "noise": noise or "all"})
+
+
+def mean_exit_layer_by_snr(name: str, criterion: str, threshold: float) -> dict[str, float]:
+    """DAISY's finding, measured: the mean exit layer (1-based) at each SNR of :data:`SNR_LEVELS`."""
+    out = {}
+    for snr in SNR_LEVELS:
+        profile = load_profile(name) if snr is None else noisy_profile(name, snr)
+        out["clean" if snr is None else str(snr)] = round(float(profile.exit_index(criterion, threshold).mean()) + 1, 3)
+    return out
+
+
+def _unit_key(profile: ExitProfile) -> str:
+    return profile.cost_unit.lower()  # "mflops" or "layers"
+
+
+def _exit_params(model, profile: ExitProfile) -> list[int]:
+    if profile.params is not None:
+        return [int(p) for p in profile.params]
+    return [sum(p.numel() for p in model.parameters())] * profile.num_exits  # speech: the whole model, per exit
 
 
 def _machine() -> dict:
@@ -188,23 +270,23 @@ def run_recipe(name: str, out_dir: str | Path, subset: int | None = None, epochs
         p.requires_grad_(True)
     torch.save(model.state_dict(), out_dir / f"{name}.pt")
 
-    profile = profile_model(model, test_set, meta={"model": name, "split": "test"})
+    profile = recipe.profile(model, test_set, meta={"model": name, "split": "test"})
     profile.save(out_dir / f"{name}.profile.npz")
-    point = profile.calibrate(SHIPPED_CRITERION, max_drop=SHIPPED_MAX_DROP)
+    point = profile.calibrate(recipe.criterion, max_drop=SHIPPED_MAX_DROP)
     command = f"python -m eekit train {name}" + (f" --subset {subset}" if subset else "") + (
         f" --epochs {epochs}" if epochs else "")
     card = {
         "name": name,
         "description": recipe.description,
         "model": {"builder": recipe.builder.__name__, "kwargs": recipe.builder_kwargs,
-                  "exit_names": profile.exit_names, "params": int(profile.params[-1])},
+                  "exit_names": profile.exit_names, "params": sum(p.numel() for p in model.parameters())},
         "dataset": {"name": recipe.dataset, "train_samples": len(train_set), "test_samples": len(test_set)},
         "exit_accuracy": [round(float(a), 4) for a in profile.exit_accuracy],
-        "exit_mflops": [round(float(c), 4) for c in profile.cost],
-        "exit_params": [int(p) for p in profile.params],
-        "full_model_mflops": round(profile.full_cost, 4),
+        f"exit_{_unit_key(profile)}": [round(float(c), 4) for c in profile.cost],
+        "exit_params": _exit_params(model, profile),
+        f"full_model_{_unit_key(profile)}": round(profile.full_cost, 4),
         "final_accuracy": round(profile.final_accuracy, 4),
-        "early_exit": {"criterion": SHIPPED_CRITERION, "max_drop": SHIPPED_MAX_DROP,
+        "early_exit": {"criterion": recipe.criterion, "max_drop": SHIPPED_MAX_DROP,
                        "threshold": round(point.threshold, 4), "accuracy": round(point.accuracy, 4),
                        "flops_saved": round(point.savings, 4)},
         "recipe": {"command": command, "phases": [p.__dict__ for p in phases],

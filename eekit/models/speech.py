@@ -1,0 +1,144 @@
+"""Early-exit speech encoders for the speech track: a small conformer with an exit after every layer.
+
+``conformer_ctc()`` recognizes connected digits with a CTC head per layer (Wright et al. 2023, arXiv 2309.09546:
+exits trained from scratch; HuBERT-EE: CTC exits on a speech encoder). ``conformer_kws()`` classifies isolated
+digits (keyword spotting) with a pooled classifier per layer. Both take raw 8 kHz waveforms and compute their own
+log-mel features with torchaudio, so checkpoints carry their preprocessing; SpecAugment masks are applied in
+training mode only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+from torch import nn
+
+__all__ = ["SpeechEarlyExit", "conformer_ctc", "conformer_kws", "BLANK"]
+
+BLANK = 0  # CTC blank; digit d is class d + 1
+
+
+class LogMel(nn.Module):
+    """Waveform ``[B, S]`` -> normalized log-mel frames ``[B, T, n_mels]`` (10 ms hop), SpecAugment when training."""
+
+    def __init__(self, sample_rate: int = 8000, n_mels: int = 40, freq_mask: int = 8, time_mask: int = 10):
+        super().__init__()
+        self.hop = sample_rate // 100
+        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=256, hop_length=self.hop, n_mels=n_mels)
+        self.freq_mask = torchaudio.transforms.FrequencyMasking(freq_mask)
+        self.time_mask = torchaudio.transforms.TimeMasking(time_mask)
+
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if waves.ndim != 2:
+            raise ValueError(f"expected waveforms [B, samples] at 8 kHz, got shape {tuple(waves.shape)}")
+        feats = (self.mel(waves) + 1e-6).log()  # [B, n_mels, T]
+        frames = lengths // self.hop + 1
+        mask = torch.arange(feats.shape[-1])[None, :] < frames[:, None]  # [B, T]
+        m = mask[:, None, :].to(feats.dtype)
+        mean = (feats * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True)
+        std = (((feats - mean) ** 2 * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True)).sqrt()
+        feats = ((feats - mean) / (std + 1e-5)) * m
+        if self.training:
+            feats = self.time_mask(self.freq_mask(feats))
+        return feats.transpose(1, 2), frames
+
+
+class Subsample(nn.Module):
+    """Two stride-2 convolutions over time and frequency: 4x fewer frames (40 ms each), then a projection."""
+
+    def __init__(self, n_mels: int, d_model: int):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, 32, 3, stride=2, padding=1), nn.ReLU(),
+                                  nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU())
+        self.proj = nn.Linear(32 * ((n_mels + 3) // 4), d_model)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.conv(x[:, None])  # [B, 32, T/4, F/4]
+        x = self.proj(x.permute(0, 2, 1, 3).flatten(2))
+        lengths = ((lengths - 1) // 2 + 1 - 1) // 2 + 1
+        return x, lengths.clamp(max=x.shape[1])
+
+
+class PooledClassifier(nn.Module):
+    """Mean over the valid frames, then a linear layer: one label per utterance (keyword spotting)."""
+
+    def __init__(self, d_model: int, num_classes: int):
+        super().__init__()
+        self.linear = nn.Linear(d_model, num_classes)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask[..., None].to(x.dtype)
+        return self.linear((x * m).sum(1) / m.sum(1).clamp_min(1))
+
+
+class SpeechEarlyExit(nn.Module):
+    """Log-mel -> 4x subsampling -> conformer layers, an exit head after each layer.
+
+    ``forward(waves, lengths)`` returns every exit's output and the frame lengths: for ``task="ctc"`` log-probs
+    ``[B, T, 11]`` (blank + 10 digits), for ``task="kws"`` logits ``[B, 10]``. ``forward_to(waves, lengths, k)``
+    runs layers ``0..k`` only. The backbone (``stages``) is what two-stage training freezes.
+    """
+
+    def __init__(self, task: str = "ctc", d_model: int = 64, num_layers: int = 6, num_heads: int = 4,
+                 ffn_dim: int = 256, kernel_size: int = 15, dropout: float = 0.1, n_mels: int = 40):
+        super().__init__()
+        if task not in ("ctc", "kws"):
+            raise ValueError(f"task must be 'ctc' (connected digits) or 'kws' (isolated digits), got {task!r}")
+        self.task = task
+        self.frontend = LogMel(n_mels=n_mels)
+        self.subsample = Subsample(n_mels, d_model)
+        conformer = torchaudio.models.Conformer(d_model, num_heads, ffn_dim, num_layers, kernel_size, dropout=dropout)
+        self.layers = conformer.conformer_layers
+        if task == "ctc":
+            self.exits = nn.ModuleList(nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, 11))
+                                       for _ in range(num_layers))
+        else:
+            self.exits = nn.ModuleList(PooledClassifier(d_model, 10) for _ in range(num_layers))
+        self.exit_names = [f"layer {k + 1}" for k in range(num_layers)]
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.layers)
+
+    @property
+    def stages(self) -> nn.ModuleList:
+        """Everything but the exit heads."""
+        return nn.ModuleList([self.frontend, self.subsample, self.layers])
+
+    def backbone_parameters(self):
+        return self.stages.parameters()
+
+    def _head(self, k: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.task == "ctc":
+            return self.exits[k](x).log_softmax(-1)
+        return self.exits[k](x, mask)
+
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor, upto: int | None = None
+                ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        x, frames = self.frontend(waves, lengths)
+        x, frames = self.subsample(x, frames)
+        mask = torch.arange(x.shape[1])[None, :] < frames[:, None]
+        h = x.transpose(0, 1)  # torchaudio's conformer layers take [T, B, D] and a padding mask
+        outputs = []
+        last = self.num_exits - 1 if upto is None else upto
+        for k, layer in enumerate(self.layers[: last + 1]):
+            h = layer(h, ~mask)
+            if upto is None or k == upto:
+                outputs.append(self._head(k, h.transpose(0, 1), mask))
+        return outputs, frames
+
+    def forward_to(self, waves: torch.Tensor, lengths: torch.Tensor, k: int) -> torch.Tensor:
+        """Only exit ``k``'s output (layers ``0..k``, no other head)."""
+        if not 0 <= k < self.num_exits:
+            raise ValueError(f"exit index must be in 0..{self.num_exits - 1}, got {k}")
+        return self.forward(waves, lengths, upto=k)[0][0]
+
+
+def conformer_ctc(**kwargs) -> SpeechEarlyExit:
+    """Connected-digit recognizer: 6 conformer layers (d=64), a CTC exit after each."""
+    return SpeechEarlyExit("ctc", **kwargs)
+
+
+def conformer_kws(**kwargs) -> SpeechEarlyExit:
+    """Isolated-digit classifier (keyword spotting): the same encoder, a pooled classifier after each layer."""
+    return SpeechEarlyExit("kws", **kwargs)

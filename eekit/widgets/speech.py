@@ -1,0 +1,171 @@
+"""Speech dashboards: what each conformer layer hears, and DAISY's noise-adaptive exits.
+
+* :func:`ctc_layers_figure` - one utterance's greedy CTC labels frame by frame at every layer (a static figure);
+* :func:`audio_player` - an ``ipywidgets.Audio`` player for a waveform (wav bytes written with soundfile);
+* :class:`NoiseExplorer` - noise type and SNR controls -> the mix to listen to, the exit histogram at a fixed
+  threshold, and the mean exit layer across SNRs.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from .. import data
+from ..profile import ExitProfile
+from .style import PALETTE, figure_widget
+
+__all__ = ["ctc_layers_figure", "audio_player", "NoiseExplorer"]
+
+
+def audio_player(wave: torch.Tensor, sample_rate: int = data.FSDD_SAMPLE_RATE) -> W.Audio:
+    """A player widget for a mono waveform (peak-normalized so quiet and noisy mixes play at the same level)."""
+    import soundfile
+
+    x = wave.detach().float().numpy()
+    x = x / max(float(np.abs(x).max()), 1e-9) * 0.9
+    buffer = io.BytesIO()
+    soundfile.write(buffer, x, sample_rate, format="WAV", subtype="PCM_16")
+    return W.Audio(value=buffer.getvalue(), format="wav", autoplay=False, loop=False)
+
+
+def ctc_layers_figure(log_probs: list[torch.Tensor], frames: int, exit_names: list[str], reference: str,
+                      frame_ms: float = 40.0) -> go.FigureWidget:
+    """Heat map of one utterance: for every layer (rows) and frame (columns), the most likely CTC label and its
+    probability (colour). Blank frames are pale; digits are written in the cells."""
+    best = torch.stack([lp[:frames].max(-1).values.exp() for lp in log_probs]).numpy()  # [K, T]
+    labels = torch.stack([lp[:frames].argmax(-1) for lp in log_probs]).numpy()
+    text = np.where(labels == 0, "", (labels - 1).astype(str))
+    z = np.where(labels == 0, 0.0, best)  # colour = confidence of a digit; blanks stay at 0
+    fig = figure_widget(f"What each layer hears (reference: {reference})", f"time ({frame_ms:g} ms frames)",
+                        "exit layer", height=320, traces=[
+        go.Heatmap(z=z, x=np.arange(frames) * frame_ms / 1000, y=exit_names, text=text, texttemplate="%{text}",
+                   colorscale="Blues", zmin=0, zmax=1, colorbar={"title": "P(digit)"}, name="greedy CTC label"),
+    ])
+    fig.update_xaxes(title="time (s)")
+    return fig
+
+
+class NoiseExplorer:
+    """Noise dropdown + SNR slider -> a player for the mix, where utterances exit at a fixed threshold, and the
+    mean exit layer against SNR (DAISY: clean speech exits early, noisy speech late).
+
+    Profiles are computed by running the model (about a second per setting) and cached.
+    """
+
+    def __init__(self, model_name: str = "speech-fsdd", criterion: str = "ctc_entropy", threshold: float | None = None,
+                 snrs: tuple = (None, 20, 15, 10, 5, 0), utterance: int = 0):
+        from ..zoo import load_card, load_profile
+
+        self.model_name = model_name
+        self.criterion = criterion
+        card = load_card(model_name)
+        self.threshold = float(card["early_exit"]["threshold"] if threshold is None else threshold)
+        self.snrs = list(snrs)
+        self.clean = data.load_digit_strings("test")
+        self.utterance = utterance
+        self._profiles: dict[tuple, ExitProfile] = {("all", None): load_profile(model_name)}
+        self.error: str | None = None
+        self.profile: ExitProfile | None = None
+
+        style = {"description_width": "initial"}
+        self.noise_dropdown = W.Dropdown(options=[("all six, in turn", "all")] + [(n, n) for n in data.NOISE_NAMES],
+                                         value="all", description="noise", style=style)
+        self.snr_slider = W.SelectionSlider(options=[("clean", None)] + [(f"{s} dB", s) for s in self.snrs if s is not None],
+                                            value=None, description="SNR", style=style, continuous_update=False)
+        self.player_box = W.Box()
+        self.readout = W.HTML()
+        self.readout.add_class("eekit-readout")
+        K = self._profiles[("all", None)].num_exits
+        self.histogram = figure_widget("Where utterances exit", "exit layer", "utterances (%)", height=320, width=420,
+                                       traces=[go.Bar(x=[f"{k + 1}" for k in range(K)], y=[0] * K,
+                                                      marker={"color": PALETTE[2]}, name="exits")])
+        self.histogram.update_yaxes(range=[0, 100])
+        self.curve = figure_widget("Mean exit layer vs. noise", "SNR (dB; clean at the right)", "mean exit layer",
+                                   height=320, width=520, traces=[
+            go.Scatter(x=[], y=[], mode="lines+markers", name="this noise", line={"color": PALETTE[0]}),
+            go.Scatter(x=[], y=[], mode="markers", name="current setting",
+                       marker={"color": PALETTE[5], "size": 14, "symbol": "diamond"}),
+        ])
+        self.noise_dropdown.observe(self._on_change, names="value")
+        self.snr_slider.observe(self._on_change, names="value")
+        self._update()
+        self.widget = W.VBox([W.HBox([self.noise_dropdown, self.snr_slider]), self.player_box, self.readout,
+                              W.HBox([self.histogram, self.curve])])
+
+    # --------------------------------------------------------------------------------------------- public
+    def set(self, noise: str | None = None, snr_db="keep") -> ExitProfile | None:
+        """Move the controls from Python (``snr_db=None`` is clean); returns the profile now shown."""
+        if noise is not None:
+            self.noise_dropdown.value = noise
+        if snr_db != "keep":
+            self.snr_slider.value = snr_db
+        return self.profile
+
+    def profile_at(self, noise: str, snr_db) -> ExitProfile:
+        from ..zoo import noisy_profile
+
+        key = (noise, snr_db) if snr_db is not None else ("all", None)
+        if key not in self._profiles:
+            self._profiles[key] = noisy_profile(self.model_name, snr_db, None if noise == "all" else noise)
+        return self._profiles[key]
+
+    def mean_exit_layer(self, noise: str, snr_db) -> float:
+        return float(self.profile_at(noise, snr_db).exit_index(self.criterion, self.threshold).mean()) + 1
+
+    def summary(self) -> str:
+        if self.profile is None:
+            return f"error: {self.error}"
+        p = self.profile.at(self.criterion, self.threshold)
+        return (f"{self._setting()}: mean exit layer {p.mean_exit + 1:.2f}, digit error rate {1 - p.accuracy:.2%} "
+                f"(final layer {1 - self.profile.final_accuracy:.2%}), layers saved {p.savings:.1%}")
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    # ------------------------------------------------------------------------------------------ internals
+    def _setting(self) -> str:
+        snr = self.snr_slider.value
+        return "clean" if snr is None else f"{self.noise_dropdown.value} noise at {snr} dB"
+
+    def _on_change(self, change) -> None:
+        self._update()
+
+    def _update(self) -> None:
+        noise, snr = self.noise_dropdown.value, self.snr_slider.value
+        try:
+            profile = self.profile_at(noise, snr)
+            point = profile.at(self.criterion, self.threshold)
+            xs = [s for s in self.snrs if s is not None]
+            ys = [self.mean_exit_layer(noise, s) for s in xs]
+            clean_x = max(xs) + 10
+        except Exception as err:  # shown in the readout; a dashboard must never die on a control change
+            self.error = f"{type(err).__name__}: {err}"
+            self.profile = None
+            self.readout.value = f"<b style='color:{PALETTE[5]}'>Cannot evaluate: {html.escape(self.error)}</b>"
+            return
+        self.error = None
+        self.profile = profile
+        # the utterance exactly as the profile heard it (noise offsets are seeded over the whole test set)
+        heard = self.clean.with_noise(snr, data.NOISE_NAMES if noise == "all" else noise)
+        wave = heard.waveforms[self.utterance]
+        self.player_box.children = [W.HTML(f"utterance {self.utterance}: <b>{self.clean.labels[self.utterance]}</b>, "
+                                           f"{self._setting()} &nbsp;"), audio_player(wave)]
+        with self.histogram.batch_update():
+            self.histogram.data[0].y = 100 * point.exit_fractions
+        with self.curve.batch_update():
+            self.curve.data[0].x = xs + [clean_x]
+            self.curve.data[0].y = ys + [self.mean_exit_layer("all", None)]
+            self.curve.data[0].name = f"{noise} noise" if noise != "all" else "all noises"
+            self.curve.data[1].x = [clean_x if snr is None else snr]
+            self.curve.data[1].y = [point.mean_exit + 1]
+            self.curve.layout.xaxis.tickvals = xs + [clean_x]
+            self.curve.layout.xaxis.ticktext = [str(s) for s in xs] + ["clean"]
+        self.readout.value = html.escape(self.summary()) + f" · {self.criterion} <= {self.threshold:g}"

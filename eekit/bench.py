@@ -39,11 +39,6 @@ def _median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _evenly_spaced(n: int, k: int) -> np.ndarray:
-    """``k`` indices spread evenly over ``0..n-1`` (test sets stored class by class keep every class)."""
-    return np.unique(np.linspace(0, n - 1, k).round().astype(int))
-
-
 def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", max_drop: float = 0.01,
                   batch1_samples: int = 500, repeats: int = 3, samples: int | None = None) -> dict:
     """Full model vs real early exit at the threshold calibrated for <= ``max_drop`` accuracy drop.
@@ -60,11 +55,8 @@ def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", ma
     profile = load_profile(name)
     point = profile.calibrate(criterion, max_drop=max_drop)
     test = RECIPES[name].test_set()
-    images, labels = test.tensors()
-    keep = np.arange(len(images))
-    if samples is not None:  # evenly spaced: test sets stored class by class must not lose classes
-        keep = _evenly_spaced(len(images), samples)
-        images, labels = images[keep], labels[keep]
+    keep = np.arange(len(test)) if samples is None else data.evenly_spaced(len(test), samples)
+    images, labels = test.images[keep].float().div_(255), test.labels[keep]  # only the kept images as floats
 
     def full_batched():
         return torch.cat([infer_full(model, images[i : i + 256]) for i in range(0, len(images), 256)])
@@ -72,7 +64,7 @@ def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", ma
     def ee_batched():
         return [infer(model, images[i : i + 256], criterion, point.threshold) for i in range(0, len(images), 256)]
 
-    single = images[_evenly_spaced(len(images), batch1_samples)]
+    single = images[data.evenly_spaced(len(images), batch1_samples)]
 
     def full_single():
         for i in range(len(single)):

@@ -161,6 +161,12 @@ class ImageDataset(Dataset):
         return ImageDataset(self.images[idx], self.labels[idx], self.classes, self.transform)
 
 
+def evenly_spaced(n: int, k: int) -> np.ndarray:
+    """``k`` indices spread evenly over ``range(n)`` (sorted, unique). Test sets stored class by class must be
+    subsampled this way, never by taking a prefix."""
+    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
+
+
 def _check_split(split: str, allowed: Sequence[str] = ("train", "test")) -> None:
     if split not in allowed:
         raise ValueError(f"split must be one of {list(allowed)}, got {split!r}")
@@ -272,7 +278,8 @@ class SpokenDigits(Dataset):
         return self.waveforms[i], int(self.digits[i])
 
     def subset(self, n: int) -> "SpokenDigits":
-        keep = np.unique(np.linspace(0, len(self) - 1, min(n, len(self))).round().astype(int))
+        """``n`` evenly spaced recordings (every digit and speaker keeps its share)."""
+        keep = evenly_spaced(len(self), n)
         return SpokenDigits([self.waveforms[i] for i in keep], self.digits[keep], [self.speakers[i] for i in keep],
                             self.takes[keep], self.sample_rate)
 
@@ -344,7 +351,8 @@ class DigitStrings(Dataset):
         return self.waveforms[i], self.labels[i]
 
     def subset(self, n: int) -> "DigitStrings":
-        keep = np.unique(np.linspace(0, len(self) - 1, min(n, len(self))).round().astype(int))
+        """``n`` evenly spaced utterances."""
+        keep = evenly_spaced(len(self), n)
         return DigitStrings([self.waveforms[i] for i in keep], [self.labels[i] for i in keep],
                             [self.speakers[i] for i in keep], self.sample_rate)
 

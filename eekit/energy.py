@@ -32,7 +32,7 @@ Defaults and their sources are on each dataclass. All energies are in joules, ti
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -164,6 +164,17 @@ def press_on_slider(page, index: int, key: str, times: int) -> None:
     time.sleep(1.5)
 
 
+def slide_threshold_and_check_marker(page, presses: int) -> str:
+    """Move the first threshold explorer's slider left; its readout must change and its plot marker must sit at
+    the accuracy the readout prints. Returns the new readout."""
+    before = readouts(page)[0]
+    press_on_slider(page, 0, "ArrowLeft", presses)
+    after = readouts(page)[0]
+    assert after != before
+    assert marker(page)[1] == pytest.approx(readout_accuracy(after), abs=0.006)  # the plot shows the readout
+    return after
+
+
 def shoot(page, locator, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / name
@@ -178,10 +189,7 @@ def test_threshold_explorer_reacts_in_the_browser(lab, browser):
     assert before and "accuracy" in before[0] and "saved" in before[0]
     bars_before = bar_heights(page, 1)
     shoot(page, page.locator(".jp-OutputArea-output:has(.eekit-readout)").first, "threshold-explorer.png")
-    press_on_slider(page, 0, "ArrowLeft", 80)  # threshold 0.9 -> 0.5: more samples leave early
-    after = readouts(page)
-    assert after[0] != before[0]
-    assert marker(page)[1] == pytest.approx(readout_accuracy(after[0]), abs=0.006)  # the plot shows the readout
+    after = [slide_threshold_and_check_marker(page, 80)]  # threshold 0.9 -> 0.5: more samples leave early
     assert bar_heights(page, 1) != bars_before
     assert plots.count() >= 2
     legend = page.eval_on_selector_all(".jp-OutputArea-output .js-plotly-plot .legendtext",
@@ -196,11 +204,72 @@ def test_threshold_explorer_reacts_in_the_browser(lab, browser):
 
 def test_bring_your_own_model_dashboard(lab, browser):
     page = run_notebook(browser, lab, "01_bring_your_own_model.ipynb", dashboards=2)
-    before = readouts(page)[0]
-    press_on_slider(page, 0, "ArrowLeft", 40)
-    after = readouts(page)[0]
-    assert after != before
-    assert marker(page)[1] == pytest.approx(readout_accuracy(after), abs=0.006)
+    slide_threshold_and_check_marker(page, 40)
     shoot(page, page.locator(".jp-OutputArea-output:has(.eekit-readout)").first, "bring-your-own-model.png")
     close(page)
 
+
+
+def select_in_dropdown(page, index: int, label: str) -> None:
+    page.locator(".widget-dropdown select").nth(index).select_option(label=label)
+    time.sleep(2)
+
+
+def test_exit_gallery_in_lesson_10(lab, browser):
+    page = run_notebook(browser, lab, "10_cnn_early_exit.ipynb", dashboards=1)
+    before = readouts(page)
+    assert any("leave at" in r for r in before)
+    i = next(i for i, r in enumerate(before) if "leave at" in r)
+    select_in_dropdown(page, 0, "block2")  # another exit: other images, another count
+    after = readouts(page)
+    assert after[i] != before[i] and "block2" in after[i]
+    shoot(page, page.locator(".jp-OutputArea-output:has(.eekit-readout)").nth(i), "exit-gallery.png")
+    close(page)
+
+
+def test_criteria_explorer_in_lesson_11(lab, browser):
+    page = run_notebook(browser, lab, "11_thresholds_and_criteria.ipynb", dashboards=2)
+    after = slide_threshold_and_check_marker(page, 60)
+    select_in_dropdown(page, 0, "margin")
+    assert readouts(page)[0] != after
+    close(page)
+
+
+def test_speech_threshold_explorer_in_lesson_20(lab, browser):
+    page = run_notebook(browser, lab, "20_speech_early_exit.ipynb", dashboards=3)
+    before = readouts(page)[0]
+    assert "layers" in before
+    press_on_slider(page, 0, "ArrowRight", 30)  # a looser entropy threshold: earlier exits, fewer layers
+    after = readouts(page)[0]
+    assert after != before
+    shoot(page, page.locator(".jp-OutputArea-output:has(.eekit-readout)").first, "speech-explorer.png")
+    close(page)
+
+
+def test_noise_explorer_in_lesson_21(lab, browser):
+    page = run_notebook(browser, lab, "21_noise_adaptive_exits.ipynb", dashboards=2)
+    before = readouts(page)[0]
+    assert before.startswith("clean")
+    bars_before = bar_heights(page, 0)
+    press_on_slider(page, 0, "End", 1)  # SNR slider to its noisiest setting (0 dB)
+    time.sleep(6)  # runs the model on 300 noisy utterances
+    after = readouts(page)[0]
+    assert after != before and "0 dB" in after
+    assert bar_heights(page, 0) != bars_before
+    assert page.locator(".jp-OutputArea-output audio").count() >= 1
+    shoot(page, page.locator(".jp-OutputArea-output:has(.eekit-readout)").first, "noise-explorer.png")
+    close(page)
+
+
+def test_energy_dashboard_in_lesson_30(lab, browser):
+    page = run_notebook(browser, lab, "30_energy_budgets.ipynb", dashboards=5)
+    before = readouts(page)[0]
+    assert "answers" in before and "power failures" in before
+    press_on_slider(page, 0, "End", 1)  # capacitor to 100 mF
+    time.sleep(4)
+    after = readouts(page)[0]
+    assert after != before
+    failures = lambda text: int(text.split("power failures")[1].split("·")[0])
+    assert failures(after) < failures(before)
+    shoot(page, page.locator(".jp-OutputArea-output:has(.eekit-readout)").first, "energy-dashboard.png")
+    close(page)

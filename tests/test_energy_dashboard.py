@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from eekit.energy import Capacitor
 from eekit.widgets import EnergyDashboard
 from eekit.widgets.energy import HARVESTERS
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from eekit import data, zoo
-from eekit.evaluate import profile_model
 
 SHIPPED = [name for name in zoo.RECIPES if (data.DATA_DIR / "checkpoints" / f"{name}.pt").exists()]
 
@@ -16,8 +15,8 @@ SHIPPED = [name for name in zoo.RECIPES if (data.DATA_DIR / "checkpoints" / f"{n
 def test_card_accuracy_is_reproduced_on_the_test_split(name):
     card = zoo.load_card(name)
     model = zoo.load_pretrained(name)
-    test = zoo.RECIPES[name].test_set()
-    profile = profile_model(model, test)
+    recipe = zoo.RECIPES[name]
+    profile = recipe.profile(model, recipe.test_set())
     assert [round(float(a), 4) for a in profile.exit_accuracy] == card["exit_accuracy"]
     assert card["final_accuracy"] == round(profile.final_accuracy, 4)
     assert card["recipe"]["command"].startswith(f"python -m eekit train {name}")
@@ -31,6 +30,28 @@ def test_shipped_models_meet_their_bars():
         # HuBERT-EE's finding in miniature: joint training makes the shallow exits better than two-stage
         joint, two = zoo.load_card("cnn-cifar10"), zoo.load_card("cnn-cifar10-two-stage")
         assert all(j > t + 0.01 for j, t in zip(joint["exit_accuracy"][:4], two["exit_accuracy"][:4]))
+
+
+@pytest.mark.skipif("speech-fsdd" not in SHIPPED, reason="speech-fsdd is not trained yet")
+def test_speech_recognizer_meets_its_bars_and_daisys_finding(capsys):
+    from eekit.__main__ import main
+
+    assert main(["report", "speech-fsdd", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert len(r["exit_der"]) == 6 and r["final_der"] == r["exit_der"][-1]
+    assert r["final_der"] <= 0.05  # clean test takes
+    assert r["layers_saved"] >= 0.30 and r["ee_der"] <= r["final_der"] + 0.01 + 1e-9
+    by_snr = r["mean_exit_layer_by_snr"]
+    assert list(by_snr) == ["clean", "20", "10", "5", "0"]
+    layers = list(by_snr.values())
+    # DAISY on real noise: the mean exit layer rises as the SNR falls
+    assert all(deeper >= shallower for shallower, deeper in zip(layers, layers[1:])), by_snr
+    assert layers[-1] > layers[0] + 0.5, by_snr
+    if "speech-fsdd-two-stage" in SHIPPED:
+        joint, two = zoo.load_card("speech-fsdd"), zoo.load_card("speech-fsdd-two-stage")
+        assert sum(joint["exit_accuracy"][:3]) > sum(two["exit_accuracy"][:3])  # shallow exits: joint wins
+    if "kws-fsdd" in SHIPPED:
+        assert zoo.load_card("kws-fsdd")["final_accuracy"] >= 0.95
 
 
 def test_damaged_checkpoint_fails_its_checksum(tmp_path, monkeypatch):

@@ -7,14 +7,13 @@ accuracy-vs-answers-per-hour plane. Drive it from Python with ``dashboard.set(..
 
 from __future__ import annotations
 
-import html
 
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
 from .. import data, energy
-from .style import PALETTE, figure_widget
+from .style import PALETTE, error_html, figure_widget
 
 __all__ = ["EnergyDashboard", "HARVESTERS"]
 
@@ -168,7 +167,7 @@ class EnergyDashboard:
         except Exception as err:  # shown in the readout; a dashboard must never die on a control change
             self.error = f"{type(err).__name__}: {err}" if not isinstance(err, ValueError) else str(err)
             self.result = None
-            self.readout.value = f"<b style='color:{PALETTE[5]}'>Cannot run: {html.escape(self.error)}</b>"
+            self.readout.value = error_html("Cannot run", self.error)
             return
         self.error = None
         self.result = result

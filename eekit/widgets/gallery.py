@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from ..criteria import get_criterion
 from ..profile import ExitProfile
-from .style import PALETTE
+from .style import error_html
 
 __all__ = ["ExitGallery"]
 
@@ -85,7 +85,7 @@ class ExitGallery:
             preds = self.profile.predictions[:, k]
             labels = self.profile.labels
         except Exception as err:  # never leave the dashboard dead
-            self.readout.value = f"<b style='color:{PALETTE[5]}'>Cannot show: {type(err).__name__}: {err}</b>"
+            self.readout.value = error_html("Cannot show", err)
             return
         wrong = int((preds[pool] != labels[pool]).sum()) if len(pool) else 0
         self.readout.value = (f"<b>{len(pool)}</b> of {self.profile.num_samples} test images leave at "

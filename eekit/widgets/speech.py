@@ -18,7 +18,7 @@ import torch
 
 from .. import data
 from ..profile import ExitProfile
-from .style import PALETTE, figure_widget
+from .style import PALETTE, error_html, figure_widget
 
 __all__ = ["ctc_layers_figure", "audio_player", "NoiseExplorer"]
 
@@ -149,7 +149,7 @@ class NoiseExplorer:
         except Exception as err:  # shown in the readout; a dashboard must never die on a control change
             self.error = f"{type(err).__name__}: {err}"
             self.profile = None
-            self.readout.value = f"<b style='color:{PALETTE[5]}'>Cannot evaluate: {html.escape(self.error)}</b>"
+            self.readout.value = error_html("Cannot evaluate", self.error)
             return
         self.error = None
         self.profile = profile

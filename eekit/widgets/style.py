@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
+
 import plotly.graph_objects as go
 
-__all__ = ["PALETTE", "figure_widget"]
+__all__ = ["PALETTE", "figure_widget", "error_html"]
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -28,3 +30,9 @@ def figure_widget(title: str, x_title: str, y_title: str, traces=(), height: int
         legend={"orientation": "h", "y": -0.25},
     )
     return fig
+
+
+def error_html(what: str, err: Exception | str) -> str:
+    """The readout a dashboard shows instead of raising in a callback: ``what`` failed, and why (escaped)."""
+    why = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    return f"<b style='color:{PALETTE[5]}'>{html.escape(what)}: {html.escape(why)}</b>"

@@ -7,7 +7,6 @@ how its callbacks are tested.
 
 from __future__ import annotations
 
-import html
 
 import ipywidgets as W
 import numpy as np
@@ -15,7 +14,7 @@ import plotly.graph_objects as go
 
 from ..criteria import get_criterion
 from ..profile import ExitProfile, OperatingPoint, Sweep
-from .style import PALETTE, figure_widget
+from .style import PALETTE, error_html, figure_widget
 
 __all__ = ["ThresholdExplorer"]
 
@@ -145,7 +144,7 @@ class ThresholdExplorer:
         except Exception as err:  # shown in the readout instead of a traceback in a callback
             self.error = f"{type(err).__name__}: {err}"
             self.point = None
-            self.readout.value = f"<b style='color:{PALETTE[5]}'>Cannot evaluate: {html.escape(self.error)}</b>"
+            self.readout.value = error_html("Cannot evaluate", self.error)
             return
         self.error = None
         self.point = point

@@ -11,8 +11,8 @@ def _train(args) -> int:
     from .zoo import run_recipe
 
     card = run_recipe(args.model, args.out, subset=args.subset, epochs=args.epochs, progress=not args.quiet)
-    print(json.dumps({k: card[k] for k in ("name", "exit_accuracy", "exit_mflops", "final_accuracy",
-                                           "early_exit", "training_seconds")}, indent=2))
+    keys = ("name", "exit_accuracy", "exit_mflops", "exit_layers", "final_accuracy", "early_exit", "training_seconds")
+    print(json.dumps({k: card[k] for k in keys if k in card}, indent=2))
     return 0
 
 

@@ -76,8 +76,10 @@ class NoiseExplorer:
         style = {"description_width": "initial"}
         self.noise_dropdown = W.Dropdown(options=[("all six, in turn", "all")] + [(n, n) for n in data.NOISE_NAMES],
                                          value="all", description="noise", style=style)
-        self.snr_slider = W.SelectionSlider(options=[("clean", None)] + [(f"{s} dB", s) for s in self.snrs if s is not None],
-                                            value=None, description="SNR", style=style, continuous_update=False)
+        self.levels = [None] + [s for s in self.snrs if s is not None]  # slider position -> SNR (None: clean)
+        self.snr_slider = W.SelectionSlider(options=[("clean" if s is None else f"{s} dB", i)
+                                                     for i, s in enumerate(self.levels)],
+                                            value=0, description="SNR", style=style, continuous_update=False)
         self.player_box = W.Box()
         self.readout = W.HTML()
         self.readout.add_class("eekit-readout")
@@ -104,7 +106,9 @@ class NoiseExplorer:
         if noise is not None:
             self.noise_dropdown.value = noise
         if snr_db != "keep":
-            self.snr_slider.value = snr_db
+            if snr_db not in self.levels:
+                raise ValueError(f"SNR {snr_db!r} is not on the slider; choose from {self.levels} (None = clean)")
+            self.snr_slider.value = self.levels.index(snr_db)
         return self.profile
 
     def profile_at(self, noise: str, snr_db) -> ExitProfile:
@@ -131,15 +135,19 @@ class NoiseExplorer:
         display(self.widget)
 
     # ------------------------------------------------------------------------------------------ internals
+    @property
+    def snr_db(self) -> float | None:
+        return self.levels[self.snr_slider.value]
+
     def _setting(self) -> str:
-        snr = self.snr_slider.value
+        snr = self.snr_db
         return "clean" if snr is None else f"{self.noise_dropdown.value} noise at {snr} dB"
 
     def _on_change(self, change) -> None:
         self._update()
 
     def _update(self) -> None:
-        noise, snr = self.noise_dropdown.value, self.snr_slider.value
+        noise, snr = self.noise_dropdown.value, self.snr_db
         try:
             profile = self.profile_at(noise, snr)
             point = profile.at(self.criterion, self.threshold)

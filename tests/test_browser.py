@@ -4,9 +4,9 @@ Each notebook with a dashboard is opened in JupyterLab, run, and every dashboard
 reads the rendered readout and figure from the DOM and checks they changed. Screenshots go to
 ``$EEKIT_SCREENSHOTS`` (default ``build/screenshots``).
 
-Opt-in for now (``EEKIT_BROWSER_TESTS=1``). Needs ``/usr/bin/chromium`` (``apt-get install chromium
-chromium-driver``; `.ci/run` does it) and the ``playwright`` Python package (in requirements.txt). Without them
-these tests skip and say so.
+They run whenever ``/usr/bin/chromium`` (``apt-get install chromium chromium-driver``; `.ci/run` does it) and the
+``playwright`` Python package (in requirements.txt) are there; otherwise they skip and say how to enable them.
+``EEKIT_BROWSER_TESTS=0`` skips them on purpose.
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ SCREENSHOTS = Path(os.environ.get("EEKIT_SCREENSHOTS", ROOT / "build" / "screens
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
-if os.environ.get("EEKIT_BROWSER_TESTS") != "1":
-    pytest.skip("real-browser tests are opt-in for now: EEKIT_BROWSER_TESTS=1 make test (needs Chromium); on a cold "
-                "machine JupyterLab sometimes ignores 'Run all' and the suite waits, see issue 7",
-                allow_module_level=True)
+if os.environ.get("EEKIT_BROWSER_TESTS") == "0":
+    pytest.skip("real-browser tests switched off with EEKIT_BROWSER_TESTS=0", allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements.txt)")
 if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM}: `apt-get install chromium chromium-driver` (as .ci/run does) "
@@ -90,26 +88,44 @@ def browser():
         b.close()
 
 
+_NOTEBOOK = "window.jupyterapp.shell.currentWidget"
+KERNEL_STATUS = f"({_NOTEBOOK}.sessionContext.session && {_NOTEBOOK}.sessionContext.session.kernel ? " \
+                f"{_NOTEBOOK}.sessionContext.session.kernel.status : 'none')"
+KERNEL_IDLE = f"({KERNEL_STATUS} === 'idle')"
+KERNEL_BUSY = f"({KERNEL_STATUS} === 'busy')"
+CELL_COUNTS = (f"{_NOTEBOOK}.content.widgets.filter(c => c.model.type === 'code')"
+               ".map(c => c.model.executionCount)")
+
+
 def run_notebook(browser, lab: str, name: str, dashboards: int):
     """Open ``name`` in JupyterLab, run all cells, wait until ``dashboards`` widget areas have rendered plots."""
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
     page.goto(f"{lab}/lab/tree/{name}")
     page.wait_for_function("window.jupyterapp && window.jupyterapp.shell && "
                            "document.querySelector('.jp-NotebookPanel .jp-Notebook')", timeout=90_000)
-    # "Run all" is ignored while the notebook or its kernel is still starting (slow on a cold machine):
-    # repeat it until a cell shows it is queued or running ([*]).
-    started = "Array.from(document.querySelectorAll('.jp-InputArea-prompt')).some(p => p.textContent.includes('[*]'))"
-    for attempt in range(12):
-        page.wait_for_timeout(2500)
-        page.locator(".jp-Notebook").first.click()
+    # Wait for the kernel, clear every output (execution counts go blank), then run all. Progress is read from the
+    # notebook model, not from "[*]" prompts: a fast notebook can finish between two polls, and a fresh kernel
+    # numbers the cells exactly as the committed file does, so a finished run can look like no run at all.
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
+    page.wait_for_function(f"!({CELL_COUNTS}).some(c => c !== null)", timeout=30_000)
+    for attempt in range(6):
         page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-        try:
-            page.wait_for_function(started, timeout=10_000)
+        try:  # started: a cell has run, or is running
+            page.wait_for_function(f"({CELL_COUNTS}).some(c => c !== null) || {KERNEL_BUSY}", timeout=20_000)
             break
         except playwright_api.TimeoutError:
             continue
     else:
-        pytest.fail(f"{name}: 'Run all cells' never started in JupyterLab")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"FAILED-run-all-{name}.png"), full_page=True)
+        pytest.fail(f"{name}: 'Run all cells' never started in JupyterLab; state: {lab_state(page)}")
+    try:  # finished: every code cell has its execution count and the kernel is idle
+        page.wait_for_function(f"({CELL_COUNTS}).every(c => c !== null) && {KERNEL_IDLE}", timeout=500_000)
+    except playwright_api.TimeoutError:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"FAILED-{name}.png"), full_page=True)
+        pytest.fail(f"{name}: the run did not finish; state: {lab_state(page)}")
     try:
         page.wait_for_function(
             f"document.querySelectorAll('.jp-OutputArea-output .js-plotly-plot').length >= {dashboards}",
@@ -118,12 +134,23 @@ def run_notebook(browser, lab: str, name: str, dashboards: int):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"FAILED-{name}.png"), full_page=True)
         raise
-    # wait until the kernel is idle: every cell has its execution count
-    page.wait_for_function(
-        "!Array.from(document.querySelectorAll('.jp-InputArea-prompt')).some(p => p.textContent.includes('[*]'))",
-        timeout=300_000)
     time.sleep(2)
     return page
+
+
+def lab_state(page) -> dict:
+    """What JupyterLab says about the current notebook: kernel status, dialogs, prompts (for failure messages)."""
+    return page.evaluate("""() => {
+        const w = window.jupyterapp.shell.currentWidget;
+        const ctx = w && w.sessionContext;
+        return {
+            widget: w ? w.title.label : null,
+            kernel: ctx && ctx.session && ctx.session.kernel ? ctx.session.kernel.status : null,
+            kernelDisplayName: ctx ? ctx.kernelDisplayName : null,
+            dialogs: Array.from(document.querySelectorAll('.jp-Dialog')).map(d => d.innerText.slice(0, 200)),
+            prompts: Array.from(document.querySelectorAll('.jp-InputArea-prompt')).slice(0, 5).map(p => p.textContent),
+        };
+    }""")
 
 
 def close(page) -> None:

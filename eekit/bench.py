@@ -62,7 +62,7 @@ def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", ma
         return torch.cat([infer_full(model, images[i : i + 256]) for i in range(0, len(images), 256)])
 
     def ee_batched():
-        return [infer(model, images[i : i + 256], criterion, point.threshold) for i in range(0, len(images), 256)]
+        return infer(model, images, criterion, point.threshold, batch_size=256)
 
     single = images[data.evenly_spaced(len(images), batch1_samples)]
 
@@ -76,9 +76,8 @@ def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", ma
 
     t_full_256, t_ee_256 = _median_seconds(full_batched, repeats), _median_seconds(ee_batched, repeats)
     t_full_1, t_ee_1 = _median_seconds(full_single, repeats), _median_seconds(ee_single, repeats)
-    results = ee_batched()
-    ee_pred = torch.cat([r.predictions for r in results])
-    ee_exit = torch.cat([r.exit_index for r in results]).numpy()
+    result = ee_batched()
+    ee_pred, ee_exit = result.predictions, result.exit_index.numpy()
     full_pred = full_batched()
     if not np.array_equal(ee_exit, profile.exit_index(criterion, point.threshold)[keep]):
         raise RuntimeError("real early exit left at different exits than the shipped profile predicts")

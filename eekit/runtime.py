@@ -25,8 +25,19 @@ class InferenceResult:
     logits: torch.Tensor  # [N, C] the answering exit's output
 
 
-def infer(model: EarlyExitNet, x: torch.Tensor, criterion: str | Criterion, threshold: float) -> InferenceResult:
-    """Early-exit inference of a classification model on a batch ``x`` (batch size 1 included)."""
+def infer(model: EarlyExitNet, x: torch.Tensor, criterion: str | Criterion, threshold: float,
+          batch_size: int | None = None) -> InferenceResult:
+    """Early-exit inference of a classification model on a batch ``x`` (batch size 1 included).
+
+    ``batch_size`` runs ``x`` in chunks of that many rows (same results; memory bounded by one chunk's
+    activations, which matters on a 2 GB Binder for thousands of images).
+    """
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        parts = [infer(model, x[i : i + batch_size], criterion, threshold) for i in range(0, len(x), batch_size)]
+        return InferenceResult(*(torch.cat([getattr(p, f) for p in parts])
+                                 for f in ("predictions", "exit_index", "logits")))
     c = get_criterion(criterion, "classification")
     if c.needs_labels:
         raise ValueError("the oracle peeks at labels: it exists only in the cached profile, as an upper bound")

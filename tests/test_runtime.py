@@ -26,13 +26,10 @@ def test_real_matches_simulated_at_batch_256(mnist, criterion, threshold):
     images, _ = test.tensors()
     expected_exit = profile.exit_index(criterion, threshold)
     expected_pred = profile.predictions[np.arange(profile.num_samples), expected_exit]
-    exits, preds = [], []
-    for start in range(0, len(images), 256):
-        result = infer(model, images[start : start + 256], criterion, threshold)
-        exits.append(result.exit_index)
-        preds.append(result.predictions)
-    assert torch.cat(exits).numpy().tolist() == expected_exit.tolist()
-    assert torch.cat(preds).numpy().tolist() == expected_pred.tolist()
+    result = infer(model, images, criterion, threshold, batch_size=256)
+    assert len(result.exit_index) == len(images)
+    assert result.exit_index.numpy().tolist() == expected_exit.tolist()
+    assert result.predictions.numpy().tolist() == expected_pred.tolist()
     assert len(set(expected_exit.tolist())) > 1 or criterion == "fixed"  # the case really exercises exits
 
 

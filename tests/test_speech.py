@@ -98,3 +98,27 @@ def test_profile_speech_counts_digit_edits(strings):
         assert profile.scores_for(name).shape == (8, 6)
     batch_scores = profile.scores_for("ctc_batch_entropy")
     assert np.allclose(batch_scores[:4], batch_scores[0])  # DAISY: one score per batch of 4
+
+
+@pytest.mark.skipif(not (data.DATA_DIR / "checkpoints" / "speech-fsdd.pt").exists(), reason="speech-fsdd not trained")
+def test_noise_explorer_every_control_keeps_a_consistent_readout():
+    from eekit.widgets import NoiseExplorer
+
+    explorer = NoiseExplorer("speech-fsdd", snrs=(None, 10, 0))
+    assert explorer.summary().startswith("clean: mean exit layer")
+    rng = np.random.default_rng(0)
+    noises = [v for _, v in explorer.noise_dropdown.options]
+    for noise in noises:
+        for snr in (None, 0, [None, 10, 0][rng.integers(3)]):
+            profile = explorer.set(noise=noise, snr_db=snr)
+            assert explorer.error is None and profile is not None
+            point = profile.at(explorer.criterion, explorer.threshold)
+            assert point.exit_counts.sum() == profile.num_samples == 300
+            assert sum(explorer.histogram.data[0].y) == pytest.approx(100)
+            assert 1 <= point.mean_exit + 1 <= 6 and f"mean exit layer {point.mean_exit + 1:.2f}" in explorer.readout.value
+            assert explorer.curve.data[1].y == (point.mean_exit + 1,)
+    # noisier means deeper, for every noise type (DAISY), at the card's threshold
+    for noise in noises:
+        assert explorer.mean_exit_layer(noise, 0) > explorer.mean_exit_layer(noise, None)
+    with pytest.raises(ValueError, match="not on the slider"):
+        explorer.set(snr_db=7)

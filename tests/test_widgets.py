@@ -100,3 +100,20 @@ def test_static_figures_have_titles_and_labelled_axes(profile):
     assert pareto.layout.title.text and "MFLOPs" in pareto.layout.xaxis.title.text
     anatomy = exits_figure(profile)
     assert anatomy.layout.yaxis.title.text == "accuracy (%)" and "MFLOPs" in anatomy.layout.yaxis2.title.text
+
+
+def test_gallery_every_control_at_its_extremes_and_random_values(profile):
+    from eekit import data
+    from eekit.widgets import ExitGallery
+
+    test = data.load_mnist("test")
+    gallery = ExitGallery(profile, test.images.numpy(), test.classes)
+    s = gallery.threshold_slider
+    rng = np.random.default_rng(2)
+    for k in range(profile.num_exits):
+        for v in [s.min, s.max] + list(rng.uniform(s.min, s.max, 5)):
+            shown = gallery.set(exit=k, threshold=float(v))
+            exits = profile.exit_index("max_prob", gallery.threshold_slider.value)
+            assert (exits[shown] == k).all() and len(shown) <= gallery.rows * gallery.cols
+            count = int(gallery.readout.value.split("<b>")[1].split("</b>")[0])
+            assert count == int((exits == k).sum())  # the readout counts what the profile says

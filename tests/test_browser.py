@@ -119,7 +119,9 @@ def run_notebook(browser, lab: str, name: str, dashboards: int):
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
     page.set_default_timeout(90_000)  # no Playwright call may wait forever
     OPEN_PAGES.append(page)
-    page.goto(f"{lab}/lab/tree/{name}")
+    # ?reset: start from an empty workspace, or JupyterLab reopens the previous test's notebook in a hidden tab
+    # (whose sliders and readouts come first in the DOM)
+    page.goto(f"{lab}/lab/tree/{name}?reset")
     page.wait_for_function("window.jupyterapp && window.jupyterapp.shell && "
                            "document.querySelector('.jp-NotebookPanel .jp-Notebook')", timeout=90_000)
     # Wait for the kernel, clear every output (execution counts go blank), then run all. Progress is read from the
@@ -220,7 +222,13 @@ def readout_accuracy(text: str) -> float:
 
 def press_on_slider(page, index: int, key: str, times: int) -> None:
     handle = page.locator(".widget-slider .noUi-handle").nth(index)
-    handle.scroll_into_view_if_needed()
+    try:
+        handle.scroll_into_view_if_needed(timeout=20_000)
+    except playwright_api.TimeoutError:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "FAILED-slider.png"), full_page=True)
+        sliders = page.eval_on_selector_all(".widget-slider", "els => els.map(e => [e.className, e.offsetParent !== null])")
+        pytest.fail(f"slider {index} is not visible; sliders: {sliders}; state: {lab_state(page)}")
     handle.focus()
     for _ in range(times):
         page.keyboard.press(key)

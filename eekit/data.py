@@ -287,8 +287,12 @@ class SpokenDigits(Dataset):
     def collate(batch):
         """Pad waveforms: ``(waves [B, S], lengths [B], digits [B])``."""
         waves, digits = zip(*batch)
-        lengths = torch.tensor([len(w) for w in waves])
-        return torch.nn.utils.rnn.pad_sequence(list(waves), batch_first=True), lengths, torch.tensor(digits)
+        return (*_pad(waves), torch.tensor(digits))
+
+
+def _pad(waves) -> tuple[torch.Tensor, torch.Tensor]:
+    """Waveforms of different lengths -> zero-padded ``[B, S]`` and their lengths ``[B]`` (speech batches)."""
+    return torch.nn.utils.rnn.pad_sequence(list(waves), batch_first=True), torch.tensor([len(w) for w in waves])
 
 
 def load_fsdd(split: str = "train", speakers: Sequence[str] | None = None) -> SpokenDigits:
@@ -371,10 +375,8 @@ class DigitStrings(Dataset):
     def collate(batch):
         """Pad waveforms; targets as CTC wants them: digit ``d`` is class ``d + 1`` (0 is the blank)."""
         waves, labels = zip(*batch)
-        lengths = torch.tensor([len(w) for w in waves])
-        padded = torch.nn.utils.rnn.pad_sequence(list(waves), batch_first=True)
         targets = torch.tensor([int(c) + 1 for text in labels for c in text], dtype=torch.long)
-        return padded, lengths, targets, torch.tensor([len(t) for t in labels])
+        return (*_pad(waves), targets, torch.tensor([len(t) for t in labels]))
 
 
 def mix_noise(wave: torch.Tensor, noise: torch.Tensor, snr_db: float, generator: torch.Generator | None = None

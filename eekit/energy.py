@@ -373,16 +373,17 @@ class _Device:
             return "below"
         if above is not None and e >= above:
             return "above"
-        charging = draw_w + leak == 0 and above is not None  # (also set when a shortcut has done the work)
-        if charging:  # nothing drawn: invert the cumulative harvest instead of scanning the trace
+        settled = False  # True once a shortcut below has worked out the whole phase
+        if draw_w + leak == 0 and above is not None:  # nothing drawn: invert the cumulative harvest, no scan
             t_hit = self._time_harvesting(t, above - e)
             event = "above" if t_hit <= until_s else "time"
             t = min(t_hit, until_s)
             harvested = above - e if event == "above" else self.harvest_between(self.t, t)
+            settled = True
         elif above is None and draw_w + leak >= self.p_max:  # draining: no overflow, one look at the end will do
             h = self.harvest_between(t, until_s)
             if below is None or e + h - (draw_w + leak) * (until_s - t) > below:
-                harvested, t, charging = h, until_s, True
+                harvested, t, settled = h, until_s, True
         elif until_s <= (t // self.dt + 1) * self.dt:  # within one trace sample: constant power, scalar math
             power = float(self.p[int(t // self.dt) % self.n])
             net = power - draw_w - leak
@@ -396,9 +397,9 @@ class _Device:
                 reflected = max(x - self.e_max, 0.0)
             elif below is None:
                 reflected = max(-x, 0.0)
-            harvested, t, charging = power * (t_end - t), t_end, True
+            harvested, t, settled = power * (t_end - t), t_end, True
         chunk = 64
-        while t < until_s and not charging:
+        while t < until_s and not settled:
             g0 = int(t // self.dt)
             needed = int(math.ceil((until_s - g0 * self.dt) / self.dt))
             m = max(1, min(chunk, needed))
@@ -523,6 +524,9 @@ def simulate(
     K = workload.num_exits
     stage = [mcu.compute(m) for m in workload.stage_macs]
     head = [mcu.compute(m) for m in workload.head_macs]
+    # reaching exit k in one go (stages 0..k, head k only): what the energy-aware policy chooses from
+    exit_j = np.cumsum([s[0] for s in stage]) + np.array([h[0] for h in head])
+    exit_s = np.cumsum([s[1] for s in stage]) + np.array([h[1] for h in head])
     recover_j = mcu.reboot_j + max(mcu.restore(w)[0] for w in workload.state_words)
     _check_energy_fits("a reboot and a restore", recover_j, cap, "the device can never make progress")
 
@@ -547,7 +551,7 @@ def simulate(
                                "its checkpoint, a reboot and a restore)", worst[0] + recover_j, cap,
                                "it can never finish between two power failures", "lower checkpoint_macs or ")
     else:
-        _check_energy_fits(f"exit 1 of {workload.name}", stage[0][0] + head[0][0], cap,
+        _check_energy_fits(f"exit 1 of {workload.name}", exit_j[0], cap,
                            f"the {policy} policy can never answer")
 
     dev = _Device(trace, cap, duration_s)
@@ -558,23 +562,23 @@ def simulate(
     rows: list[tuple[int, int, bool, float, float]] = []
     failures = 0
 
-    def task(energy_j: float, time_s: float) -> bool:
-        """Run a task of fixed length; False (and the device off) if the capacitor browned out during it."""
+    def task(energy_j: float, time_s: float) -> tuple[bool, float]:
+        """Run a task of fixed length: (finished, joules spent); not finished (and the device off) if the capacitor
+        browned out during it, or the simulation ended."""
         start = dev.t
-        event = dev.run(energy_j / time_s if time_s > 0 else 0.0, start + time_s, below=e_off)
-        spent = (dev.t - start) * (energy_j / time_s if time_s > 0 else 0.0)
-        task.spent = spent
-        return event == "time" and dev.t >= start + time_s - 1e-12
+        power = energy_j / time_s if time_s > 0 else 0.0
+        event = dev.run(power, start + time_s, below=e_off)
+        return event == "time" and dev.t >= start + time_s - 1e-12, (dev.t - start) * power
 
     def recover(resume: tuple[float, float] | None) -> bool:
         """Off until v_on, then reboot (and restore ``resume``'s checkpoint). False if the simulation ended first."""
         nonlocal failures
         while dev.run(0.0, math.inf, above=e_on) == "above":
-            ok = task(mcu.reboot_j, mcu.reboot_s)
-            books["reboot"] += task.spent
+            ok, spent = task(mcu.reboot_j, mcu.reboot_s)
+            books["reboot"] += spent
             if ok and resume is not None:
-                ok = task(*resume)
-                books["restore"] += task.spent
+                ok, spent = task(*resume)
+                books["restore"] += spent
             if ok:
                 return True
             if dev.t >= duration_s:
@@ -602,16 +606,17 @@ def simulate(
             i, pending, done = 0, 0.0, True
             while i < len(steps):
                 e_j, t_s, ckpt_j, resume_words = steps[i]
-                if task(e_j, t_s):
-                    work = task.spent * (1 - ckpt_j / e_j) if e_j > 0 else 0.0
+                ok, spent = task(e_j, t_s)
+                if ok:
+                    work = spent * (1 - ckpt_j / e_j) if e_j > 0 else 0.0
                     pending += work
-                    books["checkpoint"] += task.spent - work
+                    books["checkpoint"] += spent - work
                     if checkpoints:
                         books["compute"] += pending
                         pending = 0.0
                     i += 1
                     continue
-                books["lost"] += task.spent + pending
+                books["lost"] += spent + pending
                 pending = 0.0
                 if dev.t >= duration_s:  # the simulation ended mid-step: not a power failure
                     done = False
@@ -630,7 +635,7 @@ def simulate(
 
         # energy_aware / anytime: never start what the stored energy cannot pay for
         spendable = dev.e - e_off
-        if stage[0][0] + head[0][0] > spendable:
+        if exit_j[0] > spendable:
             if not sleep_until(e_on):
                 if dev.t >= duration_s:
                     break
@@ -640,21 +645,19 @@ def simulate(
                 continue
             spendable = dev.e - e_off
         if policy == "energy_aware":
-            cost = np.cumsum([s[0] for s in stage]) + np.array([h[0] for h in head])
-            secs = np.cumsum([s[1] for s in stage]) + np.array([h[1] for h in head])
-            k = int(np.nonzero(cost <= spendable)[0].max())
-            ok = task(cost[k], secs[k])
+            k = int(np.nonzero(exit_j <= spendable)[0].max())
+            ok, spent = task(exit_j[k], exit_s[k])
         else:
             k, e_j, t_s = 0, stage[0][0], stage[0][1]
             while k + 1 < K and e_j + stage[k + 1][0] + head[k + 1][0] <= spendable:
                 k += 1
                 e_j, t_s = e_j + stage[k][0], t_s + stage[k][1]
-            ok = task(e_j + head[k][0], t_s + head[k][1])
+            ok, spent = task(e_j + head[k][0], t_s + head[k][1])
         if ok:
-            books["compute"] += task.spent
+            books["compute"] += spent
             rows.append((sample, k, bool(correct[k, sample]), start, dev.t))
             continue
-        books["lost"] += task.spent  # leakage or the end of the simulation can still cut it short
+        books["lost"] += spent  # leakage or the end of the simulation can still cut it short
         if dev.t >= duration_s:
             break
         failures += 1

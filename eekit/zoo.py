@@ -16,6 +16,7 @@ import platform
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -31,7 +32,7 @@ from .profile import ExitProfile
 from .train import TrainConfig, train
 
 __all__ = ["Recipe", "RECIPES", "load_pretrained", "load_profile", "load_card", "run_recipe", "report",
-           "noisy_profile", "mean_exit_layer_by_snr", "SNR_LEVELS", "CHECKPOINT_DIR"]
+           "noisy_run", "noisy_profile", "mean_exit_layer_by_snr", "SNR_LEVELS", "CHECKPOINT_DIR"]
 
 CHECKPOINT_DIR = "checkpoints"
 SHIPPED_MAX_DROP = 0.01  # the cards' early-exit numbers: cheapest threshold within 1 accuracy point of the final exit
@@ -213,17 +214,30 @@ def report(name: str, criterion: str | None = None, max_drop: float | None = Non
     }
 
 
-def noisy_profile(name: str, snr_db: float | None, noise: str | None = None, split: str = "test") -> ExitProfile:
-    """Profile of speech model ``name`` on its ``split`` utterances mixed with noise at ``snr_db`` dB (every
-    shipped noise round-robin, or just ``noise``; ``None`` dB = clean). Runs the model: about a second."""
+@lru_cache(maxsize=2)
+def _recognizer(name: str, split: str):
+    """A connected-digit recognizer and its clean ``split`` utterances, loaded once per process."""
     recipe = _recipe(name)
     if recipe.dataset != "fsdd-strings":
         raise ValueError(f"{name} is not a connected-digit recognizer; choose from "
                          f"{[n for n, r in RECIPES.items() if r.dataset == 'fsdd-strings']}")
-    test = data.load_digit_strings(split)
-    noisy = test.with_noise(snr_db, noise if noise else data.NOISE_NAMES)
-    return profile_speech(load_pretrained(name), noisy, meta={"model": name, "split": split, "snr_db": snr_db,
-                                                               "noise": noise or "all"})
+    return load_pretrained(name), data.load_digit_strings(split)
+
+
+def noisy_run(name: str, snr_db: float | None, noise: str | None = None, split: str = "test"
+              ) -> tuple[data.DigitStrings, ExitProfile]:
+    """Speech model ``name`` on its ``split`` utterances mixed with noise at ``snr_db`` dB (every shipped noise
+    round-robin, or just ``noise``; ``None`` dB = clean): the utterances it heard and their profile. Runs the model:
+    about a second."""
+    model, clean = _recognizer(name, split)
+    heard = clean.with_noise(snr_db, noise if noise else data.NOISE_NAMES)
+    return heard, profile_speech(model, heard, meta={"model": name, "split": split, "snr_db": snr_db,
+                                                      "noise": noise or "all"})
+
+
+def noisy_profile(name: str, snr_db: float | None, noise: str | None = None, split: str = "test") -> ExitProfile:
+    """The profile half of :func:`noisy_run`."""
+    return noisy_run(name, snr_db, noise, split)[1]
 
 
 def mean_exit_layer_by_snr(name: str, criterion: str, threshold: float) -> dict[str, float]:

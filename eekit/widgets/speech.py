@@ -69,7 +69,9 @@ class NoiseExplorer:
         self.snrs = list(snrs)
         self.clean = data.load_digit_strings("test")
         self.utterance = utterance
-        self._profiles: dict[tuple, ExitProfile] = {("all", None): load_profile(model_name)}
+        # (noise, SNR) -> (the utterances as the model heard them, their profile); clean comes shipped
+        self._runs: dict[tuple, tuple[data.DigitStrings, ExitProfile]] = {
+            ("all", None): (self.clean, load_profile(model_name))}
         self.error: str | None = None
         self.profile: ExitProfile | None = None
 
@@ -83,7 +85,7 @@ class NoiseExplorer:
         self.player_box = W.Box()
         self.readout = W.HTML()
         self.readout.add_class("eekit-readout")
-        K = self._profiles[("all", None)].num_exits
+        K = self._runs[("all", None)][1].num_exits
         self.histogram = figure_widget("Where utterances exit", "exit layer", "utterances (%)", height=320, width=420,
                                        traces=[go.Bar(x=[f"{k + 1}" for k in range(K)], y=[0] * K,
                                                       marker={"color": PALETTE[2]}, name="exits")])
@@ -112,12 +114,15 @@ class NoiseExplorer:
         return self.profile
 
     def profile_at(self, noise: str, snr_db) -> ExitProfile:
-        from ..zoo import noisy_profile
+        return self._run(noise, snr_db)[1]
+
+    def _run(self, noise: str, snr_db) -> tuple[data.DigitStrings, ExitProfile]:
+        from ..zoo import noisy_run
 
         key = (noise, snr_db) if snr_db is not None else ("all", None)
-        if key not in self._profiles:
-            self._profiles[key] = noisy_profile(self.model_name, snr_db, None if noise == "all" else noise)
-        return self._profiles[key]
+        if key not in self._runs:
+            self._runs[key] = noisy_run(self.model_name, snr_db, None if noise == "all" else noise)
+        return self._runs[key]
 
     def mean_exit_layer(self, noise: str, snr_db) -> float:
         return float(self.profile_at(noise, snr_db).exit_index(self.criterion, self.threshold).mean()) + 1
@@ -161,9 +166,7 @@ class NoiseExplorer:
             return
         self.error = None
         self.profile = profile
-        # the utterance exactly as the profile heard it (noise offsets are seeded over the whole test set)
-        heard = self.clean.with_noise(snr, data.NOISE_NAMES if noise == "all" else noise)
-        wave = heard.waveforms[self.utterance]
+        wave = self._run(noise, snr)[0].waveforms[self.utterance]  # exactly what the profile heard
         self.player_box.children = [W.HTML(f"utterance {self.utterance}: <b>{self.clean.labels[self.utterance]}</b>, "
                                            f"{self._setting()} &nbsp;"), audio_player(wave)]
         with self.histogram.batch_update():

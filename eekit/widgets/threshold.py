@@ -7,7 +7,6 @@ how its callbacks are tested.
 
 from __future__ import annotations
 
-
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go

@@ -93,7 +93,9 @@ def _cifar_augment():
 _MNIST = dict(builder=branchy_lenet, builder_kwargs={}, dataset="mnist", augment=_mnist_augment)
 _MNIST_CFG = dict(epochs=20, batch_size=64, lr=0.05, weight_decay=5e-4)
 _CIFAR = dict(builder=resnet_ee, builder_kwargs={"width": 24}, dataset="cifar10", augment=_cifar_augment)
-_CIFAR_CFG = dict(epochs=10, batch_size=256, lr=0.2, weight_decay=5e-4, label_smoothing=0.1)
+# No label smoothing: it caps every exit's confidence near 0.9 and blurs the confident-vs-unsure ranking that
+# max-prob exits rely on (on a 10k-image trial it cut the FLOPs saved within 1 point from 62 % to 58 %).
+_CIFAR_CFG = dict(epochs=12, batch_size=256, lr=0.2, weight_decay=5e-4)
 
 _SPEECH_CFG = dict(epochs=15, batch_size=16, lr=2e-3, optimizer="adam", weight_decay=0.0)
 # Connected digits are easy for layer 1 of this encoder (DER within a point of the last layer), so the 1-point rule
@@ -114,14 +116,14 @@ RECIPES: dict[str, Recipe] = {
                phases=(TrainConfig(loss_weights="final-only", **_MNIST_CFG),
                        TrainConfig(loss_weights="random-exit", freeze_backbone=True, **{**_MNIST_CFG, "epochs": 10})),
                **{**_MNIST, "builder_kwargs": {"shared_head": True}}),
-        Recipe("cnn-cifar10", "ResNet-9-style CNN (width 24) on CIFAR-10 with 5 exits, trained jointly from scratch "
-               "with the Shallow-Deep Networks loss schedule", phases=(TrainConfig(loss_weights="sdn", **_CIFAR_CFG),),
-               **_CIFAR),
+        Recipe("cnn-cifar10", "ResNet-9-style CNN (width 24) on CIFAR-10 with 5 exits (SDN-style max-pooled heads), "
+               "trained jointly from scratch with the Shallow-Deep Networks loss schedule",
+               phases=(TrainConfig(loss_weights="sdn", **_CIFAR_CFG),), **_CIFAR),
         Recipe("cnn-cifar10-two-stage", "The same CNN trained two-stage: backbone with the final exit only, then the "
                "early heads on the frozen backbone (HuBERT-EE / DeeBERT)",
                phases=(TrainConfig(loss_weights="final-only", **_CIFAR_CFG),
                        TrainConfig(loss_weights="early-only", freeze_backbone=True,
-                                   **{**_CIFAR_CFG, "epochs": 5, "lr": 0.05})), **_CIFAR),
+                                   **{**_CIFAR_CFG, "epochs": 4, "lr": 0.05})), **_CIFAR),
         Recipe("speech-fsdd", "Conformer (6 layers, d=64) with a CTC exit after every layer, trained jointly from "
                "scratch on connected FSDD digits (uniform loss weights, 2309.09546)",
                phases=(TrainConfig(loss_weights="uniform", **_SPEECH_CFG),), **_CTC),

@@ -35,6 +35,23 @@ def test_cumulative_costs_include_every_head_on_the_way():
     assert costs.params.tolist() == [3 * 8 * 9 + 8 + 8 * 5 + 5, 3 * 8 * 9 + 8 + 8 * 5 + 5 + 8 * 4 * 9 + 4 + 4 * 5 + 5]
 
 
+def test_max_pooled_head_keeps_a_4x4_layout_and_rejects_unknown_pooling():
+    head = pooled_head(2, 3, pool_size=4, pool="max")
+    x = torch.zeros(1, 2, 8, 8)
+    x[0, 0, 0, 0] = 5.0  # one strong local activation survives max pooling, averaging would dilute it 4x
+    assert head[0](x)[0, 0, 0, 0] == 5.0 and head[0](x).shape == (1, 2, 4, 4)
+    assert head[-1].in_features == 2 * 16
+    with pytest.raises(ValueError, match="'avg' or 'max'"):
+        pooled_head(2, 3, pool="median")
+
+
+def test_resnet_first_exit_is_cheap():
+    # the first stage pools before it widens: exit 1 costs under 10 % of the plain model, the later stages ~23 % each
+    costs = exit_costs(resnet_ee(width=24), torch.zeros(1, 3, 32, 32))
+    share = costs.cumulative_flops / costs.full_model_flops
+    assert share[0] < 0.10 and np.all(np.diff(share) > 0.2)
+
+
 def test_latency_is_measured_per_exit_and_grows_with_depth():
     ms = measure_latency(resnet_ee(width=8), torch.rand(1, 3, 32, 32), repeats=5, warmup=1)
     assert ms.shape == (5,) and (ms > 0).all() and np.all(np.diff(ms) >= 0)

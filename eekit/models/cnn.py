@@ -75,24 +75,23 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-def resnet_ee(num_classes: int = 10, width: int = 32) -> EarlyExitNet:
+def resnet_ee(num_classes: int = 10, width: int = 24) -> EarlyExitNet:
     """A ResNet-9-style CNN for 32x32 colour images (Page's DAWNBench net), cut into 5 stages with an exit after
-    each, spread over depth as in Shallow-Deep Networks. ``width`` is the first stage's channel count; the
-    stages have ``width x (2, 2, 4, 8, 8)`` channels. Early heads pool to 2x2 and use one linear layer.
+    each, spread over depth as in Shallow-Deep Networks. ``width`` is the first conv's channel count; the stages
+    have ``width x (2, 2, 4, 8, 8)`` channels.
+
+    Two choices make the early exits pay off. The first stage pools *before* it widens, so exit 1 costs about 7 %
+    of the model instead of 21 % (ResNet-9 widens at full resolution); each later stage costs about 23 %.
+    Early heads max-pool to 4x4 and use one linear layer, as Shallow-Deep Networks' internal classifiers do.
     """
     w = width
     stages = [
-        nn.Sequential(Normalize(*CIFAR10_MEAN_STD), _conv_bn(3, w), _conv_bn(w, 2 * w, pool=True)),  # 16x16
-        Residual(2 * w),                                                                          # 16x16
-        _conv_bn(2 * w, 4 * w, pool=True),                                                        # 8x8
-        _conv_bn(4 * w, 8 * w, pool=True),                                                        # 4x4
-        Residual(8 * w),                                                                          # 4x4
+        nn.Sequential(Normalize(*CIFAR10_MEAN_STD), _conv_bn(3, w, pool=True), _conv_bn(w, 2 * w)),  # 16x16
+        Residual(2 * w),                                                                             # 16x16
+        _conv_bn(2 * w, 4 * w, pool=True),                                                           # 8x8
+        _conv_bn(4 * w, 8 * w, pool=True),                                                           # 4x4
+        Residual(8 * w),                                                                             # 4x4
     ]
-    heads = [
-        pooled_head(2 * w, num_classes, pool_size=2),
-        pooled_head(2 * w, num_classes, pool_size=2),
-        pooled_head(4 * w, num_classes, pool_size=2),
-        pooled_head(8 * w, num_classes, pool_size=2),
-        nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(1), nn.Linear(8 * w, num_classes)),
-    ]
+    heads = [pooled_head(c, num_classes, pool_size=4, pool="max") for c in (2 * w, 2 * w, 4 * w, 8 * w)]
+    heads.append(pooled_head(8 * w, num_classes, pool="max"))
     return EarlyExitNet(stages, ExitHeads(heads), exit_names=["block1", "res1", "block2", "block3", "res2 (final)"])

@@ -19,11 +19,16 @@ from torch import nn
 __all__ = ["EarlyExitNet", "ExitHeads", "SharedExitHead", "SharedPlusFinal", "pooled_head", "attach_exits"]
 
 
-def pooled_head(in_channels: int, num_classes: int, hidden: int = 0, pool_size: int = 1) -> nn.Sequential:
-    """Average-pool to ``pool_size`` x ``pool_size`` + (optional hidden layer) + linear: a cheap exit for conv
-    features ``[N, C, H, W]`` (a pool size of 2 keeps a little spatial layout, as Shallow-Deep Networks' heads do)."""
+def pooled_head(in_channels: int, num_classes: int, hidden: int = 0, pool_size: int = 1,
+                pool: str = "avg") -> nn.Sequential:
+    """Pool to ``pool_size`` x ``pool_size`` + (optional hidden layer) + linear: a cheap exit for conv features
+    ``[N, C, H, W]``. Shallow-Deep Networks' heads keep a 4x4 spatial layout and use max pooling (``pool="max"``):
+    early features are local, and averaging them over the whole image throws most of them away."""
+    if pool not in ("avg", "max"):
+        raise ValueError(f"pool must be 'avg' or 'max', got {pool!r}")
     features = in_channels * pool_size * pool_size
-    layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(pool_size), nn.Flatten(1)]
+    pooling = nn.AdaptiveAvgPool2d(pool_size) if pool == "avg" else nn.AdaptiveMaxPool2d(pool_size)
+    layers: list[nn.Module] = [pooling, nn.Flatten(1)]
     if hidden:
         layers += [nn.Linear(features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes)]
     else:

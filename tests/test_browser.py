@@ -245,6 +245,12 @@ def slide_threshold_and_check_marker(page, presses: int) -> str:
     return after
 
 
+def legend_texts(page) -> list[str]:
+    """Every legend entry on the page; an unnamed trace shows up as "trace N"."""
+    return page.eval_on_selector_all(".jp-OutputArea-output .js-plotly-plot .legendtext",
+                                     "els => els.map(e => e.textContent)")
+
+
 def shoot(page, locator, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / name
@@ -259,12 +265,11 @@ def test_threshold_explorer_reacts_in_the_browser(lab, browser):
     assert before and "accuracy" in before[0] and "saved" in before[0]
     bars_before = bar_heights(page, 1)
     shoot(page, page.locator(".jp-OutputArea-output:has(.eekit-readout)").first, "threshold-explorer.png")
+    assert "current threshold" in legend_texts(page)  # as first drawn, before any control moves
     after = [slide_threshold_and_check_marker(page, 80)]  # threshold 0.9 -> 0.5: more samples leave early
     assert bar_heights(page, 1) != bars_before
     assert plots.count() >= 2
-    legend = page.eval_on_selector_all(".jp-OutputArea-output .js-plotly-plot .legendtext",
-                                       "els => els.map(e => e.textContent)")
-    assert "current threshold" in legend
+    assert "current threshold" in legend_texts(page)
     # the criterion dropdown: entropy rescales and redraws
     page.locator(".widget-dropdown select").first.select_option("entropy")
     changed_readout(page, 0, after[0])
@@ -323,6 +328,7 @@ def test_noise_explorer_in_lesson_21(lab, browser):
     assert "0 dB" in after
     assert bar_heights(page, 0) != bars_before
     assert page.locator(".jp-OutputArea-output audio").count() >= 1
+    assert not [t for t in legend_texts(page) if t.startswith("trace ")]  # every trace keeps its name
     shoot(page, page.locator(".jp-OutputArea-output:has(.eekit-readout)").first, "noise-explorer.png")
     close(page)
 

@@ -156,7 +156,7 @@ class NoiseExplorer:
         try:
             profile = self.profile_at(noise, snr)
             point = profile.at(self.criterion, self.threshold)
-            xs = [s for s in self.snrs if s is not None]
+            xs = sorted(s for s in self.snrs if s is not None)  # left to right: noisiest first, clean last
             ys = [self.mean_exit_layer(noise, s) for s in xs]
             clean_x = max(xs) + 10
         except Exception as err:  # shown in the readout; a dashboard must never die on a control change
@@ -174,9 +174,10 @@ class NoiseExplorer:
         with self.curve.batch_update():
             self.curve.data[0].x = xs + [clean_x]
             self.curve.data[0].y = ys + [self.mean_exit_layer("all", None)]
-            self.curve.data[0].name = f"{noise} noise" if noise != "all" else "all noises"
             self.curve.data[1].x = [clean_x if snr is None else snr]
             self.curve.data[1].y = [point.mean_exit + 1]
             self.curve.layout.xaxis.tickvals = xs + [clean_x]
             self.curve.layout.xaxis.ticktext = [str(s) for s in xs] + ["clean"]
+        # renamed outside the batch: a batched restyle that names one trace but moves two blanks the other's name
+        self.curve.data[0].name = f"{noise} noise" if noise != "all" else "all noises"
         self.readout.value = html.escape(self.summary()) + f" · {self.criterion} <= {self.threshold:g}"

@@ -152,10 +152,11 @@ class ThresholdExplorer:
         with self.curve.batch_update():
             self.curve.data[0].x = sweep.mean_cost[order]
             self.curve.data[0].y = 100 * sweep.accuracy[order]
-            self.curve.data[0].name = self._label(self.criterion)
             self.curve.data[3].x = [point.mean_cost]
             self.curve.data[3].y = [100 * point.accuracy]
-            self.curve.data[3].name = "current threshold"  # restated: JupyterLab's FigureWidget loses it otherwise
+        # renamed outside the batch: a batched restyle that names one trace but moves two blanks the other's name
+        # in the browser (the legend said "trace 3")
+        self.curve.data[0].name = self._label(self.criterion)
         with self.histogram.batch_update():
             self.histogram.data[0].y = fractions
         unit = self.profile.cost_unit

@@ -28,7 +28,7 @@ def _print(result: dict, as_json: bool) -> None:
 def _report(args) -> int:
     from .zoo import report
 
-    _print(report(args.model), args.json)
+    _print(report(args.model, criterion=args.criterion, max_drop=args.max_drop), args.json)
     return 0
 
 
@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("report", help="numbers of a shipped checkpoint, from its test-split profile")
     p.add_argument("model", help="e.g. cnn-mnist, cnn-cifar10")
+    p.add_argument("--criterion", default=None, help="exit criterion, e.g. max_prob, entropy, margin, patience "
+                   "(default: the model card's)")
+    p.add_argument("--max-drop", type=float, default=None, help="allowed accuracy drop below the final exit, a "
+                   "fraction: 0.01 = 1 point (default: the model card's)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_report)
 

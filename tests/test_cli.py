@@ -17,6 +17,20 @@ def test_report_prints_the_promised_json(capsys):
     assert out["final_accuracy"] >= 0.985  # the bar for the MNIST checkpoint
 
 
+def test_report_takes_another_criterion_and_drop(capsys):
+    assert main(["report", "cnn-cifar10", "--criterion", "margin", "--max-drop", "0.02", "--json"]) == 0
+    margin = json.loads(capsys.readouterr().out)
+    assert margin["criterion"] == "margin" and margin["max_drop"] == 0.02
+    assert margin["ee_accuracy"] >= margin["final_accuracy"] - 0.02 - 1e-9
+    assert main(["report", "cnn-cifar10", "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["criterion"] == "max_prob" and margin["flops_saved"] > card["flops_saved"]  # a looser drop saves more
+    assert main(["report", "cnn-cifar10", "--criterion", "confidence"]) == 2
+    assert "valid criteria" in capsys.readouterr().err
+    assert main(["report", "cnn-cifar10", "--max-drop", "5"]) == 2
+    assert "fraction in [0, 1]" in capsys.readouterr().err
+
+
 def test_bench_widgets_json(capsys):
     assert main(["bench", "widgets", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

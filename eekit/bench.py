@@ -59,7 +59,7 @@ def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", ma
     images, labels = test.images[keep].float().div_(255), test.labels[keep]  # only the kept images as floats
 
     def full_batched():
-        return torch.cat([infer_full(model, images[i : i + 256]) for i in range(0, len(images), 256)])
+        return infer_full(model, images, batch_size=256)
 
     def ee_batched():
         return infer(model, images, criterion, point.threshold, batch_size=256)

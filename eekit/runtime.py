@@ -25,6 +25,13 @@ class InferenceResult:
     logits: torch.Tensor  # [N, C] the answering exit's output
 
 
+def _chunks(x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """``x`` in consecutive chunks of ``batch_size`` rows: bounded activation memory for thousands of inputs."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return list(torch.split(x, batch_size))
+
+
 def infer(model: EarlyExitNet, x: torch.Tensor, criterion: str | Criterion, threshold: float,
           batch_size: int | None = None) -> InferenceResult:
     """Early-exit inference of a classification model on a batch ``x`` (batch size 1 included).
@@ -33,9 +40,7 @@ def infer(model: EarlyExitNet, x: torch.Tensor, criterion: str | Criterion, thre
     activations, which matters on a 2 GB Binder for thousands of images).
     """
     if batch_size is not None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        parts = [infer(model, x[i : i + batch_size], criterion, threshold) for i in range(0, len(x), batch_size)]
+        parts = [infer(model, part, criterion, threshold) for part in _chunks(x, batch_size)]
         return InferenceResult(*(torch.cat([getattr(p, f) for p in parts])
                                  for f in ("predictions", "exit_index", "logits")))
     c = get_criterion(criterion, "classification")
@@ -83,8 +88,11 @@ def infer(model: EarlyExitNet, x: torch.Tensor, criterion: str | Criterion, thre
     return InferenceResult(pred, exit_idx, final_logits)
 
 
-def infer_full(model: EarlyExitNet, x: torch.Tensor) -> torch.Tensor:
-    """The plain model: every stage, only the final head (the baseline an early exit must beat)."""
+def infer_full(model: EarlyExitNet, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """The plain model: every stage, only the final head (the baseline an early exit must beat).
+    ``batch_size`` as in :func:`infer`."""
+    if batch_size is not None:
+        return torch.cat([infer_full(model, part) for part in _chunks(x, batch_size)])
     model.eval()
     with torch.no_grad():
         return model.forward_to(x, model.num_exits - 1).argmax(-1)

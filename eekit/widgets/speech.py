@@ -18,7 +18,7 @@ import torch
 
 from .. import data
 from ..profile import ExitProfile
-from .style import PALETTE, error_html, figure_widget
+from .style import PALETTE, error_html, figure_widget, rename_trace
 
 __all__ = ["ctc_layers_figure", "audio_player", "NoiseExplorer"]
 
@@ -178,6 +178,5 @@ class NoiseExplorer:
             self.curve.data[1].y = [point.mean_exit + 1]
             self.curve.layout.xaxis.tickvals = xs + [clean_x]
             self.curve.layout.xaxis.ticktext = [str(s) for s in xs] + ["clean"]
-        # renamed outside the batch: a batched restyle that names one trace but moves two blanks the other's name
-        self.curve.data[0].name = f"{noise} noise" if noise != "all" else "all noises"
+        rename_trace(self.curve, 0, f"{noise} noise" if noise != "all" else "all noises")
         self.readout.value = html.escape(self.summary()) + f" · {self.criterion} <= {self.threshold:g}"

@@ -6,7 +6,7 @@ import html
 
 import plotly.graph_objects as go
 
-__all__ = ["PALETTE", "figure_widget", "error_html"]
+__all__ = ["PALETTE", "figure_widget", "rename_trace", "error_html"]
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -30,6 +30,12 @@ def figure_widget(title: str, x_title: str, y_title: str, traces=(), height: int
         legend={"orientation": "h", "y": -0.25},
     )
     return fig
+
+
+def rename_trace(fig: go.FigureWidget, index: int, name: str) -> None:
+    """Set trace ``index``'s legend name. Call it outside ``batch_update``: a batched restyle that names one trace
+    while it moves another blanks the other's name in the browser (its legend then says "trace N")."""
+    fig.data[index].name = name
 
 
 def error_html(what: str, err: Exception | str) -> str:

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from ..criteria import get_criterion
 from ..profile import ExitProfile, OperatingPoint, Sweep
-from .style import PALETTE, error_html, figure_widget
+from .style import PALETTE, error_html, figure_widget, rename_trace
 
 __all__ = ["ThresholdExplorer"]
 
@@ -154,9 +154,7 @@ class ThresholdExplorer:
             self.curve.data[0].y = 100 * sweep.accuracy[order]
             self.curve.data[3].x = [point.mean_cost]
             self.curve.data[3].y = [100 * point.accuracy]
-        # renamed outside the batch: a batched restyle that names one trace but moves two blanks the other's name
-        # in the browser (the legend said "trace 3")
-        self.curve.data[0].name = self._label(self.criterion)
+        rename_trace(self.curve, 0, self._label(self.criterion))
         with self.histogram.batch_update():
             self.histogram.data[0].y = fractions
         unit = self.profile.cost_unit

@@ -37,6 +37,11 @@ __all__ = [
     "load_noise",
     "load_trace",
     "write_manifest",
+    "SpeechCommands",
+    "SC_COMMANDS",
+    "SC_DIGITS",
+    "load_speech_commands",
+    "speech_commands_speakers",
 ]
 
 DATA_DIR = Path(os.environ.get("EEKIT_DATA", Path(__file__).resolve().parents[1] / "data"))
@@ -425,6 +430,114 @@ def load_digit_strings(split: str = "train", count: int | None = None, seed: int
         labels.append("".join(str(int(source.digits[i])) for i in picks))
         who.append(speaker)
     return DigitStrings(waves, labels, who, rate)
+
+
+SC_COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")  # Speech Commands' 10 words
+SC_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+SC_SPLITS = ("train", "test", "all", "digits")
+
+
+@dataclass
+class SpeechCommands(Dataset):
+    """One-second Speech Commands clips (8 kHz float32) with their word, speaker and take; ``labels[i]`` is the index
+    of ``words[i]`` in ``classes``."""
+
+    waveforms: list[torch.Tensor]
+    words: list[str]
+    speakers: list[str]
+    takes: torch.Tensor
+    classes: tuple[str, ...]
+    sample_rate: int = FSDD_SAMPLE_RATE
+
+    def __post_init__(self):
+        self.labels = torch.tensor([self.classes.index(w) for w in self.words], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.waveforms)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.waveforms[i], int(self.labels[i])
+
+    def subset(self, n: int) -> "SpeechCommands":
+        """``n`` evenly spaced clips (the manifest is sorted by word, so every word keeps its share)."""
+        return self.select(evenly_spaced(len(self), n))
+
+    def select(self, keep) -> "SpeechCommands":
+        """The clips at indices ``keep`` (in that order)."""
+        keep = [int(i) for i in keep]
+        return SpeechCommands([self.waveforms[i] for i in keep], [self.words[i] for i in keep],
+                              [self.speakers[i] for i in keep], self.takes[keep], self.classes, self.sample_rate)
+
+    def with_noise(self, snr_db: float | None, noise: str | Sequence[str] = NOISE_NAMES, seed: int = 0
+                   ) -> "SpeechCommands":
+        """The same clips with background noise at ``snr_db`` dB (``None``: unchanged), as
+        :meth:`DigitStrings.with_noise`."""
+        if snr_db is None:
+            return self
+        names = [noise] if isinstance(noise, str) else list(noise)
+        noises = [load_noise(n, self.sample_rate) for n in names]
+        gen = torch.Generator().manual_seed(seed)
+        waves = [mix_noise(w, noises[i % len(noises)], snr_db, gen) for i, w in enumerate(self.waveforms)]
+        return SpeechCommands(waves, list(self.words), list(self.speakers), self.takes.clone(), self.classes,
+                              self.sample_rate)
+
+    collate = staticmethod(SpokenDigits.collate)  # (waves [B, S], lengths [B], labels [B])
+
+
+@lru_cache(maxsize=1)
+def _speech_commands_manifest() -> tuple[tuple[str, str, str, int], ...]:
+    import csv
+
+    with open(data_path("speech-commands/manifest.csv"), newline="") as f:
+        return tuple((r["path"], r["word"], r["speaker"], int(r["take"])) for r in csv.DictReader(f))
+
+
+def speech_commands_speakers(split: str) -> tuple[str, ...]:
+    """The speaker ids of a Speech Commands split (sorted), fixed by rule, never by clip:
+
+    the 118 speakers who say a digit are all ``"test"`` (the unseen-voices digit test: none of them is in FSDD, and
+    none is heard in training); of the other 121 speakers, sorted by id, every fifth (positions 4, 9, 14, ...) is
+    ``"test"`` too, and the remaining 97 are ``"train"``.
+    """
+    _check_split(split, ("train", "test", "all"))
+    rows = _speech_commands_manifest()
+    everyone = sorted({r[2] for r in rows})
+    digit_speakers = {r[2] for r in rows if r[1] in SC_DIGITS}
+    others = [s for s in everyone if s not in digit_speakers]
+    test = digit_speakers | set(others[4::5])
+    return tuple(s for s in everyone if split == "all" or (s in test) == (split == "test"))
+
+
+def load_speech_commands(split: str = "train", words: Sequence[str] | None = None) -> SpeechCommands:
+    """Speech Commands v0.02 test-set clips (4,482 one-second words, 239 speakers, 8 kHz; see
+    ``data/speech-commands/SOURCE.md``) of the speakers in ``split`` (:func:`speech_commands_speakers`), or
+    ``"digits"``: the 240 clips of zero..nine (118 speakers). ``words`` keeps only those words and makes them the
+    classes, in that order (default: every word present, sorted; ``"digits"`` defaults to :data:`SC_DIGITS`)."""
+    import soundfile
+
+    _check_split(split, SC_SPLITS)
+    if split == "digits":
+        words = tuple(words or SC_DIGITS)
+        speakers = set(speech_commands_speakers("all"))
+    else:
+        speakers = set(speech_commands_speakers(split))
+    rows = [r for r in _speech_commands_manifest() if r[2] in speakers and (words is None or r[1] in words)]
+    if split == "digits":
+        rows = [r for r in rows if r[1] in SC_DIGITS]
+    if words is not None:
+        unknown = set(words) - {r[1] for r in _speech_commands_manifest()}
+        if unknown:
+            raise ValueError(f"unknown Speech Commands word(s) {sorted(unknown)}; known: "
+                             f"{sorted({r[1] for r in _speech_commands_manifest()})}")
+    classes = tuple(words) if words is not None else tuple(sorted({r[1] for r in rows}))
+    waves = []
+    for path, *_ in rows:
+        audio, rate = soundfile.read(data_path(f"speech-commands/{path}"), dtype="float32")
+        if rate != FSDD_SAMPLE_RATE or audio.ndim != 1:
+            raise DataFileError(f"{path}: expected mono {FSDD_SAMPLE_RATE} Hz, got {rate} Hz, shape {audio.shape}")
+        waves.append(torch.from_numpy(audio))
+    return SpeechCommands(waves, [r[1] for r in rows], [r[2] for r in rows], torch.tensor([r[3] for r in rows]),
+                          classes)
 
 
 def load_noise(name: str, sample_rate: int = FSDD_SAMPLE_RATE) -> torch.Tensor:

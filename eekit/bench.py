@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from . import data
-from .profile import ExitProfile
 
 __all__ = ["bench_speedup", "bench_widgets", "bench_notebooks", "bench_energy", "default_model"]
 
@@ -134,35 +133,14 @@ def bench_energy(trace: str = "rf-1", hours: float = 24.0, threshold: float = 0.
     }
 
 
-def synthetic_profile(samples: int = 10_000, exits: int = 5, classes: int = 10, seed: int = 0) -> ExitProfile:
-    """A profile with the shape of a real one (deeper exits more accurate), for timing dashboards."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, classes, samples)
-    logits = rng.normal(size=(exits, samples, classes)).astype(np.float32)
-    for k in range(exits):
-        logits[k, np.arange(samples), labels] += 1.0 + k
-    preds = logits.argmax(-1).T
-    cost = np.linspace(1, exits, exits) * 20.0
-    return ExitProfile(preds, (preds != labels[:, None]).astype(np.float32), np.ones(samples, np.float32),
-                       cost, float(cost[-1] * 0.97), [f"exit{k + 1}" for k in range(exits)],
-                       logits=logits, labels=labels)
-
-
 def bench_widgets(moves: int = 50, seed: int = 0) -> dict:
     """Milliseconds for one threshold move of the threshold explorer on 10,000 samples x all exits
     (the numbers, the curve marker, the histogram and the readout), median over ``moves`` random moves."""
     from .widgets import ThresholdExplorer
+    from .zoo import load_profile
 
-    name = default_model()
-    try:
-        from .zoo import load_profile
-
-        profile = load_profile(name)
-        source = name
-        if profile.num_samples < 10_000:
-            raise ValueError
-    except (ValueError, data.DataFileError):
-        profile, source = synthetic_profile(), "synthetic 10,000 x 5"
+    source = default_model()
+    profile = load_profile(source)  # a missing shipped profile is an error, not a silent stand-in
     explorer = ThresholdExplorer(profile)
     rng = np.random.default_rng(seed)
     values = rng.uniform(0.1, 1.0, moves)

@@ -39,10 +39,6 @@ class ExitCosts:
         return float(self.stage_flops.sum() + self.head_flops[-1])
 
     @property
-    def cumulative_macs(self) -> np.ndarray:
-        return self.cumulative_flops / 2
-
-    @property
     def cumulative_mflops(self) -> np.ndarray:
         return self.cumulative_flops / 1e6
 
@@ -52,10 +48,6 @@ def count_flops(fn, *args) -> int:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         fn(*args)
     return int(counter.get_total_flops())
-
-
-def _params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def exit_costs(model: EarlyExitNet, example: torch.Tensor) -> ExitCosts:

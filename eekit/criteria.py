@@ -18,6 +18,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .models.speech import BLANK
+
 __all__ = ["Criterion", "CRITERIA", "get_criterion", "passes", "first_exit", "normalized_entropy"]
 
 
@@ -86,7 +88,7 @@ def _ctc_entropy(out: torch.Tensor, lengths=None, **_) -> torch.Tensor:
     return _masked_frame_mean(normalized_entropy(out.float()), _frame_mask(out, lengths))
 
 
-def _ctc_posterior(out: torch.Tensor, lengths=None, blank: int = 0, **_) -> torch.Tensor:
+def _ctc_posterior(out: torch.Tensor, lengths=None, blank: int = BLANK, **_) -> torch.Tensor:
     """Posterior-based confidence in the spirit of 2309.09546: the mean posterior of the greedy CTC path over the
     frames that emit a label (non-blank); an utterance decoded as all blanks uses every valid frame."""
     log_probs = out.float()
@@ -121,6 +123,7 @@ class Criterion:
     needs_labels: bool = False
     batch_wide: bool = False  # decided for the whole batch at once (DAISY)
     default: float = 0.9
+    memoryless: bool = True  # score k reads exit k's output alone, so real inference keeps no earlier exits
 
     def scores(self, outputs, labels: torch.Tensor | None = None, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Scores ``[K, N]`` for exits ``outputs`` (a list or a stacked tensor). Causal: score ``k`` only uses
@@ -179,9 +182,9 @@ CRITERIA: dict[str, Criterion] = {
                   False, 0.0, 1.0, default=0.2),
         Criterion("margin", "top-1 minus top-2 probability >= threshold", _margin, True, 0.0, 1.0, default=0.8),
         Criterion("patience", "exit after `threshold` consecutive exits agree on the class (PABEE)", _patience,
-                  True, 1, _K, integer=True, default=2),
+                  True, 1, _K, integer=True, default=2, memoryless=False),
         Criterion("fixed", "always exit at exit index `threshold` (0-based): a static shallower network", _fixed,
-                  True, 0, _K, integer=True, default=0),
+                  True, 0, _K, integer=True, default=0, memoryless=False),
         Criterion("oracle", "earliest exit that is correct: an UPPER BOUND that peeks at the labels", _oracle,
                   True, 0.0, 1.0, needs_labels=True, default=0.5),
         Criterion("ctc_entropy", "CTC entropy averaged over frames <= threshold (HuBERT-EE)", _ctc_entropy,

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .costs import exit_costs, measure_latency
 from .models.exits import EarlyExitNet
+from .models.speech import BLANK
 from .profile import ExitProfile
 
 __all__ = ["collect_logits", "profile_model", "profile_speech", "greedy_ctc", "speech_outputs"]
@@ -64,9 +65,9 @@ def profile_model(model: EarlyExitNet, dataset: Dataset, batch_size: int = 256, 
 def greedy_ctc(log_probs: torch.Tensor, length: int) -> str:
     """Best-path CTC decoding of one utterance ``[T, C]``: collapse repeats, drop blanks; class d+1 is digit d."""
     best = log_probs[:length].argmax(-1).tolist()
-    out, prev = [], 0
+    out, prev = [], BLANK
     for c in best:
-        if c != prev and c != 0:
+        if c != prev and c != BLANK:
             out.append(str(c - 1))
         prev = c
     return "".join(out)

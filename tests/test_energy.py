@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from eekit import data
-from eekit.bench import synthetic_profile
+from helpers import synthetic_profile
 from eekit.energy import (MCU, POLICIES, Capacitor, Workload, capacitor_for_energy, load_workload, simulate,
                           synthetic_trace)
 

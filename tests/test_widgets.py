@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from eekit.bench import synthetic_profile
+from helpers import synthetic_profile
 from eekit.widgets import ThresholdExplorer
 from eekit.zoo import load_profile
 

@@ -127,9 +127,6 @@ class EarlyExitNet(nn.Module):
         """Parameters of the stages (frozen in two-stage training)."""
         return self.stages.parameters()
 
-    def exit_parameters(self):
-        return self.exits.parameters()
-
 
 # ---------------------------------------------------------------------------------------------- attach to a model
 

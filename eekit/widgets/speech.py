@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import torch
 
 from .. import data
+from ..models.speech import BLANK
 from ..profile import ExitProfile
 from .style import PALETTE, error_html, figure_widget, rename_trace
 
@@ -40,8 +41,8 @@ def ctc_layers_figure(log_probs: list[torch.Tensor], frames: int, exit_names: li
     probability (colour). Blank frames are pale; digits are written in the cells."""
     best = torch.stack([lp[:frames].max(-1).values.exp() for lp in log_probs]).numpy()  # [K, T]
     labels = torch.stack([lp[:frames].argmax(-1) for lp in log_probs]).numpy()
-    text = np.where(labels == 0, "", (labels - 1).astype(str))
-    z = np.where(labels == 0, 0.0, best)  # colour = confidence of a digit; blanks stay at 0
+    text = np.where(labels == BLANK, "", (labels - 1).astype(str))
+    z = np.where(labels == BLANK, 0.0, best)  # colour = confidence of a digit; blanks stay at 0
     fig = figure_widget(f"What each layer hears (reference: {reference})", f"time ({frame_ms:g} ms frames)",
                         "exit layer", height=320, traces=[
         go.Heatmap(z=z, x=np.arange(frames) * frame_ms / 1000, y=exit_names, text=text, texttemplate="%{text}",

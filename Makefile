@@ -1,6 +1,7 @@
 # eekit: two commands on a fresh machine with Python 3.11.
 #   make lab   - set up .venv (first time only) and start JupyterLab on notebooks/
 #   make test  - set up .venv (first time only) and run every unit test and every notebook under nbval
+#   make test-fast - unit tests only (no notebooks, browser or slow tests): the quick edit-test loop
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -10,7 +11,7 @@ PORT   ?= 8888
 # Jupyter refuses to run as root unless told; containers and CI machines often are root
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install clean
+.PHONY: lab test test-fast lint install clean
 
 install: $(STAMP)
 
@@ -29,6 +30,14 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests notebooks \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+# The edit-test loop: unit tests only (no notebooks, solutions, browser or slow tests), well under 90 s on 2 cores.
+test-fast: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -m "not slow and not notebook and not browser" \
+		-p no:cacheprovider -q
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check .
 
 clean:
 	rm -rf $(VENV) eekit.egg-info

@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -10,3 +12,13 @@ def pytest_collectstart(collector):
     if collector.fspath and collector.fspath.ext == ".ipynb":
         collector.skip_compare += ("application/vnd.plotly.v1+json", "text/html", "stderr",
                                    "application/vnd.jupyter.widget-view+json")
+
+
+def pytest_collection_modifyitems(items):
+    # markers for `make test-fast` (-m "not slow and not notebook and not browser"): every nbval cell is a notebook
+    # item; every test of test_browser.py drives a real browser
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.notebook)
+        elif item.path.name == "test_browser.py":
+            item.add_marker(pytest.mark.browser)

@@ -187,7 +187,7 @@ def bench_notebooks(folder: str | None = None, timeout: int = 600) -> dict:
         peak = [0]
         done = threading.Event()
 
-        def watch():
+        def watch(done=done, peak=peak):  # this notebook's event and peak, not a later one's
             while not done.is_set():
                 rss = 0
                 for child in me.children(recursive=True):

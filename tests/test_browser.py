@@ -130,7 +130,7 @@ def run_notebook(browser, lab: str, name: str, dashboards: int):
     page.wait_for_function(KERNEL_IDLE, timeout=120_000)
     command(page, "notebook:clear-all-cell-outputs")
     page.wait_for_function(f"!({CELL_COUNTS}).some(c => c !== null)", timeout=30_000)
-    for attempt in range(6):
+    for _attempt in range(6):
         command(page, "notebook:run-all-cells")
         try:  # started: a cell has run, or is running
             page.wait_for_function(f"({CELL_COUNTS}).some(c => c !== null) || {KERNEL_BUSY}", timeout=20_000)

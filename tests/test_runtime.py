@@ -6,7 +6,7 @@ import torch
 
 from eekit import data
 from eekit.evaluate import profile_model
-from eekit.models import SharedExitHead, EarlyExitNet, resnet_ee
+from eekit.models import EarlyExitNet, SharedExitHead, resnet_ee
 from eekit.runtime import infer, infer_full
 from eekit.zoo import load_pretrained, load_profile
 

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from helpers import synthetic_profile
 from eekit.widgets import ThresholdExplorer
 from eekit.zoo import load_profile
+
+from helpers import synthetic_profile
 
 
 @pytest.fixture(scope="module")

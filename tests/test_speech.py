@@ -100,7 +100,6 @@ def test_profile_speech_counts_digit_edits(strings):
     assert np.allclose(batch_scores[:4], batch_scores[0])  # DAISY: one score per batch of 4
 
 
-@pytest.mark.skipif(not (data.DATA_DIR / "checkpoints" / "speech-fsdd.pt").exists(), reason="speech-fsdd not trained")
 def test_noise_explorer_every_control_keeps_a_consistent_readout():
     from eekit.widgets import NoiseExplorer
 

@@ -1,7 +1,7 @@
 """The energy dashboard: pick a harvester, a capacitor, a policy and a threshold; watch a batteryless device run.
 
-Every change reruns :func:`eekit.energy.simulate` (a fraction of a second for an hour of 1 kHz RF trace) and redraws
-the capacitor voltage with the answers marked, the exit histogram, and where each policy lands on the
+Every change reruns :func:`eekit.energy.simulate` (a fraction of a second for an hour of a repeated 1 kHz RF trace)
+and redraws the capacitor voltage with the answers marked, the exit histogram, and where each policy lands on the
 accuracy-vs-answers-per-hour plane. Drive it from Python with ``dashboard.set(...)``, as the tests do.
 """
 
@@ -17,10 +17,10 @@ from .style import PALETTE, error_html, figure_widget
 
 __all__ = ["EnergyDashboard", "HARVESTERS"]
 
-# label -> (trace factory, simulated seconds)
+# label -> (trace factory, simulated seconds); a trace shorter than the simulated time repeats
 HARVESTERS = {
-    "RF: walking near a reader (Mementos trace 1), 1 h": (lambda: data.load_trace("rf-1"), 3600.0),
-    "RF: a weaker walk (Mementos trace 10), 1 h": (lambda: data.load_trace("rf-10"), 3600.0),
+    "RF: walking near a reader (Mementos trace 1, 25 s, repeated), 1 h": (lambda: data.load_trace("rf-1"), 3600.0),
+    "RF: a weaker walk (Mementos trace 10, 40 s, repeated), 1 h": (lambda: data.load_trace("rf-10"), 3600.0),
     "solar: June night and sunrise (NREL, 5 cm² at 15%), 00:00-08:00": (lambda: data.load_trace("solar-2023jun"), 8 * 3600.0),
     "solar: January night and sunrise, 00:00-08:00": (lambda: data.load_trace("solar-2023jan"), 8 * 3600.0),
     "synthetic: constant 0.5 mW, 1 h": (lambda: energy.synthetic_trace("constant", 60, power_w=0.5e-3), 3600.0),
@@ -60,7 +60,7 @@ class EnergyDashboard:
 
         style = {"description_width": "initial"}
         self.harvester_dropdown = W.Dropdown(options=list(HARVESTERS), value=harvester or next(iter(HARVESTERS)),
-                                             description="harvester", style=style, layout=W.Layout(width="520px"))
+                                             description="harvester", style=style, layout=W.Layout(width="580px"))
         self.capacitor_slider = W.FloatLogSlider(value=capacitance_mf, base=10, min=0, max=2, step=0.05,
                                                  description="capacitor (mF)", style=style, readout_format=".3g",
                                                  continuous_update=False)
@@ -136,10 +136,13 @@ class EnergyDashboard:
 
     def _run(self, policy: str) -> energy.SimResult:
         label = self.harvester_dropdown.value
-        cap = energy.Capacitor(capacitance_f=self.capacitor_slider.value * 1e-3)
+        cap = self._capacitor()
         workload = self.shared_workload if policy == "anytime" else self.workload
         return energy.simulate(self._trace(label), workload, policy, capacitor=cap, mcu=self.mcu,
                                threshold=self.threshold_slider.value, duration_s=HARVESTERS[label][1])
+
+    def _capacitor(self) -> energy.Capacitor:
+        return energy.Capacitor(capacitance_f=self.capacitor_slider.value * 1e-3)
 
     def _compare(self) -> dict[str, energy.SimResult | str]:
         key = (self.harvester_dropdown.value, self.capacitor_slider.value, self.threshold_slider.value)
@@ -176,13 +179,15 @@ class EnergyDashboard:
     def _draw(self, result: energy.SimResult, results: dict) -> None:
         stride = max(1, len(result.timeline_s) // 4000)  # enough points for the eye, few enough for the browser
         t, v = result.timeline_s[::stride], result.timeline_v[::stride]
+        cap = self._capacitor()  # the axis spans brown-out to full charge with a margin; answers ride just above
+        margin = (cap.v_max - cap.v_off) / 4
         with self.timeline.batch_update():
             self.timeline.data[0].x, self.timeline.data[0].y = t, v
             for k in range(self.workload.num_exits):
                 when = result.answer_s[result.exit_index == k][:2000]
                 self.timeline.data[1 + k].x = when
-                self.timeline.data[1 + k].y = np.full(len(when), 3.02)
-            self.timeline.layout.yaxis.range = [2.75, 3.05]
+                self.timeline.data[1 + k].y = np.full(len(when), cap.v_max + 0.4 * margin)
+            self.timeline.layout.yaxis.range = [cap.v_off - margin, cap.v_max + margin]
         counts = result.exit_counts
         with self.histogram.batch_update():
             self.histogram.data[0].y = 100 * counts / max(counts.sum(), 1)

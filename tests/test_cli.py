@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from eekit.__main__ import main
 
 
@@ -51,6 +53,7 @@ def test_unknown_model_is_an_error_not_a_traceback(capsys):
     assert "unknown model 'cnn-imagenet'; known:" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains a model
 def test_train_quick_subset_writes_weights_card_and_profile(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "eekit", "train", "cnn-mnist", "--subset", "256", "--epochs", "1", "--quiet",

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from eekit import data
-from helpers import synthetic_profile
 from eekit.energy import (MCU, POLICIES, Capacitor, Workload, capacitor_for_energy, load_workload, simulate,
                           synthetic_trace)
+
+from helpers import synthetic_profile
 
 MCU_DEFAULT = MCU()
 CAP = Capacitor()
@@ -41,7 +42,8 @@ TRACES = {
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-@pytest.mark.parametrize("trace_name", list(TRACES))
+@pytest.mark.parametrize("trace_name", [pytest.param(name, marks=pytest.mark.slow) if name.startswith("solar")
+                                        else name for name in TRACES])  # a simulated solar day takes seconds
 @pytest.mark.parametrize("leakage_w", [0.0, 20e-6])
 def test_energy_is_conserved(policy, trace_name, leakage_w):
     trace = TRACES[trace_name]()

@@ -47,6 +47,7 @@ def test_threshold_slider_only_matters_for_the_threshold_policy(dashboard):
     assert strict < loose
 
 
+@pytest.mark.slow  # runs a model over a data set or a dashboard over every control
 def test_every_control_at_its_extremes_and_random_values_keeps_a_consistent_readout(dashboard):
     rng = np.random.default_rng(0)
     slider = dashboard.capacitor_slider

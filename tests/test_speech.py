@@ -100,6 +100,7 @@ def test_profile_speech_counts_digit_edits(strings):
     assert np.allclose(batch_scores[:4], batch_scores[0])  # DAISY: one score per batch of 4
 
 
+@pytest.mark.slow  # runs a model over a data set or a dashboard over every control
 def test_noise_explorer_every_control_keeps_a_consistent_readout():
     from eekit.widgets import NoiseExplorer
 

@@ -11,6 +11,7 @@ from eekit import data, zoo
 SHIPPED = list(zoo.RECIPES)  # every recipe ships its checkpoint: a missing one is a failure, never a skip
 
 
+@pytest.mark.slow  # runs a model over a data set or a dashboard over every control
 @pytest.mark.parametrize("name", SHIPPED)
 def test_card_accuracy_is_reproduced_on_the_test_split(name):
     card = zoo.load_card(name)
@@ -37,6 +38,7 @@ def test_cifar_cnn_saves_half_the_flops_within_one_point():
     assert zoo.report("cnn-cifar10")["flops_saved"] >= 0.50
 
 
+@pytest.mark.slow  # runs a model over a data set or a dashboard over every control
 def test_speech_recognizer_meets_its_bars_and_daisys_finding(capsys):
     from eekit.__main__ import main
 

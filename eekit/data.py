@@ -129,6 +129,22 @@ def write_manifest(data_dir: Path | None = None, patterns: Sequence[str] = ("**/
     return out
 
 
+def update_manifest(files: Sequence[str | Path], data_dir: Path | None = None) -> Path:
+    """Record the sha256 of just ``files`` (inside ``data_dir``) in ``data/SHA256SUMS``; every other entry stays as
+    it was, so a shipped file that was corrupted earlier keeps failing its check."""
+    data_dir = Path(data_dir or DATA_DIR).resolve()
+    entries = dict(_manifest(data_dir)) if (data_dir / MANIFEST).exists() else {}
+    for f in files:
+        path = Path(f).resolve()
+        if not path.is_relative_to(data_dir) or not path.is_file():
+            raise ValueError(f"{f} is not a file inside {data_dir}; only shipped data files go in {MANIFEST}")
+        entries[path.relative_to(data_dir).as_posix()] = _sha256(path)
+    out = data_dir / MANIFEST
+    out.write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items())))
+    _manifest.cache_clear()
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------ images
 
 

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from . import validate
 from .models.exits import EarlyExitNet
 
 __all__ = ["TrainConfig", "LOSS_WEIGHTINGS", "exit_loss_weights", "train", "seed_everything"]
@@ -52,10 +53,10 @@ class TrainConfig:
             raise ValueError(f"loss_weights must be one of {list(LOSS_WEIGHTINGS)}, got {self.loss_weights!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
-        if not 0 <= self.distill <= 1:
-            raise ValueError(f"distill is a weight in [0, 1], got {self.distill}")
+        validate.whole("epochs", self.epochs, 1)
+        validate.whole("batch_size", self.batch_size, 1)
+        validate.number("lr (learning rate)", self.lr, 0, low_open=True)
+        validate.number("distill (weight of self-distillation)", self.distill, 0, 1)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -122,21 +123,42 @@ def train(
     train_set: Dataset,
     config: TrainConfig,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> list[dict]:
-    """Train ``model`` in place with ``config``; returns per-epoch history (loss, seconds).
+    """Train ``model`` in place with ``config``; returns per-epoch history (loss, seconds). ``device`` moves the
+    model there first (default: train where the model is); batches follow the model.
 
-    With ``freeze_backbone`` the stages stay in eval mode (BatchNorm statistics frozen) and only the exits learn.
+    With ``freeze_backbone`` the stages stay in eval mode (BatchNorm statistics frozen) and only the exits learn;
+    the backbone is trainable again when this returns (or raises).
     """
-    generator = seed_everything(config.seed)
-    if config.freeze_backbone:
-        for p in model.backbone_parameters():
-            p.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("nothing to train: every parameter is frozen")
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     if getattr(model, "task", None) == "ctc" and (config.distill or config.loss_weights == "random-exit"):
         raise ValueError("self-distillation and random-exit training are for classifiers; CTC exits train jointly "
                          "or two-stage")
+    if len(train_set) < config.batch_size:
+        raise ValueError(f"train_set has {len(train_set)} samples, fewer than one batch (batch_size="
+                         f"{config.batch_size}); give at least {config.batch_size} samples or a smaller batch_size")
+    if device is not None:
+        model.to(device)
+    frozen = []
+    if config.freeze_backbone:
+        frozen = [p for p in model.backbone_parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+    try:
+        return _train(model, train_set, config, progress)
+    finally:
+        for p in frozen:  # two-stage training: the next phase (or the learner) gets a trainable backbone back
+            p.requires_grad_(True)
+
+
+def _train(model: EarlyExitNet | nn.Module, train_set: Dataset, config: TrainConfig, progress: bool) -> list[dict]:
+    generator = seed_everything(config.seed)
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("nothing to train: every parameter is frozen")
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=True,
                         collate_fn=getattr(train_set, "collate", None))
     steps = config.epochs * len(loader)
@@ -158,6 +180,7 @@ def train(
             model.stages.eval()
         start, running, count = time.perf_counter(), 0.0, 0
         for batch in loader:
+            batch = [b.to(device) if isinstance(b, torch.Tensor) else b for b in batch]
             if config.loss_weights == "random-exit":
                 # FreeML's gNet recipe: one random exit point per batch, deeper features zero-filled by the head
                 images, targets = batch

@@ -1,6 +1,8 @@
-"""Shipped checkpoints and the recipes that made them.
+"""Shipped checkpoints and the recipes that made them: the registry (:data:`RECIPES`) and loading.
 
-Each entry has a recipe (model builder, data, training phases); ``python -m eekit train <name>`` reruns it.
+Each entry has a recipe (model builder, data, training phases); ``python -m eekit train <name>`` reruns it
+(:func:`eekit.recipes.run_recipe`, re-exported here). The noise runs of the speech recognizers live in
+:mod:`eekit.evaluate` (also re-exported here).
 A trained model is shipped in ``data/checkpoints/`` as three files, all in ``data/SHA256SUMS``:
 
 * ``<name>.pt`` - the weights (a plain state dict, loaded with ``weights_only=True``);
@@ -11,12 +13,7 @@ A trained model is shipped in ``data/checkpoints/`` as three files, all in ``dat
 from __future__ import annotations
 
 import json
-import os
-import platform
-import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -24,15 +21,18 @@ import torch
 from torchvision.transforms import v2
 
 from . import data
-from .evaluate import profile_model, profile_speech
+from .evaluate import SNR_LEVELS, mean_exit_layer_by_snr, noisy_profile, noisy_run, profile_model, profile_speech
 from .models import branchy_lenet, resnet_ee
 from .models.speech import conformer_ctc, conformer_kws
 from .models.exits import EarlyExitNet
 from .profile import ExitProfile
-from .train import TrainConfig, train
+from .recipes import run_recipe
+from .train import TrainConfig
 
-__all__ = ["Recipe", "RECIPES", "load_pretrained", "load_profile", "load_card", "run_recipe", "report",
-           "noisy_run", "noisy_profile", "mean_exit_layer_by_snr", "SNR_LEVELS", "CHECKPOINT_DIR"]
+__all__ = ["Recipe", "RECIPES", "get_recipe", "load_pretrained", "load_profile", "load_card", "report",
+           "CHECKPOINT_DIR",
+           # moved, re-exported so that existing code keeps working:
+           "run_recipe", "noisy_run", "noisy_profile", "mean_exit_layer_by_snr", "SNR_LEVELS"]
 
 CHECKPOINT_DIR = "checkpoints"
 SHIPPED_MAX_DROP = 0.01  # the cards' early-exit numbers: cheapest threshold within 1 accuracy point of the final exit
@@ -144,10 +144,14 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def _recipe(name: str) -> Recipe:
-    if name not in RECIPES:
+def get_recipe(name: str) -> Recipe:
+    """The recipe of ``name``; an unknown name lists the known ones."""
+    if not isinstance(name, str) or name not in RECIPES:
         raise ValueError(f"unknown model {name!r}; known: {sorted(RECIPES)}")
     return RECIPES[name]
+
+
+_recipe = get_recipe
 
 
 def _shipped(name: str, suffix: str) -> Path:
@@ -174,9 +178,6 @@ def load_pretrained(name: str) -> EarlyExitNet:
 def load_profile(name: str) -> ExitProfile:
     """The shipped exit profile of ``name`` on its test split (no model run needed)."""
     return ExitProfile.load(_shipped(name, ".profile.npz"))
-
-
-SNR_LEVELS = (None, 20, 10, 5, 0)  # DAISY's question: clean, then noisier and noisier (dB)
 
 
 def report(name: str, criterion: str | None = None, max_drop: float | None = None) -> dict:
@@ -221,109 +222,9 @@ def report(name: str, criterion: str | None = None, max_drop: float | None = Non
     }
 
 
-@lru_cache(maxsize=2)
-def _recognizer(name: str, split: str):
-    """A connected-digit recognizer and its clean ``split`` utterances, loaded once per process."""
-    recipe = _recipe(name)
-    if recipe.dataset != "fsdd-strings":
-        raise ValueError(f"{name} is not a connected-digit recognizer; choose from "
-                         f"{[n for n, r in RECIPES.items() if r.dataset == 'fsdd-strings']}")
-    return load_pretrained(name), data.load_digit_strings(split)
-
-
-def noisy_run(name: str, snr_db: float | None, noise: str | None = None, split: str = "test"
-              ) -> tuple[data.DigitStrings, ExitProfile]:
-    """Speech model ``name`` on its ``split`` utterances mixed with noise at ``snr_db`` dB (every shipped noise
-    round-robin, or just ``noise``; ``None`` dB = clean): the utterances it heard and their profile. Runs the model:
-    about a second."""
-    model, clean = _recognizer(name, split)
-    heard = clean.with_noise(snr_db, noise if noise else data.NOISE_NAMES)
-    return heard, profile_speech(model, heard, meta={"model": name, "split": split, "snr_db": snr_db,
-                                                      "noise": noise or "all"})
-
-
-def noisy_profile(name: str, snr_db: float | None, noise: str | None = None, split: str = "test") -> ExitProfile:
-    """The profile half of :func:`noisy_run`."""
-    return noisy_run(name, snr_db, noise, split)[1]
-
-
-def mean_exit_layer_by_snr(name: str, criterion: str, threshold: float) -> dict[str, float]:
-    """DAISY's finding, measured: the mean exit layer (1-based) at each SNR of :data:`SNR_LEVELS`."""
-    out = {}
-    for snr in SNR_LEVELS:
-        profile = load_profile(name) if snr is None else noisy_profile(name, snr)
-        out["clean" if snr is None else str(snr)] = round(float(profile.exit_index(criterion, threshold).mean()) + 1, 3)
-    return out
-
-
 def _unit_key(profile: ExitProfile) -> str:
     return profile.cost_unit.lower()  # "mflops" or "layers"
 
 
 def _saved_key(profile: ExitProfile) -> str:
     return "flops_saved" if profile.cost_unit == "MFLOPs" else f"{_unit_key(profile)}_saved"
-
-
-def _exit_params(model, profile: ExitProfile) -> list[int]:
-    if profile.params is not None:
-        return [int(p) for p in profile.params]
-    return [sum(p.numel() for p in model.parameters())] * profile.num_exits  # speech: the whole model, per exit
-
-
-def _machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
-
-
-def run_recipe(name: str, out_dir: str | Path, subset: int | None = None, epochs: int | None = None,
-               progress: bool = True) -> dict:
-    """Train ``name`` from scratch and write its weights, card and profile into ``out_dir``; returns the card.
-
-    ``subset`` trains on that many samples and ``epochs`` overrides every phase's epochs (quick demos; the card
-    records both). Writing into ``data/checkpoints`` also refreshes ``data/SHA256SUMS``.
-    """
-    recipe = _recipe(name)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(recipe.phases[0].seed)
-    model = recipe.build()
-    train_set, test_set = recipe.datasets()
-    if subset:
-        train_set = train_set.subset(subset)
-    phases = [TrainConfig(**{**p.__dict__, "epochs": epochs or p.epochs}) for p in recipe.phases]
-    start = time.perf_counter()
-    history = [train(model, train_set, cfg, progress=progress) for cfg in phases]
-    seconds = time.perf_counter() - start
-    for p in model.parameters():
-        p.requires_grad_(True)
-    torch.save(model.state_dict(), out_dir / f"{name}.pt")
-
-    profile = recipe.profile(model, test_set, meta={"model": name, "split": "test"})
-    profile.save(out_dir / f"{name}.profile.npz")
-    point = profile.calibrate(recipe.criterion, max_drop=recipe.max_drop)
-    command = f"python -m eekit train {name}" + (f" --subset {subset}" if subset else "") + (
-        f" --epochs {epochs}" if epochs else "")
-    card = {
-        "name": name,
-        "description": recipe.description,
-        "model": {"builder": recipe.builder.__name__, "kwargs": recipe.builder_kwargs,
-                  "exit_names": profile.exit_names, "params": sum(p.numel() for p in model.parameters())},
-        "dataset": {"name": recipe.dataset, "train_samples": len(train_set), "test_samples": len(test_set)},
-        "exit_accuracy": [round(float(a), 4) for a in profile.exit_accuracy],
-        f"exit_{_unit_key(profile)}": [round(float(c), 4) for c in profile.cost],
-        "exit_params": _exit_params(model, profile),
-        f"full_model_{_unit_key(profile)}": round(profile.full_cost, 4),
-        "final_accuracy": round(profile.final_accuracy, 4),
-        "early_exit": {"criterion": recipe.criterion, "max_drop": recipe.max_drop,
-                       "threshold": round(point.threshold, 4), "accuracy": round(point.accuracy, 4),
-                       _saved_key(profile): round(point.savings, 4)},
-        "recipe": {"command": command, "phases": [p.__dict__ for p in phases],
-                   "loss_per_epoch": [[round(h["loss"], 4) for h in hist] for hist in history]},
-        "training_seconds": round(seconds, 1),
-        "machine": _machine(),
-        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
-    if out_dir.resolve() == (data.DATA_DIR / CHECKPOINT_DIR).resolve():
-        data.write_manifest()
-    return card

@@ -145,10 +145,10 @@ def test_real_workloads_shared_head_is_smaller_and_answers_at_every_depth():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(capacitance_f=-1e-3), "capacitance_f must be a positive"),
+    (dict(capacitance_f=-1e-3), r"capacitance_f \(farads\) must be a finite number > 0"),
     (dict(v_on=2.7, v_off=2.8), "v_off < v_on"),
     (dict(v_max=2.9), "could never turn on"),
-    (dict(leakage_w=-1.0), "leakage_w must be >= 0"),
+    (dict(leakage_w=-1.0), r"leakage_w \(watts\) must be a finite number >= 0"),
 ])
 def test_bad_capacitors_say_why(kwargs, message):
     with pytest.raises(ValueError, match=message):

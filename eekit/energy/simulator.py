@@ -1,32 +1,15 @@
-"""A batteryless device running an early-exit network on harvested energy (FreeML's setting, in miniature).
-
-The device is a harvester charging a capacitor that powers an MSP430FR5994-class microcontroller:
-
-* **Harvester** - a :class:`eekit.data.PowerTrace` (real RF or solar traces, or :func:`synthetic_trace`): power in
-  watts, held constant for ``dt_s`` seconds per sample. A trace shorter than the simulation repeats.
-* **Storage** - a :class:`Capacitor` with ``E = C V^2 / 2``. The device turns on at ``v_on`` and browns out at
-  ``v_off``; charge above ``v_max`` is wasted (overflow), and optional leakage drains it.
-* **Compute** - an :class:`MCU` cost table: energy and time per multiply-accumulate, per word written to / read
-  from FRAM (checkpoints), and per reboot.
-* **Workload** - a :class:`Workload`: per-stage and per-head MACs of a real trained early-exit model, the size of
-  the activations to checkpoint, and the model's measured exits and correctness on its test split.
-
-Four policies (:data:`POLICIES`) decide how each inference runs:
-
-* ``full`` - every stage and the final head; progress checkpointed to FRAM after each stage, so a power failure
-  only loses the stage in flight (then: recharge to ``v_on``, reboot, restore, redo the stage);
-* ``threshold`` - the same, with a head after every stage and a confidence criterion to stop early;
-* ``energy_aware`` - pick the deepest exit the stored energy can pay for now, run it in one go (no checkpoints);
-  if not even the first exit is affordable, sleep until the capacitor reaches ``v_on``;
-* ``anytime`` - FreeML: run stage after stage while the stored energy still pays for the next stage *and* its
-  answer; answer with the (shared) head at the depth reached. Never starts what it cannot finish.
+"""The simulation: a device on harvested power runs inferences back to back under one policy.
 
 The simulation is event-driven: between events the capacitor's energy is a piecewise-linear function of time,
-computed vectorized over trace samples, and every phase's energy is booked, so that
+computed vectorized over trace samples (:class:`_Device`), and every phase's energy is booked, so that
 ``harvested = consumed + wasted + (stored at end - stored at start)`` holds to rounding error
 (:attr:`SimResult.energy_balance_rel_err`).
 
-Defaults and their sources are on each dataclass. All energies are in joules, times in seconds, power in watts.
+Each policy is one *step function* (:data:`STEPS`): it runs one inference from its start to its answer, using the
+primitives of :class:`_Run` (run a task, recover from a brown-out, sleep until charged). Every loop is bounded by
+construction: :func:`simulate` first works out, from the trace's total harvest and the cheapest answer's energy and
+time, how many answers and power failures can possibly happen, refuses inputs whose bound is infinite or too large,
+and runs its loops over ``range`` of those bounds.
 """
 
 from __future__ import annotations
@@ -36,217 +19,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import PowerTrace
-from .profile import ExitProfile
+from .. import validate
+from ..data import PowerTrace
+from .hardware import MCU, Capacitor, capacitor_for_energy
+from .workload import Workload
 
-__all__ = ["Capacitor", "MCU", "Workload", "SimResult", "POLICIES", "simulate", "synthetic_trace",
-           "load_workload", "capacitor_for_energy"]
+__all__ = ["SimResult", "POLICIES", "STEPS", "simulate", "MAX_EVENTS", "MAX_SIM_SAMPLES", "MAX_PLAN_STEPS"]
 
 POLICIES = ("full", "threshold", "energy_aware", "anytime")
-
-
-# ------------------------------------------------------------------------------------------------ the hardware
-
-
-@dataclass(frozen=True)
-class Capacitor:
-    """Energy storage: ``E = C V^2 / 2``.
-
-    Defaults are iNAS's (Mendis et al., TECS 2021, ``EMCLab-Sinica/Intermittent-aware-NAS``): C = 5 mF, the MCU
-    turns on at 2.99 V and browns out at 2.8 V (2.75 mJ usable per charge), supply regulated at 3.0 V (the
-    capacitor's ceiling here). ``leakage_w`` is a constant leakage power (a leakage current at the ~3 V operating
-    point; a few uA for a 5 mF supercapacitor); 0 by default.
-    """
-
-    capacitance_f: float = 5e-3
-    v_on: float = 2.99
-    v_off: float = 2.8
-    v_max: float = 3.0
-    leakage_w: float = 0.0
-
-    def __post_init__(self):
-        if not math.isfinite(self.capacitance_f) or self.capacitance_f <= 0:
-            raise ValueError(f"capacitance_f must be a positive number of farads, got {self.capacitance_f}")
-        if not 0 < self.v_off < self.v_on:
-            raise ValueError(f"need 0 < v_off < v_on (the device browns out below the voltage it turns on at), "
-                             f"got v_off={self.v_off} V, v_on={self.v_on} V")
-        if self.v_max < self.v_on:
-            raise ValueError(f"v_max ({self.v_max} V) is below v_on ({self.v_on} V): the device could never turn on")
-        if not math.isfinite(self.leakage_w) or self.leakage_w < 0:
-            raise ValueError(f"leakage_w must be >= 0 watts, got {self.leakage_w}")
-
-    def energy(self, volts: float | np.ndarray) -> float | np.ndarray:
-        return 0.5 * self.capacitance_f * np.square(volts)
-
-    def voltage(self, joules: float | np.ndarray) -> float | np.ndarray:
-        return np.sqrt(2 * np.maximum(joules, 0) / self.capacitance_f)
-
-    @property
-    def usable_j(self) -> float:
-        """Energy delivered between turn-on and brown-out: one full charge."""
-        return float(self.energy(self.v_on) - self.energy(self.v_off))
-
-
-def capacitor_for_energy(joules: float, like: Capacitor | None = None) -> float:
-    """The capacitance (F) whose full charge (``v_on`` to ``v_off`` of ``like``) holds ``joules``."""
-    like = like or Capacitor()
-    return 2 * joules / (like.v_on**2 - like.v_off**2)
-
-
-@dataclass(frozen=True)
-class MCU:
-    """Energy and time costs of an MSP430FR5994 at 16 MHz, from iNAS's measured microbenchmarks.
-
-    * A MAC runs on the LEA vector unit: 0.527 nJ and 1.5 cycles per element plus 204 nJ and 616 cycles per call,
-      amortized over ``vector_length`` elements (a 3x3x8 conv window is 72).
-    * Checkpoint: DMA SRAM -> FRAM, 26.8 nJ per word + 193 nJ per transfer; restore: FRAM -> SRAM, 27 nJ per word
-      + 200 nJ; both 64 cycles per word + 424 cycles. Activations are 16-bit fixed point (one word each).
-    * Reboot: 77.88 uJ and 70 ms (iNAS, measured with an oscilloscope).
-    * ``sleep_w``: power drawn while waiting in a low-power mode (0 by default; LPM3 is about 1 uW).
-    Weight fetches from FRAM are not modelled separately (they are part of the per-MAC figure).
-    """
-
-    clock_hz: float = 16e6
-    mac_j: float = 0.527e-9
-    mac_cycles: float = 1.5
-    call_j: float = 204e-9
-    call_cycles: float = 616
-    vector_length: int = 64
-    fram_write_word_j: float = 26.8e-9
-    fram_write_call_j: float = 193e-9
-    fram_read_word_j: float = 27e-9
-    fram_read_call_j: float = 200e-9
-    fram_word_cycles: float = 64
-    fram_call_cycles: float = 424
-    reboot_j: float = 77.88e-6
-    reboot_s: float = 0.070
-    sleep_w: float = 0.0
-
-    def __post_init__(self):
-        for name, value in self.__dict__.items():
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"MCU.{name} must be a finite number >= 0, got {value}")
-        if self.clock_hz <= 0 or self.vector_length < 1:
-            raise ValueError("MCU.clock_hz must be > 0 and vector_length >= 1")
-
-    def compute(self, macs: float) -> tuple[float, float]:
-        """(energy J, time s) of ``macs`` multiply-accumulates."""
-        calls = macs / self.vector_length
-        return (macs * self.mac_j + calls * self.call_j,
-                (macs * self.mac_cycles + calls * self.call_cycles) / self.clock_hz)
-
-    def checkpoint(self, words: float) -> tuple[float, float]:
-        """(energy J, time s) to save ``words`` 16-bit words of state to FRAM."""
-        if words <= 0:
-            return 0.0, 0.0
-        return (words * self.fram_write_word_j + self.fram_write_call_j,
-                (words * self.fram_word_cycles + self.fram_call_cycles) / self.clock_hz)
-
-    def restore(self, words: float) -> tuple[float, float]:
-        """(energy J, time s) to read ``words`` of checkpointed state back after a reboot."""
-        if words <= 0:
-            return 0.0, 0.0
-        return (words * self.fram_read_word_j + self.fram_read_call_j,
-                (words * self.fram_word_cycles + self.fram_call_cycles) / self.clock_hz)
-
-
-# ------------------------------------------------------------------------------------------------ the workload
-
-
-@dataclass(frozen=True)
-class Workload:
-    """What one inference costs at each depth, and what the model answers there.
-
-    ``stage_macs[k]`` / ``head_macs[k]``: MACs of backbone stage ``k`` and of exit head ``k`` (one sample);
-    ``state_words[k]``: activations after stage ``k`` (what a checkpoint saves); ``head_params``: weights of the
-    early heads (their memory overhead on the device); ``profile``: the model's exits on its test split.
-    """
-
-    name: str
-    stage_macs: np.ndarray
-    head_macs: np.ndarray
-    state_words: np.ndarray
-    head_params: int
-    profile: ExitProfile
-    shared_head: bool = False
-
-    def __post_init__(self):
-        K = self.profile.num_exits
-        for attr in ("stage_macs", "head_macs", "state_words"):
-            value = np.asarray(getattr(self, attr), dtype=np.float64)
-            if value.shape != (K,) or (value < 0).any():
-                raise ValueError(f"{attr} needs {K} non-negative values (one per exit), got {value}")
-            object.__setattr__(self, attr, value)
-
-    @property
-    def num_exits(self) -> int:
-        return self.profile.num_exits
-
-    @property
-    def correct(self) -> np.ndarray:
-        """``[K, N]``: whether exit k answers test sample n correctly."""
-        return (self.profile.errors == 0).T
-
-    def head_bytes(self, bytes_per_weight: int = 2) -> int:
-        """Memory the early heads add (16-bit weights by default)."""
-        return int(self.head_params * bytes_per_weight)
-
-
-def load_workload(name: str) -> Workload:
-    """The workload of a shipped checkpoint (e.g. ``cnn-mnist``, ``cnn-mnist-shared``): MACs counted with
-    ``torch.utils.flop_counter`` on the real model, exits from its shipped test-split profile."""
-    import torch
-
-    from . import zoo
-    from .costs import exit_costs
-    from .models.exits import SharedPlusFinal
-
-    model = zoo.load_pretrained(name)
-    example = torch.zeros(1, *zoo.RECIPES[name].input_shape)
-    costs = exit_costs(model, example)
-    words = []
-    with torch.no_grad():
-        x = example
-        for stage in model.stages:
-            x = stage(x)
-            words.append(x.numel())
-    early = model.exits.shared if isinstance(model.exits, SharedPlusFinal) else model.exits.heads[:-1]
-    return Workload(name=name, stage_macs=costs.stage_flops / 2, head_macs=costs.head_flops / 2,
-                    state_words=np.array(words, dtype=np.float64),
-                    head_params=sum(p.numel() for p in early.parameters()), profile=zoo.load_profile(name),
-                    shared_head=isinstance(model.exits, SharedPlusFinal))
-
-
-# ------------------------------------------------------------------------------------------------ traces
-
-
-def synthetic_trace(kind: str, duration_s: float = 600.0, dt_s: float = 1e-3, power_w: float = 1e-3,
-                    period_s: float = 10.0, duty: float = 0.5, seed: int = 0) -> PowerTrace:
-    """A teaching trace: ``constant`` (``power_w`` all the time), ``square`` (``power_w`` for ``duty`` of each
-    ``period_s``, else nothing), ``telegraph`` (on/off with exponential holding times of mean ``period_s / 2``,
-    seeded) or ``diurnal`` (half a sine per ``period_s``, peak ``power_w``: a day of sun)."""
-    if duration_s <= 0 or dt_s <= 0 or dt_s > duration_s:
-        raise ValueError(f"need 0 < dt_s <= duration_s, got dt_s={dt_s}, duration_s={duration_s}")
-    if power_w < 0 or period_s <= 0 or not 0 <= duty <= 1:
-        raise ValueError(f"need power_w >= 0, period_s > 0, duty in [0, 1]; got {power_w}, {period_s}, {duty}")
-    t = np.arange(int(round(duration_s / dt_s))) * dt_s
-    if kind == "constant":
-        p = np.full_like(t, power_w)
-    elif kind == "square":
-        p = np.where((t % period_s) < duty * period_s, power_w, 0.0)
-    elif kind == "telegraph":
-        rng = np.random.default_rng(seed)
-        holds = rng.exponential(period_s / 2, size=int(4 * duration_s / period_s) + 16)
-        switches = np.cumsum(holds)
-        p = np.where(np.searchsorted(switches, t) % 2 == 0, power_w, 0.0)
-    elif kind == "diurnal":
-        p = power_w * np.clip(np.sin(2 * np.pi * t / period_s), 0, None)
-    else:
-        raise ValueError(f"unknown synthetic trace {kind!r}; known: constant, square, telegraph, diurnal")
-    return PowerTrace(f"synthetic-{kind}", t, p, dt_s, f"synthetic {kind}, {power_w * 1e3:g} mW")
-
-
-# ------------------------------------------------------------------------------------------------ simulation
+MAX_EVENTS = 10_000_000  # answers + power failures one simulation may need (a day of rf-1 needs ~0.3 million)
+MAX_SIM_SAMPLES = 1_000_000_000  # trace samples one simulation may scan (11.6 days of a 1 kHz trace)
+MAX_PLAN_STEPS = 100_000  # checkpointed pieces of one inference, over all exits
 
 
 @dataclass
@@ -353,8 +136,8 @@ class _Device:
         if i < 0:  # exactly at a period's edge
             return q * self.n * self.dt
         i = min(i, self.n - 1)
-        while self.p[i] == 0:  # ties from zero-power samples: searchsorted gave the first one, move on
-            i += 1
+        if self.p[i] == 0:  # ties from zero-power samples: searchsorted gave the first one, move on
+            i += int(np.argmax(self.p[i:] > 0))
         return max(t0, (q * self.n + i) * self.dt + (r - self.cum[i]) / self.p[i])
 
     def run(self, draw_w: float, until_s: float, below: float | None = None, above: float | None = None) -> str:
@@ -399,7 +182,11 @@ class _Device:
                 reflected = max(-x, 0.0)
             harvested, t, settled = power * (t_end - t), t_end, True
         chunk = 64
-        while t < until_s and not settled:
+        # every pass covers at least one more trace sample, so the samples up to until_s bound the loop
+        passes = 0 if settled else int(math.ceil((until_s - t) / self.dt)) + 2
+        for _ in range(passes):
+            if t >= until_s:
+                break
             g0 = int(t // self.dt)
             needed = int(math.ceil((until_s - g0 * self.dt) / self.dt))
             m = max(1, min(chunk, needed))
@@ -464,13 +251,19 @@ def _check_energy_fits(name: str, need_j: float, cap: Capacitor, why: str, other
             f"{other_fix}use a capacitor of at least {capacitor_for_energy(need_j, cap) * 1e3:.2f} mF")
 
 
+def _pieces(w: Workload, checkpoints: bool, checkpoint_macs: float) -> list[int]:
+    """How many checkpointed pieces each stage is cut into."""
+    return [max(1, math.ceil(m / checkpoint_macs)) if checkpoints else 1 for m in w.stage_macs]
+
+
 def _plan(last: int, every_head: bool, checkpoints: bool, checkpoint_macs: float, w: Workload,
           mcu: MCU) -> list[tuple[float, float, float, float]]:
     """The steps of a checkpointed inference that answers at exit ``last``: one per piece of each stage, as
     ``(energy J, time s, of which checkpoint J, words to restore after a failure in it)``."""
     steps = []
+    pieces_of = _pieces(w, checkpoints, checkpoint_macs)
     for k in range(last + 1):
-        pieces = max(1, math.ceil(w.stage_macs[k] / checkpoint_macs)) if checkpoints else 1
+        pieces = pieces_of[k]
         e_piece, t_piece = mcu.compute(w.stage_macs[k] / pieces)
         resume = w.state_words[k - 1] if k else 0.0  # the stage's input (the sensor sample stays in FRAM)
         for i in range(pieces):
@@ -483,6 +276,191 @@ def _plan(last: int, every_head: bool, checkpoints: bool, checkpoint_macs: float
                 e_j, t_s = e_j + c_j, t_s + c_s
             steps.append((e_j, t_s, c_j, resume))
     return steps
+
+
+SKIP = -1  # a step's outcome: no answer, but the simulation goes on (next sample)
+
+
+class _Run:
+    """One simulation in progress: the device, its energy books and failure count, what the policies precompute,
+    and the primitives every policy step uses. ``max_failures`` bounds every retry loop."""
+
+    def __init__(self, dev: "_Device", cap: Capacitor, mcu: MCU, workload: Workload, duration_s: float,
+                 max_failures: int, checkpoints: bool):
+        self.dev, self.cap, self.mcu, self.workload, self.duration_s = dev, cap, mcu, workload, duration_s
+        self.books = dev.books
+        self.e_off, self.e_on = float(cap.energy(cap.v_off)), float(cap.energy(cap.v_on))
+        self.failures, self.max_failures, self.checkpoints = 0, max_failures, checkpoints
+        K = workload.num_exits
+        self.stage = [mcu.compute(m) for m in workload.stage_macs]
+        self.head = [mcu.compute(m) for m in workload.head_macs]
+        # reaching exit k in one go (stages 0..k, head k only): what the energy-aware policy chooses from
+        self.exit_j = np.cumsum([s[0] for s in self.stage]) + np.array([h[0] for h in self.head])
+        self.exit_s = np.cumsum([s[1] for s in self.stage]) + np.array([h[1] for h in self.head])
+        self.exits: np.ndarray | None = None  # full / threshold: the exit of every test sample ...
+        self.plans: list | None = None  # ... and the checkpointed steps to reach each exit
+        self.K = K
+
+    @property
+    def over(self) -> bool:
+        return self.dev.t >= self.duration_s
+
+    def task(self, energy_j: float, time_s: float) -> tuple[bool, float]:
+        """Run a task of fixed length: (finished, joules spent); not finished (and the device off) if the capacitor
+        browned out during it, or the simulation ended."""
+        dev = self.dev
+        start = dev.t
+        power = energy_j / time_s if time_s > 0 else 0.0
+        event = dev.run(power, start + time_s, below=self.e_off)
+        return event == "time" and dev.t >= start + time_s - 1e-12, (dev.t - start) * power
+
+    def recover(self, resume: tuple[float, float] | None) -> bool:
+        """Off until v_on, then reboot (and restore ``resume``'s checkpoint). False if the simulation ended first.
+        Each pass of the loop after a failed reboot needs a full recharge, so ``max_failures`` bounds it."""
+        for _ in range(self.max_failures + 1):
+            if self.dev.run(0.0, math.inf, above=self.e_on) != "above":
+                return False
+            ok, spent = self.task(self.mcu.reboot_j, self.mcu.reboot_s)
+            self.books["reboot"] += spent
+            if ok and resume is not None:
+                ok, spent = self.task(*resume)
+                self.books["restore"] += spent
+            if ok:
+                return True
+            if self.over:
+                return False
+            self.failures += 1
+        return False
+
+    def sleep_until(self, level: float) -> bool:
+        """Low-power wait (device on) until the stored energy reaches ``level``; False if time ran out."""
+        t0 = self.dev.t
+        event = self.dev.run(self.mcu.sleep_w, math.inf, below=self.e_off, above=level)
+        self.books["sleep"] += self.mcu.sleep_w * (self.dev.t - t0)
+        return event == "above"
+
+    def after_failure(self, spent: float) -> int | None:
+        """Book a task cut short; then reboot if it was a power failure. ``SKIP`` to go on, None when over."""
+        self.books["lost"] += spent  # leakage or the end of the simulation can still cut it short
+        if self.over:
+            return None
+        self.failures += 1
+        return SKIP if self.recover(None) else None
+
+
+# ------------------------------------------------------------------------------------------ one step per policy
+# A step runs one inference of test sample ``sample``: it returns the exit that answered, SKIP (no answer, go on
+# with the next sample) or None (the simulation is over).
+
+
+def _run_plan(run: _Run, last: int) -> int | None:
+    """Checkpointed (or restart-from-scratch) execution of the plan that answers at exit ``last``. Each pass of the
+    loop either finishes a step or is a power failure, so it is bounded by steps + failures."""
+    steps, books, checkpoints = run.plans[last], run.books, run.checkpoints
+    i, pending = 0, 0.0
+    for _ in range(len(steps) * (run.max_failures + 1) + 1):
+        if i >= len(steps):
+            break
+        e_j, t_s, ckpt_j, resume_words = steps[i]
+        ok, spent = run.task(e_j, t_s)
+        if ok:
+            work = spent * (1 - ckpt_j / e_j) if e_j > 0 else 0.0
+            pending += work
+            books["checkpoint"] += spent - work
+            if checkpoints:
+                books["compute"] += pending
+                pending = 0.0
+            i += 1
+            continue
+        books["lost"] += spent + pending
+        pending = 0.0
+        if run.over:  # the simulation ended mid-step: not a power failure
+            return None
+        run.failures += 1
+        if not checkpoints:
+            i = 0
+        if not run.recover(run.mcu.restore(resume_words) if checkpoints else None):
+            return None
+    if i < len(steps):
+        return None
+    books["compute"] += pending
+    return last
+
+
+def _step_full(run: _Run, sample: int) -> int | None:
+    """Every stage and the final head, checkpointed."""
+    return _run_plan(run, run.K - 1)
+
+
+def _step_threshold(run: _Run, sample: int) -> int | None:
+    """A head after every stage; stop at the first exit the criterion trusts (known from the profile)."""
+    return _run_plan(run, int(run.exits[sample]))
+
+
+def _affordable(run: _Run) -> float | None:
+    """Energy spendable now above brown-out; if not even exit 1 is affordable, sleep until ``v_on`` first.
+    None when the sleep ended without it (then the caller books a failure or stops)."""
+    spendable = run.dev.e - run.e_off
+    if run.exit_j[0] > spendable:
+        if not run.sleep_until(run.e_on):
+            return None
+        spendable = run.dev.e - run.e_off
+    return spendable
+
+
+def _sleep_failed(run: _Run) -> int | None:
+    if run.over:
+        return None
+    run.failures += 1  # a sleeping device browned out (sleep power or leakage beat the harvest)
+    return SKIP if run.recover(None) else None
+
+
+def _step_energy_aware(run: _Run, sample: int) -> int | None:
+    """The deepest exit the stored energy pays for now, in one go (no checkpoints)."""
+    spendable = _affordable(run)
+    if spendable is None:
+        return _sleep_failed(run)
+    k = int(np.nonzero(run.exit_j <= spendable)[0].max())
+    ok, spent = run.task(run.exit_j[k], run.exit_s[k])
+    if ok:
+        run.books["compute"] += spent
+        return k
+    return run.after_failure(spent)
+
+
+def _step_anytime(run: _Run, sample: int) -> int | None:
+    """FreeML: stage after stage while the stored energy pays for the next stage and its answer (shared head)."""
+    spendable = _affordable(run)
+    if spendable is None:
+        return _sleep_failed(run)
+    stage, head = run.stage, run.head
+    k, e_j, t_s = 0, stage[0][0], stage[0][1]
+    while k + 1 < run.K and e_j + stage[k + 1][0] + head[k + 1][0] <= spendable:  # at most K - 1 passes
+        k += 1
+        e_j, t_s = e_j + stage[k][0], t_s + stage[k][1]
+    ok, spent = run.task(e_j + head[k][0], t_s + head[k][1])
+    if ok:
+        run.books["compute"] += spent
+        return k
+    return run.after_failure(spent)
+
+
+STEPS = {"full": _step_full, "threshold": _step_threshold, "energy_aware": _step_energy_aware,
+         "anytime": _step_anytime}
+
+
+# ------------------------------------------------------------------------------------------------ simulate
+
+
+def _check_trace(trace: PowerTrace) -> np.ndarray:
+    if not isinstance(trace, PowerTrace):
+        raise ValueError(f"trace must be an eekit PowerTrace (data.load_trace or energy.synthetic_trace), "
+                         f"got {type(trace).__name__}")
+    p = np.asarray(trace.power_w)
+    if p.ndim != 1 or len(p) == 0 or not np.isfinite(p).all() or (p < 0).any():
+        raise ValueError("a power trace needs >= 1 finite, non-negative power samples (W) and dt_s > 0")
+    validate.number("trace.dt_s (seconds)", trace.dt_s, 0, low_open=True)
+    return p
 
 
 def simulate(
@@ -508,165 +486,90 @@ def simulate(
     the piece in flight. ``checkpoints=False`` restarts the inference from scratch instead (then one full charge
     must pay for the whole of it).
     """
-    if not checkpoint_macs > 0:
-        raise ValueError(f"checkpoint_macs must be > 0, got {checkpoint_macs}")
+    validate.one_of("policy", policy, POLICIES)
+    p = _check_trace(trace)
+    if not isinstance(workload, Workload):
+        raise ValueError(f"workload must be an eekit.energy.Workload (e.g. load_workload('cnn-mnist')), "
+                         f"got {type(workload).__name__}")
+    checkpoint_macs = validate.number("checkpoint_macs (MACs between checkpoints)", checkpoint_macs, 1)
     cap = capacitor or Capacitor()
     mcu = mcu or MCU()
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}; known: {list(POLICIES)}")
-    p = np.asarray(trace.power_w)
-    if p.ndim != 1 or len(p) == 0 or not np.isfinite(p).all() or (p < 0).any() or trace.dt_s <= 0:
-        raise ValueError("a power trace needs >= 1 finite, non-negative power samples (W) and dt_s > 0")
-    duration_s = float(trace.duration_s if duration_s is None else duration_s)
-    if not duration_s > 0:
-        raise ValueError(f"duration_s must be > 0 seconds, got {duration_s}")
+    duration_s = validate.number("duration_s (seconds)", trace.duration_s if duration_s is None else duration_s,
+                                 0, low_open=True)
+    samples = duration_s / trace.dt_s
+    if samples > MAX_SIM_SAMPLES:
+        raise ValueError(f"duration_s={duration_s:g} s spans {samples:.3g} samples of {trace.name!r}; at most "
+                         f"{MAX_SIM_SAMPLES:.0e} are accepted: duration_s <= {MAX_SIM_SAMPLES * trace.dt_s:g} s")
 
     K = workload.num_exits
-    stage = [mcu.compute(m) for m in workload.stage_macs]
-    head = [mcu.compute(m) for m in workload.head_macs]
-    # reaching exit k in one go (stages 0..k, head k only): what the energy-aware policy chooses from
-    exit_j = np.cumsum([s[0] for s in stage]) + np.array([h[0] for h in head])
-    exit_s = np.cumsum([s[1] for s in stage]) + np.array([h[1] for h in head])
+    dev = _Device(trace, cap, duration_s)
+    run = _Run(dev, cap, mcu, workload, duration_s, 0, checkpoints)
+    if not run.exit_s.min() > 0:
+        raise ValueError("on this MCU an answer takes no time (mac_cycles and call_cycles are 0), so inferences "
+                         "could run infinitely often; the simulator needs MCU.mac_cycles or call_cycles > 0")
     recover_j = mcu.reboot_j + max(mcu.restore(w)[0] for w in workload.state_words)
     _check_energy_fits("a reboot and a restore", recover_j, cap, "the device can never make progress")
 
-    exits = None
     if policy == "threshold":
         if threshold is None:
             raise ValueError("the threshold policy needs a threshold (see profile.threshold_range(criterion))")
-        exits = workload.profile.exit_index(criterion, threshold)
+        run.exits = workload.profile.exit_index(criterion, threshold)
     elif policy == "full":
-        exits = np.full(workload.profile.num_samples, K - 1)
-    plans = None
-    if exits is not None:
-        plans = [_plan(k, policy == "threshold", checkpoints, checkpoint_macs, workload, mcu) for k in range(K)]
-        deepest = int(exits.max())
+        run.exits = np.full(workload.profile.num_samples, K - 1)
+    if run.exits is not None:
+        total = sum(_pieces(workload, checkpoints, checkpoint_macs))
+        if total > MAX_PLAN_STEPS:
+            raise ValueError(f"checkpoint_macs={checkpoint_macs:g} cuts one inference of {workload.name} into "
+                             f"{total:,} pieces; at most {MAX_PLAN_STEPS:,} are accepted: checkpoint_macs >= "
+                             f"{math.ceil(workload.stage_macs.sum() / MAX_PLAN_STEPS * 1.01):,}")
+        run.plans = [_plan(k, policy == "threshold", checkpoints, checkpoint_macs, workload, mcu) for k in range(K)]
+        deepest = int(run.exits.max())
         if not checkpoints:
-            need = sum(step[0] for step in plans[deepest]) + mcu.reboot_j
+            need = sum(step[0] for step in run.plans[deepest]) + mcu.reboot_j
             _check_energy_fits(f"exit {deepest + 1} of {workload.name} without checkpoints", need, cap,
                                "the inference can never finish")
         else:
-            worst = max((step for plan in plans for step in plan), key=lambda step: step[0])
+            worst = max((step for plan in run.plans for step in plan), key=lambda step: step[0])
             _check_energy_fits(f"a checkpoint interval of {workload.name} (at most {checkpoint_macs:g} MACs, with "
                                "its checkpoint, a reboot and a restore)", worst[0] + recover_j, cap,
                                "it can never finish between two power failures", "lower checkpoint_macs or ")
     else:
-        _check_energy_fits(f"exit 1 of {workload.name}", exit_j[0], cap,
+        _check_energy_fits(f"exit 1 of {workload.name}", run.exit_j[0], cap,
                            f"the {policy} policy can never answer")
 
-    dev = _Device(trace, cap, duration_s)
-    e_off, e_on = float(cap.energy(cap.v_off)), float(cap.energy(cap.v_on))
-    books = dev.books
+    # The bounds every loop runs under. Each power failure leaves the capacitor at v_off and is followed by a
+    # recharge to v_on, which needs a full charge of harvest; each answer takes at least the cheapest exit's time,
+    # and its energy comes from the harvest or the charge stored at the start.
+    harvest = dev.harvest_between(0.0, duration_s)
+    run.max_failures = int(harvest / cap.usable_j) + 2
+    answers = duration_s / float(run.exit_s.min()) + 1
+    if run.exit_j.min() > 0:
+        answers = min(answers, (harvest + dev.e_max) / float(run.exit_j.min()) + 1)
+    max_events = int(answers) + run.max_failures + 2
+    if max_events > MAX_EVENTS:
+        raise ValueError(f"this simulation could take up to {max_events:,} answers and power failures; at most "
+                         f"{MAX_EVENTS:,} are accepted: shorten duration_s (now {duration_s:g} s) or use a workload "
+                         f"and MCU whose answers cost more energy")
+
     order = np.random.default_rng(seed).permutation(workload.profile.num_samples)
     correct = workload.correct
     rows: list[tuple[int, int, bool, float, float]] = []
-    failures = 0
-
-    def task(energy_j: float, time_s: float) -> tuple[bool, float]:
-        """Run a task of fixed length: (finished, joules spent); not finished (and the device off) if the capacitor
-        browned out during it, or the simulation ended."""
-        start = dev.t
-        power = energy_j / time_s if time_s > 0 else 0.0
-        event = dev.run(power, start + time_s, below=e_off)
-        return event == "time" and dev.t >= start + time_s - 1e-12, (dev.t - start) * power
-
-    def recover(resume: tuple[float, float] | None) -> bool:
-        """Off until v_on, then reboot (and restore ``resume``'s checkpoint). False if the simulation ended first."""
-        nonlocal failures
-        while dev.run(0.0, math.inf, above=e_on) == "above":
-            ok, spent = task(mcu.reboot_j, mcu.reboot_s)
-            books["reboot"] += spent
-            if ok and resume is not None:
-                ok, spent = task(*resume)
-                books["restore"] += spent
-            if ok:
-                return True
-            if dev.t >= duration_s:
+    step = STEPS[policy]
+    if run.recover(None):  # the device starts off, at v_off: charge to v_on and boot
+        for n in range(max_events):
+            if run.over:
                 break
-            failures += 1
-        return False
-
-    def sleep_until(level: float) -> bool:
-        """Low-power wait (device on) until the stored energy reaches ``level``; False if time ran out."""
-        t0 = dev.t
-        event = dev.run(mcu.sleep_w, math.inf, below=e_off, above=level)
-        books["sleep"] += mcu.sleep_w * (dev.t - t0)
-        return event == "above"
-
-    if not recover(None):  # the device starts off, at v_off: charge to v_on and boot
-        return _result(policy, trace, duration_s, rows, failures, dev, cap, K, workload)
-    n = 0
-    while dev.t < duration_s:
-        sample = int(order[n % len(order)])
-        n += 1
-        start = dev.t
-        if plans is not None:  # full / threshold: step by step, checkpointed (or restarted after a failure)
-            last = int(exits[sample])
-            steps = plans[last]
-            i, pending, done = 0, 0.0, True
-            while i < len(steps):
-                e_j, t_s, ckpt_j, resume_words = steps[i]
-                ok, spent = task(e_j, t_s)
-                if ok:
-                    work = spent * (1 - ckpt_j / e_j) if e_j > 0 else 0.0
-                    pending += work
-                    books["checkpoint"] += spent - work
-                    if checkpoints:
-                        books["compute"] += pending
-                        pending = 0.0
-                    i += 1
-                    continue
-                books["lost"] += spent + pending
-                pending = 0.0
-                if dev.t >= duration_s:  # the simulation ended mid-step: not a power failure
-                    done = False
-                    break
-                failures += 1
-                if not checkpoints:
-                    i = 0
-                if not recover(mcu.restore(resume_words) if checkpoints else None):
-                    done = False
-                    break
-            if not done:
+            sample = int(order[n % len(order)])
+            start = dev.t
+            k = step(run, sample)
+            if k is None:
                 break
-            books["compute"] += pending
-            rows.append((sample, last, bool(correct[last, sample]), start, dev.t))
-            continue
-
-        # energy_aware / anytime: never start what the stored energy cannot pay for
-        spendable = dev.e - e_off
-        if exit_j[0] > spendable:
-            if not sleep_until(e_on):
-                if dev.t >= duration_s:
-                    break
-                failures += 1  # a sleeping device browned out (sleep power or leakage beat the harvest)
-                if not recover(None):
-                    break
-                continue
-            spendable = dev.e - e_off
-        if policy == "energy_aware":
-            k = int(np.nonzero(exit_j <= spendable)[0].max())
-            ok, spent = task(exit_j[k], exit_s[k])
-        else:
-            k, e_j, t_s = 0, stage[0][0], stage[0][1]
-            while k + 1 < K and e_j + stage[k + 1][0] + head[k + 1][0] <= spendable:
-                k += 1
-                e_j, t_s = e_j + stage[k][0], t_s + stage[k][1]
-            ok, spent = task(e_j + head[k][0], t_s + head[k][1])
-        if ok:
-            books["compute"] += spent
-            rows.append((sample, k, bool(correct[k, sample]), start, dev.t))
-            continue
-        books["lost"] += spent  # leakage or the end of the simulation can still cut it short
-        if dev.t >= duration_s:
-            break
-        failures += 1
-        if not recover(None):
-            break
-    return _result(policy, trace, duration_s, rows, failures, dev, cap, K, workload)
+            if k != SKIP:
+                rows.append((sample, k, bool(correct[k, sample]), start, dev.t))
+    return _result(policy, trace, duration_s, rows, run.failures, dev, cap, K, workload)
 
 
-def _result(policy, trace, duration_s, rows, failures, dev: _Device, cap: Capacitor, K: int,
+def _result(policy, trace, duration_s, rows, failures, dev: "_Device", cap: Capacitor, K: int,
             workload: Workload) -> SimResult:
     cols = list(zip(*rows)) if rows else [[], [], [], [], []]
     energy = dict(dev.books)

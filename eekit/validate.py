@@ -1,0 +1,196 @@
+"""Shared checks of user input: one function per kind of check, one wording for every entry point.
+
+Every public function of eekit that takes numbers, names, lists, tensors or paths from a user checks them here, so a
+mistake fails the same way wherever it is made: a ``ValueError`` whose message says what was wrong *and what is
+accepted* (``"epochs must be a whole number >= 1, got 0"``). Nothing here fixes input silently.
+
+The kinds: numbers (:func:`number`, :func:`whole`), choices (:func:`one_of`), lists of names (:func:`names`),
+tensors (:func:`finite`, :func:`image_batch`, :func:`log_probs`, :func:`model_input`) and output files
+(:func:`writable_dir`, :func:`no_overwrite`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+
+__all__ = ["number", "whole", "one_of", "names", "finite", "image_batch", "log_probs", "model_input",
+           "writable_dir", "no_overwrite", "IMAGE_RANGE"]
+
+IMAGE_RANGE = (0.0, 1.0)  # what eekit's image models take: floats in [0, 1], as ImageDataset returns them
+
+
+# ---------------------------------------------------------------------------------------------------- numbers
+
+
+def _bounds(low, high, low_open: bool, high_open: bool, integer: bool) -> str:
+    kind = "a whole number" if integer else "a finite number"
+    lo = None if low is None else f"{'>' if low_open else '>='} {low:g}"
+    hi = None if high is None else f"{'<' if high_open else '<='} {high:g}"
+    if lo and hi:
+        if integer and not (low_open or high_open):
+            return f"{kind} in {low:g}..{high:g}"
+        return f"{kind} {lo} and {hi}"
+    return f"{kind} {lo or hi}" if (lo or hi) else kind
+
+
+def number(name: str, value: Any, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False) -> float:
+    """``value`` as a float after checking that it is a finite real number within the bounds (``*_open``: strict)."""
+    accepted = _bounds(low, high, low_open, high_open, integer=False)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be {accepted}, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if (not math.isfinite(v) or (low is not None and (v <= low if low_open else v < low))
+            or (high is not None and (v >= high if high_open else v > high))):
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    return v
+
+
+def whole(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an int after checking that it is a whole number in ``low..high`` (a float like 3.0 is fine)."""
+    accepted = _bounds(low, high, False, False, integer=True)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be {accepted}, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(float(value)) or float(value) != int(value):
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    v = int(value)
+    if (low is not None and v < low) or (high is not None and v > high):
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    return v
+
+
+# ---------------------------------------------------------------------------------------------------- choices
+
+
+def one_of(name: str, value: Any, choices: Iterable) -> Any:
+    """``value`` if it is one of ``choices``; otherwise an error listing them."""
+    choices = list(choices)
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable / incomparable
+        ok = False
+    if not ok:
+        raise ValueError(f"unknown {name} {value!r}; known: {choices}")
+    return value
+
+
+def names(name: str, value: Any, known: Sequence[str] | None = None, example: str | None = None) -> tuple[str, ...]:
+    """A non-empty list of names (strings), each one of ``known`` if given. A bare string is refused: iterating it
+    would silently give its letters."""
+    hint = f", e.g. [{example!r}]" if example else (f", e.g. [{known[0]!r}]" if known else "")
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be a list of names{hint}, got the string {value!r}; wrap it in a list")
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a list of names{hint}, got {value!r}") from None
+    if not items:
+        raise ValueError(f"{name} must be a non-empty list of names{hint}, got an empty list")
+    bad = [v for v in items if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"{name} must be a list of names (strings){hint}, got {bad[0]!r} in it")
+    if known is not None:
+        unknown = sorted(set(items) - set(known))
+        if unknown:
+            raise ValueError(f"unknown {name} {unknown}; known: {list(known)}")
+    return items
+
+
+# ---------------------------------------------------------------------------------------------------- tensors
+
+
+def finite(name: str, x, allow_neg_inf: bool = False) -> None:
+    """Refuse NaN and infinities (a NaN input must never come out as a confident answer). ``allow_neg_inf``:
+    log-probabilities may hold ``-inf`` (probability 0)."""
+    t = torch.as_tensor(x)
+    if not (t.is_floating_point() or t.is_complex()):
+        return
+    bad = torch.isnan(t) | (t == math.inf) if allow_neg_inf else ~torch.isfinite(t)
+    n = int(bad.sum())
+    if n:
+        accepted = "finite numbers or -inf" if allow_neg_inf else "finite numbers"
+        raise ValueError(f"{name} holds {n} non-finite value(s) (NaN or inf) out of {t.numel()}; "
+                         f"only {accepted} are accepted")
+
+
+def image_batch(name: str, x, channels: int | None = None) -> None:
+    """A float image batch ``[N, C, H, W]`` with values in :data:`IMAGE_RANGE` (eekit's models normalize inside)."""
+    low, high = IMAGE_RANGE
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of float images [N, C, H, W] in [{low:g}, {high:g}], "
+                         f"got {type(x).__name__}")
+    if not x.is_floating_point():
+        hint = " (uint8 images: divide by 255)" if x.dtype == torch.uint8 else ""
+        raise ValueError(f"{name} must be float images [N, C, H, W] in [{low:g}, {high:g}], got dtype {x.dtype}{hint}")
+    if x.ndim != 4 or x.shape[0] < 1:
+        raise ValueError(f"{name} must be a non-empty batch of images [N, C, H, W], got shape {tuple(x.shape)}"
+                         + (" (one image: add a batch dimension with x[None])" if x.ndim == 3 else ""))
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{name} must have {channels} channel(s) [N, {channels}, H, W] for this model, got shape "
+                         f"{tuple(x.shape)}")
+    finite(name, x)
+    lo, hi = float(x.min()), float(x.max())
+    if lo < low - 1e-6 or hi > high + 1e-6:
+        hint = " (0..255 pixels: divide by 255)" if hi > 1.5 else ""
+        raise ValueError(f"{name} must hold pixel values in [{low:g}, {high:g}], got values in [{lo:g}, {hi:g}]{hint}")
+
+
+def log_probs(name: str, x: torch.Tensor, dim: int = -1) -> None:
+    """Log-probabilities along ``dim`` (what ``log_softmax`` returns): every row's ``exp`` sums to 1. Raw logits
+    are refused: scoring them as probabilities would call a guess certain."""
+    finite(name, x, allow_neg_inf=True)
+    x = x.float()
+    if x.numel() == 0:
+        return
+    total = torch.logsumexp(x, dim)
+    worst = float(total.abs().max())
+    if worst > 1e-3 or float(x.max()) > 1e-4:
+        raise ValueError(f"{name} must be log-probabilities (log_softmax over the last dimension, each frame's "
+                         f"exp summing to 1), got values whose exp sums to {math.exp(min(worst, 700)):.3g} "
+                         f"(raw logits? apply .log_softmax(-1) first)")
+
+
+def model_input(model, x) -> None:
+    """What ``runtime.infer`` can take: an image classifier (:class:`~eekit.models.EarlyExitNet`) and a float image
+    batch in [0, 1] with the model's channels, or a speech model and a float waveform batch ``[N, S]``."""
+    from .models.exits import EarlyExitNet
+
+    task = getattr(model, "task", None)
+    if task is not None:  # a speech model: waveforms [N, samples]
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 2 or x.shape[0] < 1:
+            got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"a speech model ({task}) takes float waveforms [N, samples], got {got}")
+        finite("waveforms", x)
+        return
+    if not isinstance(model, EarlyExitNet):
+        raise ValueError(f"model must be an eekit EarlyExitNet (e.g. zoo.load_pretrained('cnn-mnist') or "
+                         f"models.attach_exits(...)), got {type(model).__name__}")
+    conv = next((m for m in model.stages[0].modules() if isinstance(m, torch.nn.Conv2d)), None)
+    image_batch("x", x, channels=conv.in_channels if conv is not None else None)
+
+
+# ---------------------------------------------------------------------------------------------------- files
+
+
+def writable_dir(name: str, path: str | Path) -> Path:
+    """A folder we may write into: it exists (or its parent does, so it can be created) and is not a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} {str(path)!r} is a file; give a folder (it is created if its parent exists)")
+    if not path.exists() and not path.parent.is_dir():
+        raise ValueError(f"{name} {str(path)!r}: its parent folder {str(path.parent)!r} does not exist; give an "
+                         f"existing folder or a new one inside an existing folder")
+    return path
+
+
+def no_overwrite(files: Iterable[str | Path], force: bool, flag: str = "--force") -> None:
+    """Refuse to replace existing files unless ``force``: shipped checkpoints must never be overwritten by accident."""
+    existing = [str(f) for f in files if Path(f).exists()]
+    if existing and not force:
+        raise ValueError(f"refusing to overwrite {', '.join(existing)}; choose another output folder or pass "
+                         f"{flag} to replace them")

@@ -1,0 +1,208 @@
+"""Downstream tasks on a frozen speech encoder: one linear probe per layer, read at the layer DAISY exits at.
+
+Each task trains a linear head on every layer's frozen features (the probe of layer ``k`` reads layer ``k`` alone,
+not a weighted sum over layers), then caches the test set as an :class:`~eekit.profile.ExitProfile` of kind
+``"units"``: per-layer task errors beside the *unit* entropy scores of the same utterances, so an exit threshold on
+``ssl_entropy`` picks a layer per utterance and the task's answer is that layer's probe's.
+
+Tasks (:data:`TASKS`), all splits by speaker unless said otherwise:
+
+* ``kws``: the 10 Speech Commands words; probes learn on the 97 train speakers, test on the 142 test speakers.
+* ``digits``: unseen voices: probes learn on every FSDD recording (6 speakers), test on the 240 Speech Commands
+  digit clips of 118 other speakers.
+* ``speaker``: speaker identification of the Speech Commands test speakers with >= 20 clips; it cannot be split by
+  speaker, so each speaker's clips are split by clip (every fourth, in manifest order, to test).
+* ``ctc``: connected FSDD digits (``load_digit_strings``), a linear CTC head per layer, digit error rate.
+
+Classification probes read the mean and the standard deviation of a layer's frames over the utterance
+(multinomial logistic regression, L-BFGS, L2 1e-3, standardized features); the CTC probe reads every frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from . import data
+from .criteria import CRITERIA
+from .daisy import BATCH_SIZE, UNIT_CRITERIA, layer_outputs
+from .evaluate import greedy_ctc
+from .models.ssl import MaskedUnitEncoder
+from .profile import ExitProfile
+
+__all__ = ["TASKS", "TASK_METRICS", "LabelledClips", "task_data", "task_profile", "SPEAKER_MIN_CLIPS"]
+
+TASKS = ("kws", "digits", "speaker", "ctc")
+TASK_METRICS = {"kws": "accuracy", "digits": "accuracy", "speaker": "accuracy", "ctc": "der"}
+SPEAKER_MIN_CLIPS = 20
+CTC_TRAIN_UTTERANCES = 2000
+
+
+@dataclass
+class LabelledClips(Dataset):
+    """Waveforms and one class index each (speaker identification's labels are speakers)."""
+
+    waveforms: list[torch.Tensor]
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.waveforms)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.waveforms[i], int(self.labels[i])
+
+    collate = staticmethod(data.SpokenDigits.collate)
+
+
+def _speakers_by_clip() -> tuple[LabelledClips, LabelledClips]:
+    clips = data.load_speech_commands("test")
+    counts: dict[str, int] = {}
+    for s in clips.speakers:
+        counts[s] = counts.get(s, 0) + 1
+    speakers = tuple(sorted(s for s, n in counts.items() if n >= SPEAKER_MIN_CLIPS))
+    seen: dict[str, int] = {}
+    parts = {"train": ([], []), "test": ([], [])}
+    for wave, s in zip(clips.waveforms, clips.speakers):
+        if s not in speakers:
+            continue
+        seen[s] = seen.get(s, 0) + 1
+        waves, labels = parts["test" if seen[s] % 4 == 0 else "train"]
+        waves.append(wave)
+        labels.append(speakers.index(s))
+    return tuple(LabelledClips(w, torch.tensor(y), speakers) for w, y in (parts["train"], parts["test"]))
+
+
+def task_data(task: str) -> tuple[Dataset, Dataset]:
+    """(probe training set, test set) of ``task``."""
+    if task == "kws":
+        return (data.load_speech_commands("train", data.SC_COMMANDS),
+                data.load_speech_commands("test", data.SC_COMMANDS))
+    if task == "digits":
+        return data.load_fsdd("all"), data.load_speech_commands("digits")
+    if task == "speaker":
+        return _speakers_by_clip()
+    if task == "ctc":
+        return data.load_digit_strings("train", count=CTC_TRAIN_UTTERANCES), data.load_digit_strings("test")
+    raise ValueError(f"unknown task {task!r}; known: {list(TASKS)}")
+
+
+def _encode(model: MaskedUnitEncoder, dataset, pooled: bool, progress: bool):
+    """Per-layer features (pooled ``[L, N, 2D]``, or a list of ``([L, B, T, D], frames)`` batches), unit scores
+    ``{criterion: [N, L]}`` and labels."""
+    feats, scores, labels = [], {n: [] for n in UNIT_CRITERIA}, []
+    for hidden, log_probs, frames, batch in layer_outputs(model, dataset, BATCH_SIZE, progress):
+        for n in UNIT_CRITERIA:
+            scores[n].append(CRITERIA[n].scores(log_probs, lengths=frames).T)
+        if pooled:
+            mask = (torch.arange(hidden.shape[2])[None, :] < frames[:, None]).to(hidden.dtype)[None, :, :, None]
+            mean = (hidden * mask).sum(2) / mask.sum(2)
+            std = (((hidden - mean[:, :, None]) ** 2 * mask).sum(2) / mask.sum(2)).sqrt()
+            feats.append(torch.cat([mean, std], -1))
+            labels.append(batch[2])
+        else:
+            feats.append((hidden, frames))
+    scores = {n: torch.cat(v).numpy().astype(np.float32) for n, v in scores.items()}
+    if pooled:
+        return torch.cat(feats, 1), scores, torch.cat(labels)
+    return feats, scores, None
+
+
+def _logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float = 1e-3, iters: int = 300):
+    """Multinomial logistic regression on standardized features (L-BFGS, deterministic); returns a predictor."""
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-5)
+    z = (x - mean) / std
+    linear = nn.Linear(x.shape[1], num_classes)
+    nn.init.zeros_(linear.weight)
+    nn.init.zeros_(linear.bias)
+    opt = torch.optim.LBFGS(linear.parameters(), lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(linear(z), y) + l2 * linear.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return lambda v: linear((v - mean) / std).argmax(-1)
+
+
+def _ctc_probe(batches, epochs: int = 15, lr: float = 5e-3, seed: int = 0):
+    """A linear CTC head (11 classes, blank 0) on one layer's frozen frames; ``batches`` = ``[(x [B, T, D],
+    frames, targets, target_lengths)]``. Returns a function giving log-probs."""
+    frames_all = torch.cat([x[torch.arange(x.shape[1])[None, :] < f[:, None]] for x, f, _, _ in batches])
+    mean, std = frames_all.mean(0), frames_all.std(0).clamp_min(1e-5)
+    torch.manual_seed(seed)
+    linear = nn.Linear(frames_all.shape[1], 11)
+    opt = torch.optim.Adam(linear.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for i in torch.randperm(len(batches), generator=gen).tolist():
+            x, f, targets, target_lengths = batches[i]
+            log_probs = linear((x - mean) / std).log_softmax(-1)
+            loss = F.ctc_loss(log_probs.transpose(0, 1), targets, f, target_lengths, blank=0, zero_infinity=True)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return lambda v: linear((v - mean) / std).log_softmax(-1)
+
+
+def task_profile(model: MaskedUnitEncoder, task: str, progress: bool = False, meta: dict | None = None
+                 ) -> ExitProfile:
+    """Train ``task``'s per-layer probes on the frozen ``model`` and profile its test set (kind ``"units"``: task
+    errors per layer, unit-entropy scores per utterance)."""
+    import torchaudio.functional as AF
+
+    train_set, test_set = task_data(task)
+    L = model.num_exits
+    common = dict(cost=np.arange(1, L + 1, dtype=np.float64), full_cost=float(L), exit_names=list(model.exit_names),
+                  kind="units", cost_unit="layers")
+    meta = {**(meta or {}), "task": task, "metric": TASK_METRICS[task], "train_samples": len(train_set),
+            "test_samples": len(test_set), "batch_size": BATCH_SIZE, "probe": __doc__.split("\n\n")[-1].strip()}
+    with torch.no_grad():
+        if task != "ctc":
+            x_train, _, y_train = _encode(model, train_set, True, progress)
+            x_test, scores, y_test = _encode(model, test_set, True, progress)
+    if task != "ctc":
+        classes = len(getattr(test_set, "classes", range(10)))
+        preds = []
+        for k in tqdm(range(L), disable=not progress, desc=f"{task} probes", unit="layer"):
+            predict = _logistic(x_train[k], y_train, classes)
+            with torch.no_grad():
+                preds.append(predict(x_test[k]))
+        preds = torch.stack(preds, 1).numpy()
+        errors = (preds != y_test.numpy()[:, None]).astype(np.float32)
+        return ExitProfile(predictions=preds, errors=errors, totals=np.ones(len(errors), np.float32),
+                           labels=y_test.numpy(), scores=scores, meta=meta, **common)
+
+    with torch.no_grad():
+        train_feats, _, _ = _encode(model, train_set, False, progress)
+        test_feats, scores, _ = _encode(model, test_set, False, progress)
+    train_targets = [(b[2], b[3]) for b in _batches(train_set)]
+    refs = list(test_set.labels)
+    hyps = [[None] * L for _ in refs]
+    for k in tqdm(range(L), disable=not progress, desc="ctc probes", unit="layer"):
+        probe = _ctc_probe([(h[k], f, t, tl) for (h, f), (t, tl) in zip(train_feats, train_targets)])
+        i = 0
+        with torch.no_grad():
+            for h, f in test_feats:
+                log_probs = probe(h[k])
+                for b in range(len(f)):
+                    hyps[i + b][k] = greedy_ctc(log_probs[b], int(f[b]))
+                i += len(f)
+    errors = np.array([[AF.edit_distance(list(r), list(h)) for h in row] for r, row in zip(refs, hyps)], np.float32)
+    return ExitProfile(predictions=np.array(hyps, dtype=str), errors=errors,
+                       totals=np.array([len(r) for r in refs], np.float32), labels=np.array(refs, dtype=str),
+                       scores=scores, meta=meta, **common)
+
+
+def _batches(dataset):
+    """The collated batches :func:`~eekit.daisy.layer_outputs` sees, in the same order."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=False, collate_fn=dataset.collate)
+    return list(loader)

@@ -1,0 +1,314 @@
+"""Self-supervised pretraining, HuBERT iteration 1 in miniature: no labels, only masked unit prediction.
+
+Recipe (``python -m eekit train ssl-hubert``):
+
+1. **Corpus** (:func:`pretraining_corpus`): Speech Commands clips of the 97 ``"train"`` speakers (every word) and
+   FSDD takes 5-49 of the five speakers other than ``george``, with no labels. Nothing of the 142 Speech Commands
+   test speakers (the 118 digit speakers among them), FSDD takes 0-4 or ``george`` is heard.
+2. **Targets**: a 100-unit k-means codebook on MFCC + deltas of that corpus (:mod:`eekit.units`), one unit per 40 ms.
+3. **Masked prediction**: spans of 5 frames (200 ms) replaced by the mask embedding (about half the frames), loss =
+   cross-entropy on masked frames + ``unmasked_weight`` x cross-entropy on the rest (HuBERT's alpha = 1 drops the
+   second term; a small weight keeps the head's predictions on *unmasked* speech, which DAISY's exits read, sane).
+
+Training checkpoints after every epoch (``<out>/ssl-hubert.resume.pt``) and resumes from it, so an interrupted run
+loses at most one epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from . import data
+from .models.ssl import MaskedUnitEncoder, span_mask
+from .units import UnitCodebook
+
+__all__ = ["PretrainConfig", "UnitClips", "pretraining_corpus", "pretrain", "masked_unit_accuracy", "build_encoder",
+           "run_recipe", "output_files", "held_out_clips", "load_encoder", "load_ssl_profile", "NAME", "RANDOM_NAME"]
+
+NAME = "ssl-hubert"
+RANDOM_NAME = "ssl-hubert-random"  # the random-weight twin: the same seed-fixed init, never pretrained
+HELD_OUT_CLIPS = 320  # Speech Commands test-speaker clips for the unit profiles and the noise grid (20 batches of 16)
+
+
+@dataclass
+class PretrainConfig:
+    """Hyper-parameters of the pretraining run (kept in the model card)."""
+
+    num_units: int = 100
+    kmeans_iters: int = 50
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 2e-3
+    mask_prob: float = 0.8  # HuBERT's p = 0.8 ...
+    mask_span: int = 5  # ... with 200 ms spans (HuBERT: 10 frames of 20 ms)
+    unmasked_weight: float = 0.1
+    clip_norm: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.num_units < 2:
+            raise ValueError("epochs, batch_size >= 1, lr > 0 and num_units >= 2 are required")
+
+
+@dataclass
+class UnitClips(Dataset):
+    """Waveforms with their unit per 40 ms frame (the pretraining targets)."""
+
+    waveforms: list[torch.Tensor]
+    units: list[torch.Tensor]
+
+    def __len__(self) -> int:
+        return len(self.waveforms)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.waveforms[i], self.units[i]
+
+    @staticmethod
+    def collate(batch):
+        """``(waves [B, S], lengths [B], units [B, T])``, units padded with -100 (ignored by the loss)."""
+        waves, units = zip(*batch)
+        padded = torch.nn.utils.rnn.pad_sequence(list(units), batch_first=True, padding_value=-100)
+        return (*data._pad(waves), padded)
+
+
+def pretraining_corpus() -> tuple[list[torch.Tensor], dict]:
+    """The unlabelled pretraining waveforms and a description of exactly whom the encoder hears."""
+    commands = data.load_speech_commands("train")
+    fsdd_speakers = [s for s in data.FSDD_SPEAKERS if s != data.HELD_OUT_SPEAKER]
+    fsdd = data.load_fsdd("train", speakers=fsdd_speakers)
+    heard = {
+        "speech_commands_speakers": sorted(set(commands.speakers)),
+        "speech_commands_clips": len(commands),
+        "fsdd_speakers": fsdd_speakers,
+        "fsdd_takes": "5-49",
+        "fsdd_clips": len(fsdd),
+        "not_heard": "the 142 Speech Commands test speakers (all 118 digit speakers among them), FSDD takes 0-4, "
+                     f"FSDD speaker {data.HELD_OUT_SPEAKER!r}",
+    }
+    return list(commands.waveforms) + list(fsdd.waveforms), heard
+
+
+def build_encoder(num_units: int = 100, seed: int = 0) -> MaskedUnitEncoder:
+    """The encoder at its seed-fixed initialization: the pretraining start, and the random-weight twin."""
+    torch.manual_seed(seed)
+    return MaskedUnitEncoder(num_units=num_units)
+
+
+def _loss(model: MaskedUnitEncoder, batch, config: PretrainConfig, generator: torch.Generator):
+    waves, lengths, units = batch
+    frames = torch.tensor([(u >= 0).sum() for u in units])
+    mask = span_mask(frames, units.shape[1], config.mask_prob, config.mask_span, generator)
+    logits, model_frames = model(waves, lengths, mask)
+    if not torch.equal(model_frames, frames) or logits.shape[1] != units.shape[1]:
+        raise RuntimeError("unit targets and encoder frames disagree in length (see eekit.units.encoder_frames)")
+    ce = F.cross_entropy(logits.transpose(1, 2), units, ignore_index=-100, reduction="none")  # [B, T]
+    valid = units >= 0
+    masked, unmasked = valid & mask, valid & ~mask
+    loss = (ce * masked).sum() / masked.sum().clamp_min(1)
+    if config.unmasked_weight:
+        loss = loss + config.unmasked_weight * (ce * unmasked).sum() / unmasked.sum().clamp_min(1)
+    correct = ((logits.argmax(-1) == units) & masked).sum()
+    return loss, int(correct), int(masked.sum())
+
+
+def pretrain(out_dir: str | Path, config: PretrainConfig | None = None, progress: bool = True,
+             name: str = "ssl-hubert") -> tuple[MaskedUnitEncoder, UnitCodebook, dict]:
+    """Fit the unit codebook and pretrain the encoder; checkpoints every epoch to ``<out_dir>/<name>.resume.pt`` and
+    resumes from it. Returns the model (eval mode), the codebook and the training log."""
+    config = config or PretrainConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resume_file = out_dir / f"{name}.resume.pt"
+    waves, heard = pretraining_corpus()
+    state = torch.load(resume_file, map_location="cpu", weights_only=True) if resume_file.exists() else None
+    if state is not None and state["config"] != asdict(config):
+        raise ValueError(f"{resume_file} was written with another configuration ({state['config']}); delete it to "
+                         "start again")
+    if state is None:
+        start = time.perf_counter()
+        codebook = UnitCodebook.fit(waves, config.num_units, config.kmeans_iters, config.seed)
+        state = {"config": asdict(config), "codebook": codebook.state_dict(), "epoch": 0, "log": [],
+                 "kmeans_seconds": time.perf_counter() - start}
+    codebook = UnitCodebook.from_state_dict(state["codebook"])
+    clips = UnitClips(waves, [codebook.units(w) for w in waves])
+
+    model = build_encoder(config.num_units, config.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    gen = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(clips, batch_size=config.batch_size, shuffle=True, generator=gen, drop_last=True,
+                        collate_fn=UnitClips.collate)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * len(loader),
+                                                pct_start=0.1)
+    if state["epoch"]:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        gen.set_state(state["generator"])
+    mask_gen = torch.Generator().manual_seed(config.seed + 1)
+    if "mask_generator" in state:
+        mask_gen.set_state(state["mask_generator"])
+    bar = tqdm(total=config.epochs * len(loader), initial=state["epoch"] * len(loader), disable=not progress,
+               desc="pretraining", unit="batch")
+    for epoch in range(state["epoch"], config.epochs):
+        model.train()
+        start, total, count, correct, masked = time.perf_counter(), 0.0, 0, 0, 0
+        for batch in loader:
+            loss, c, m = _loss(model, batch, config, mask_gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+            opt.step()
+            sched.step()
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; lower lr (now {config.lr})")
+            total, count, correct, masked = total + loss.item(), count + 1, correct + c, masked + m
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{total / count:.3f}", masked_acc=f"{correct / max(masked, 1):.3f}")
+        state["log"].append({"epoch": epoch + 1, "loss": round(total / count, 4),
+                             "train_masked_accuracy": round(correct / max(masked, 1), 4),
+                             "seconds": round(time.perf_counter() - start, 1)})
+        state.update(epoch=epoch + 1, model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(),
+                     generator=gen.get_state(), mask_generator=mask_gen.get_state())
+        tmp = resume_file.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(resume_file)
+    bar.close()
+    if state["epoch"] and "model" in state:
+        model.load_state_dict(state["model"])
+    log = {"heard": heard, "config": state["config"], "epochs": state["log"],
+           "kmeans_seconds": round(state["kmeans_seconds"], 1),
+           "pretraining_seconds": round(sum(e["seconds"] for e in state["log"]), 1)}
+    return model.eval(), codebook, log
+
+
+def masked_unit_accuracy(model: MaskedUnitEncoder, clips: UnitClips, config: PretrainConfig | None = None,
+                         batch_size: int = 64, seed: int = 1234) -> float:
+    """Fraction of masked frames (valid, seed-fixed span masks) whose k-means unit the last head predicts."""
+    config = config or PretrainConfig()
+    gen = torch.Generator().manual_seed(seed)
+    model.eval()
+    correct = masked = 0
+    loader = DataLoader(clips, batch_size=batch_size, shuffle=False, collate_fn=UnitClips.collate)
+    with torch.no_grad():
+        for batch in loader:
+            _, c, m = _loss(model, batch, config, gen)
+            correct, masked = correct + c, masked + m
+    return correct / max(masked, 1)
+
+
+# ------------------------------------------------------------------------------------------------ the recipe
+
+
+def held_out_clips():
+    """320 evenly spaced clips of the Speech Commands *test* speakers (never heard in pretraining)."""
+    return data.load_speech_commands("test").subset(HELD_OUT_CLIPS)
+
+
+def output_files(out_dir: str | Path) -> list[Path]:
+    """Every file ``run_recipe`` writes: weights of both encoders, the card, and their profiles."""
+    from .probes import TASKS
+
+    out_dir = Path(out_dir)
+    names = [f"{NAME}.pt", f"{NAME}.json", f"{RANDOM_NAME}.pt"]
+    for stem in (NAME, RANDOM_NAME):
+        names += [f"{stem}.profile.npz", f"{stem}-noisy.profile.npz"] + [f"{stem}-{t}.profile.npz" for t in TASKS]
+    return [out_dir / n for n in names]
+
+
+def _save_weights(model: MaskedUnitEncoder, codebook: UnitCodebook, path: Path) -> None:
+    """A plain state dict: the model's tensors, plus the unit codebook under ``units.*``."""
+    state = dict(model.state_dict())
+    state.update({f"units.{k}": v for k, v in codebook.state_dict().items()})
+    torch.save(state, path)
+
+
+def load_encoder(name: str = NAME, checkpoint_dir: str | Path | None = None
+                 ) -> tuple[MaskedUnitEncoder, UnitCodebook]:
+    """A shipped encoder (``ssl-hubert`` or its twin ``ssl-hubert-random``), checksum-verified, in eval mode, with
+    its unit codebook. ``checkpoint_dir`` reads a fresh run's folder instead (not verified)."""
+    if name not in (NAME, RANDOM_NAME):
+        raise ValueError(f"unknown self-supervised encoder {name!r}; known: {[NAME, RANDOM_NAME]}")
+    path = _checkpoint(f"{name}.pt", checkpoint_dir)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    codebook = UnitCodebook.from_state_dict({k[6:]: state.pop(k) for k in list(state) if k.startswith("units.")})
+    model = MaskedUnitEncoder(num_units=codebook.num_units)
+    model.load_state_dict(state)
+    return model.eval(), codebook
+
+
+def _checkpoint(filename: str, checkpoint_dir: str | Path | None = None) -> Path:
+    if checkpoint_dir is not None:
+        path = Path(checkpoint_dir) / filename
+        if not path.is_file():
+            raise data.DataFileError(f"{path} is missing (run `python -m eekit train {NAME}`)")
+        return path
+    try:
+        return data.data_path(f"checkpoints/{filename}")
+    except data.DataFileError as err:
+        raise data.DataFileError(f"{err} (train it with `python -m eekit train {NAME}`)") from None
+
+
+def load_ssl_profile(stem: str, checkpoint_dir: str | Path | None = None):
+    """A shipped profile by stem, e.g. ``"ssl-hubert"`` (clean held-out units), ``"ssl-hubert-noisy"``,
+    ``"ssl-hubert-kws"``, ``"ssl-hubert-random-ctc"``."""
+    from .profile import ExitProfile
+
+    return ExitProfile.load(_checkpoint(f"{stem}.profile.npz", checkpoint_dir))
+
+
+def run_recipe(out_dir: str | Path, epochs: int | None = None, progress: bool = True, force: bool = False) -> dict:
+    """``python -m eekit train ssl-hubert``: pretrain (resumable), then give the random twin its unit head, train
+    DAISY's exit heads on both encoders, profile clean and noisy held-out speech and the four tasks, and write the
+    weights, card and profiles (:func:`output_files`) into ``out_dir``. Returns the card."""
+    from datetime import datetime, timezone
+    import json
+
+    from . import daisy, probes, validate
+    from .recipes import _machine
+
+    config = PretrainConfig(**({"epochs": validate.whole("epochs", epochs, 1)} if epochs is not None else {}))
+    out_dir = validate.writable_dir("output folder", out_dir)
+    files = output_files(out_dir)
+    validate.no_overwrite(files, force)
+    model, codebook, log = pretrain(out_dir, config, progress)
+    start = time.perf_counter()
+    waves, _ = pretraining_corpus()
+    corpus = UnitClips(waves, [codebook.units(w) for w in waves])
+    held = held_out_clips()
+    held_units = UnitClips(held.waveforms, [codebook.units(w) for w in held.waveforms])
+    twin = build_encoder(config.num_units, config.seed)
+    twin_head_loss = daisy.fit_unit_head(twin, corpus, config.unmasked_weight, seed=config.seed, progress=progress)
+    encoders = {NAME: model, RANDOM_NAME: twin}
+    card = {"name": NAME, "description": __doc__.split("\n\n")[0], "heard": log["heard"], "pretraining": log,
+            "random_twin": {"name": RANDOM_NAME, "init": f"build_encoder(seed={config.seed}), the pretraining start",
+                            "unit_head_loss_per_epoch": twin_head_loss},
+            "masked_unit_accuracy": {}, "exit_head_loss_per_epoch": {}}
+    for name, encoder in encoders.items():
+        card["masked_unit_accuracy"][name] = round(masked_unit_accuracy(encoder, held_units, config), 4)
+        card["exit_head_loss_per_epoch"][name] = daisy.fit_exit_heads(encoder, corpus, seed=config.seed,
+                                                                      progress=progress)
+        _save_weights(encoder, codebook, out_dir / f"{name}.pt")
+        meta = {"model": name, "clips": "Speech Commands test speakers, 320 evenly spaced clips"}
+        daisy.unit_profile(encoder, held, meta=meta).save(out_dir / f"{name}.profile.npz")
+        daisy.noisy_unit_profile(encoder, held, progress, meta=meta).save(out_dir / f"{name}-noisy.profile.npz")
+        for task in probes.TASKS:
+            probes.task_profile(encoder, task, progress, meta={"model": name}).save(
+                out_dir / f"{name}-{task}.profile.npz")
+    card["measurement_seconds"] = round(time.perf_counter() - start, 1)
+    card["command"] = f"python -m eekit train {NAME}" + (f" --epochs {epochs}" if epochs else "")
+    card["machine"] = _machine()
+    card["trained_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    card["report"] = daisy.report(out_dir, card["masked_unit_accuracy"])
+    (out_dir / f"{NAME}.json").write_text(json.dumps(card, indent=2) + "\n")
+    (out_dir / f"{NAME}.resume.pt").unlink(missing_ok=True)
+    if out_dir.resolve() == (data.DATA_DIR / "checkpoints").resolve():
+        data.update_manifest(files)
+    return card

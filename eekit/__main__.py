@@ -28,7 +28,30 @@ def _print(result: dict, as_json: bool) -> None:
 def _report(args) -> int:
     from .zoo import report
 
+    if args.model == "compress":  # the compressed models' shipped results (eekit.compress)
+        from .compress import report as compress_report
+
+        result = compress_report()
+        print(json.dumps(result, indent=2) if args.json else json.dumps(result))
+        return 0
     _print(report(args.model, criterion=args.criterion, max_drop=args.max_drop), args.json)
+    return 0
+
+
+def _compress(args) -> int:
+    from .compress.pipeline import REPORT_KEYS, run
+
+    card = run(args.model, args.out, target_bytes=args.target_bytes, force=args.force, progress=not args.quiet)
+    print(json.dumps({k: card[k] for k in REPORT_KEYS + ("c_export",)}, indent=2))
+    return 0
+
+
+def _export_c(args) -> int:
+    from .compress import load_compressed
+    from .compress.export_c import export_c
+
+    result = export_c(load_compressed(args.model), args.out, args.model)
+    print(json.dumps({"files": result["files"], "bytes": result["bytes"], **result["plan"]}, indent=2))
     return 0
 
 
@@ -60,13 +83,27 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("report", help="numbers of a shipped checkpoint, from its test-split profile")
-    p.add_argument("model", help="e.g. cnn-mnist, cnn-cifar10")
+    p.add_argument("model", help="e.g. cnn-mnist, cnn-cifar10; `compress` for the compressed models")
     p.add_argument("--criterion", default=None, help="exit criterion, e.g. max_prob, entropy, margin, patience "
                    "(default: the model card's)")
     p.add_argument("--max-drop", type=float, default=None, help="allowed accuracy drop below the final exit, a "
                    "fraction: 0.01 = 1 point (default: the model card's)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("compress", help="FreeML-style compression until the model fits a byte target, int8, C "
+                       "export checked against the integer reference (minutes)")
+    p.add_argument("model", help="e.g. cnn-mnist-shared")
+    p.add_argument("--target-bytes", type=int, default=32_000, help="MCU bytes to fit (default 32000)")
+    p.add_argument("--out", default="eekit-runs", help="output folder (data/checkpoints replaces the shipped files)")
+    p.add_argument("--force", action="store_true", help="replace shipped files")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_compress)
+
+    p = sub.add_parser("export-c", help="write a shipped compressed model as C99 (integer only, no malloc)")
+    p.add_argument("model", help="e.g. cnn-mnist-shared (its shipped compressed version)")
+    p.add_argument("--out", required=True, help="folder for eekit_model.h, eekit_model.c, main.c")
+    p.set_defaults(func=_export_c)
 
     p = sub.add_parser("bench", help="measure on this machine: speedup of real early exit, dashboard latency, notebook time and memory, "
                        "energy simulator speed and energy balance")

@@ -1,0 +1,78 @@
+"""Lesson 31's "make it fit" dashboard: a byte-target slider over the shipped compression steps.
+
+For a target, the step shown is the one where the compression run would have stopped: the first kept step whose
+MCU bytes fit the target. Bars show every exit's accuracy there, and how full the FRAM (weights) and the SRAM
+(activations, with and without fusing) would be. Everything comes from the shipped card: nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+from ..widgets.style import figure_widget
+from .memory import FRAM_BYTES, SRAM_BYTES
+
+__all__ = ["FitExplorer", "step_for_target"]
+
+
+def step_for_target(card: dict, target_bytes: int) -> dict | None:
+    """The first kept compression step of ``card`` whose MCU bytes fit ``target_bytes`` (None: none does)."""
+    for step in card["steps"]:
+        if step.get("kept", True) and step["bytes_mcu"] <= target_bytes:
+            return step
+    return None
+
+
+class FitExplorer:
+    """``FitExplorer(card).widget``: slider ``.slider`` (KB), accuracy figure ``.accuracy``, memory figure
+    ``.memory``, readout ``.readout``; ``.state`` is what is shown now (tests read it)."""
+
+    def __init__(self, card: dict, target_kb: int = 32):
+        self.card = card
+        self.exit_names = ["exit 1", "exit 2", "exit 3 (final)"][: len(card["accuracy_per_exit_before"])]
+        smallest = min(s["bytes_mcu"] for s in card["steps"]) // 1000
+        largest = card["steps"][0]["bytes_mcu"] // 1000 + 1
+        self.slider = W.IntSlider(value=target_kb, min=max(1, smallest - 1), max=largest, step=1,
+                                  description="target (KB)", continuous_update=True,
+                                  style={"description_width": "initial"}, layout=W.Layout(width="600px"))
+        before = [a * 100 for a in card["accuracy_per_exit_before"]]
+        self.accuracy = figure_widget("Accuracy per exit at the step that fits", "exit", "test accuracy (%)",
+                                      traces=[go.Bar(x=self.exit_names, y=before, name="uncompressed"),
+                                              go.Bar(x=self.exit_names, y=before, name="compressed (float)")],
+                                      height=320, width=480)
+        self.accuracy.update_yaxes(range=[80, 100])
+        self.memory = figure_widget("Memory of the MSP430FR5994", "used (% of the memory)", "",
+                                    traces=[go.Bar(y=["FRAM (weights)", "SRAM (fused)", "SRAM (layer by layer)"],
+                                                   x=[0, 0, 0], orientation="h", name="used")],
+                                    height=320, width=480)
+        self.memory.add_vline(x=100, line_dash="dash", annotation_text="full")
+        self.readout = W.HTML()
+        self.state: dict = {}
+        self.slider.observe(lambda change: self.update(change["new"]), names="value")
+        self.widget = W.VBox([self.slider, self.readout, W.HBox([self.accuracy, self.memory])])
+        self.update(target_kb)
+
+    def update(self, target_kb: int) -> None:
+        card = self.card
+        step = step_for_target(card, int(target_kb) * 1000)
+        sram = [card["static_activation_bytes"], card["peak_activation_bytes_unfused"]]
+        if step is None:
+            self.state = {"target_kb": int(target_kb), "step": None, "fits": False}
+            self.readout.value = (f"<b>No step fits {target_kb} KB</b>: the run stopped at "
+                                  f"{min(s['bytes_mcu'] for s in card['steps']):,} bytes.")
+            with self.accuracy.batch_update():
+                self.accuracy.data[1].y = [0] * len(self.exit_names)
+            return
+        used = [step["bytes_mcu"] / FRAM_BYTES * 100] + [b / SRAM_BYTES * 100 for b in sram]
+        self.state = {"target_kb": int(target_kb), "step": step["step"], "action": step["action"],
+                      "bytes_mcu": step["bytes_mcu"], "accuracy_per_exit": step["accuracy_per_exit"],
+                      "fram_percent": round(used[0], 1), "sram_percent": [round(u, 1) for u in used[1:]],
+                      "beyond_target": bool(step.get("beyond_target"))}
+        with self.accuracy.batch_update():
+            self.accuracy.data[1].y = [a * 100 for a in step["accuracy_per_exit"]]
+        with self.memory.batch_update():
+            self.memory.data[0].x = used
+        acc = ", ".join(f"{a:.1%}" for a in step["accuracy_per_exit"])
+        self.readout.value = (f"step {step['step']} ({step['action']}): <b>{step['bytes_mcu']:,} bytes</b> "
+                              f"(FreeML's formula: {step['bytes_freeml']:,}), accuracy per exit {acc}")

@@ -1,0 +1,291 @@
+"""FreeML's SparseComp on a shipped early-exit model, end to end: low-rank -> prune with retraining -> int8.
+
+``python -m eekit compress cnn-mnist-shared`` reruns it and writes the shipped results (see :func:`compress`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import data, zoo
+from ..data import ImageDataset
+from ..evaluate import collect_logits
+from ..profile import ExitProfile
+from ..train import TrainConfig, train
+from .export_c import CFLAGS, compile_and_run, export_c, find_compiler
+from .lowrank import lowrank
+from .memory import (FRAM_BYTES, SRAM_BYTES, activation_trace, buffer_plan, fp32_bytes, head_bytes, layer_mcu_bytes,
+                     model_bytes, nonzero_macs, qmodel_bytes)
+from .payoff import compressed_workload, energy_payoff
+from .prune import PruneStep, prune_to_target, strip_masks
+from .quantize import dequantized_logits, early_exit, int_forward, quantize
+
+__all__ = ["compress", "ship", "exit_accuracy", "split_validation", "c_check", "int_profile", "choose_margin"]
+
+
+def exit_accuracy(model, dataset) -> list[float]:
+    """Every exit's accuracy (fraction) on ``dataset``."""
+    logits, labels = collect_logits(model, dataset)
+    return [round(float(a), 4) for a in (logits.argmax(-1) == labels).float().mean(1)]
+
+
+def validation_indices(n: int, n_val: int, seed: int = 0) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_val].sort().values
+
+
+def split_validation(train_set: ImageDataset, n_val: int, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+    """(training part, validation part) of a training split: pruning decisions never look at the test split."""
+    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))
+    val, rest = order[:n_val].sort().values, order[n_val:].sort().values
+    part = lambda idx, t: ImageDataset(train_set.images[idx], train_set.labels[idx], train_set.classes, t)
+    return part(rest, train_set.transform), part(val, None)
+
+
+def compress(name: str, out_dir: str | Path, target_bytes: int = 32_000, explore_bytes: int = 12_000,
+             energy: float = 0.6, retrain_epochs: int = 2, lr: float = 0.01, fragile_drop: float = 0.01,
+             step: float = 0.1, n_val: int = 1000, progress: bool = True) -> tuple[torch.nn.Module, dict]:
+    """Compress shipped model ``name`` until its int8 MCU bytes fit ``target_bytes``; returns the float compressed
+    model (masks baked in) and its history (one row per step: action, bytes, test accuracy per exit). The history
+    goes on, on a copy, down to ``explore_bytes`` (rows marked ``beyond_target``): where accuracy breaks."""
+    recipe = zoo.RECIPES[name]
+    model = zoo.load_pretrained(name)
+    train_all, test_set = recipe.datasets()
+    train_set, val_set = split_validation(train_all, n_val)
+    torch.manual_seed(0)
+
+    def retrain(m, r):
+        cfg = TrainConfig(epochs=retrain_epochs, batch_size=64, lr=lr, weight_decay=5e-4, loss_weights="uniform",
+                          seed=r)
+        train(m, train_set, cfg, progress=progress)
+
+    validate = lambda m: exit_accuracy(m, val_set)[-1]
+    evaluate = lambda m: exit_accuracy(m, test_set)
+    start = time.perf_counter()
+    before = evaluate(model)
+    mcu, freeml = model_bytes(model)
+    history = [PruneStep(0, "uncompressed", mcu, freeml, before)]
+    ranks = lowrank(model, energy=energy)
+    mcu, freeml = model_bytes(model)
+    history.append(PruneStep(1, f"low-rank {ranks} (energy {energy})", mcu, freeml, evaluate(model)))
+    retrain(model, 1)
+    history.append(PruneStep(2, "retrain after low-rank", mcu, freeml, evaluate(model)))
+    history += prune_to_target(model, target_bytes, layer_mcu_bytes, model_bytes, retrain, validate, evaluate,
+                               step=step, fragile_drop=fragile_drop, first_step=3, progress=progress)
+    beyond = copy.deepcopy(model)
+    extra = prune_to_target(beyond, explore_bytes, layer_mcu_bytes, model_bytes, retrain, validate, evaluate,
+                            step=step, fragile_drop=fragile_drop, first_step=len(history), progress=progress)
+    rows = [h.as_dict() for h in history] + [{**h.as_dict(), "beyond_target": True} for h in extra]
+    strip_masks(model)
+    result = {"source": name, "target_bytes": target_bytes, "ranks": ranks, "energy": energy,
+              "bytes_fp32_source": fp32_bytes(zoo.load_pretrained(name)),
+              "accuracy_per_exit_before": before,
+              "recipe": {"retrain_epochs": retrain_epochs, "lr": lr, "fragile_drop": fragile_drop, "step": step,
+                         "n_val": n_val, "loss_weights": "uniform"},
+              "steps": rows, "seconds": round(time.perf_counter() - start, 1)}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save({"source": name, "ranks": ranks, "state_dict": model.state_dict()}, out_dir / f"{name}{SUFFIX}.float.pt")
+    (out_dir / f"{name}{SUFFIX}.history.json").write_text(json.dumps(result, indent=1) + "\n")
+    return model, result
+
+
+# ------------------------------------------------------------------------------------------ shipped results
+
+SUFFIX = "-compressed"
+C_CHECK_INPUTS = 200
+
+
+def choose_margin(qmodel: dict, logits: list[torch.Tensor], labels: torch.Tensor, costs, max_drop: float = 0.01
+                  ) -> int:
+    """The smallest integer logit margin (shared by the early exits) whose early-exit accuracy stays within
+    ``max_drop`` of the final exit's, on validation images: the cheapest safe threshold."""
+    final = float((logits[-1].argmax(1) == labels).float().mean())
+    best = 32767
+    for margin in sorted({int(v) for v in torch.linspace(0, 32767, 400).round()}, reverse=True):
+        qmodel["thresholds"] = torch.full((len(logits) - 1,), margin, dtype=torch.int32)
+        taken = early_exit(qmodel, logits)
+        preds = torch.stack([l.argmax(1) for l in logits])[taken, torch.arange(len(labels))]
+        if float((preds == labels).float().mean()) >= final - max_drop:
+            best = margin
+    qmodel["thresholds"] = torch.full((len(logits) - 1,), best, dtype=torch.int32)
+    return best
+
+
+def int_profile(qmodel: dict, images: torch.Tensor, labels: torch.Tensor, name: str) -> ExitProfile:
+    """The exit profile of the integer model (dequantized logits, cost = MFLOPs of its non-zero weights)."""
+    logits = dequantized_logits(qmodel, int_forward(qmodel, images))
+    macs = nonzero_macs(qmodel)
+    stage, head = np.array(macs["stage_macs"], float), np.array(macs["head_macs"], float)
+    predictions = logits.argmax(-1).T.numpy()
+    return ExitProfile(predictions=predictions, errors=(predictions != labels.numpy()[:, None]).astype(np.float32),
+                       totals=np.ones(len(labels), dtype=np.float32), cost=np.cumsum(stage + head) * 2 / 1e6,
+                       full_cost=float(stage.sum() + head[-1]) * 2 / 1e6, exit_names=qmodel["exit_names"],
+                       logits=logits.numpy(), labels=labels.numpy(), meta={"model": name, "split": "test"})
+
+
+def ship(name: str, model: torch.nn.Module, result: dict, out_dir: str | Path, bits: int = 8) -> dict:
+    """Quantize the compressed model, pick its exit thresholds, check the C export (when a compiler exists),
+    measure the energy payoff, and write ``<name>-compressed.pt`` (integer model), ``.json`` (card) and
+    ``.profile.npz`` into ``out_dir``; returns the card."""
+    recipe = zoo.RECIPES[name]
+    train_all, test_set = recipe.datasets()
+    val_idx = validation_indices(len(train_all), result["recipe"]["n_val"])
+    calib_idx = torch.tensor(sorted(set(range(len(train_all))) - set(val_idx.tolist())))[:1000]
+    calibration = train_all.images[calib_idx].float() / 255
+    qmodel = quantize(model, calibration, bits=bits, source=name)
+    val_logits = int_forward(qmodel, train_all.images[val_idx])
+    margin = choose_margin(qmodel, val_logits, train_all.labels[val_idx], None)
+    test_logits = int_forward(qmodel, test_set.images)
+    acc = lambda outs: [round(float((o.argmax(1) == test_set.labels).float().mean()), 4) for o in outs]
+    q15 = quantize(model, calibration, bits=16, source=name)
+    taken = early_exit(qmodel, test_logits)
+    preds = torch.stack([l.argmax(1) for l in test_logits])[taken, torch.arange(len(taken))]
+    plan, nbytes = buffer_plan(qmodel), qmodel_bytes(qmodel)
+    source_model = zoo.load_pretrained(name)
+    trace = activation_trace(source_model, test_set.images[:1].float() / 255)
+    bytes_fp32 = fp32_bytes(source_model)
+    card = {
+        "name": name + SUFFIX, "source": name, "target_bytes": result["target_bytes"],
+        "bytes_fp32": bytes_fp32, "bytes_mcu": nbytes["total"], "bytes_freeml": model_bytes(model)[1],
+        "ratio": round(bytes_fp32 / nbytes["total"], 2),
+        "accuracy_per_exit_before": result["accuracy_per_exit_before"],
+        "accuracy_per_exit_after": acc(test_logits),
+        "accuracy_per_exit_float": exit_accuracy(model, test_set),
+        "accuracy_per_exit_q15": acc(int_forward(q15, test_set.images)),
+        "peak_activation_bytes": plan["peak_per_exit"], "static_activation_bytes": plan["static_bytes"],
+        "peak_activation_bytes_unfused": max(r["in_bytes"] + r["out_bytes"] for r in trace
+                                             if r["kind"] not in ("ReLU",)),
+        "fits_fram": nbytes["total"] <= FRAM_BYTES, "fits_sram": plan["static_bytes"] <= SRAM_BYTES,
+        "fram_bytes": FRAM_BYTES, "sram_bytes": SRAM_BYTES, "weight_bits": bits,
+        "layers": nbytes["layers"], "buffer_plan": plan,
+        "head_memory": {"shared (" + name + ")": head_bytes(source_model)},
+        "early_exit": {"rule": "top-1 minus top-2 int16 logit >= threshold", "thresholds": [margin] * 2,
+                       "chosen_on": "validation images (1 point below the final exit)",
+                       "accuracy": round(float((preds == test_set.labels).float().mean()), 4),
+                       "exit_fractions": [round(float((taken == k).float().mean()), 4)
+                                          for k in range(len(test_logits))]},
+        "macs": nonzero_macs(qmodel), "ranks": result["ranks"], "energy_knob": result["energy"],
+        "recipe": {**result["recipe"], "command": f"python -m eekit compress {name} --target-bytes "
+                   f"{result['target_bytes']}", "seconds": result["seconds"]},
+        "steps": result["steps"],
+    }
+    per_layer = name.replace("-shared", "")
+    if per_layer in zoo.RECIPES and per_layer != name:
+        card["head_memory"]["per-layer heads (" + per_layer + ")"] = head_bytes(zoo.load_pretrained(per_layer))
+    with tempfile.TemporaryDirectory() as tmp:
+        card["c_export"] = c_check(qmodel, test_set.images[:C_CHECK_INPUTS], test_set.labels[:C_CHECK_INPUTS],
+                                   Path(tmp))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    profile = int_profile(qmodel, test_set.images, test_set.labels, name + SUFFIX)
+    card["energy"] = energy_payoff(name, compressed_workload(qmodel, profile))
+    torch.save(qmodel, out_dir / f"{name}{SUFFIX}.pt")
+    profile.save(out_dir / f"{name}{SUFFIX}.profile.npz")
+    (out_dir / f"{name}{SUFFIX}.json").write_text(json.dumps(card, indent=1) + "\n")
+    return card
+
+
+def c_check(qmodel: dict, images: torch.Tensor, labels: torch.Tensor, c_dir: Path) -> dict:
+    """Export, compile, run on ``images`` and compare with :func:`int_forward`, exit by exit."""
+    if find_compiler() is None:
+        return {"compiled": False, "inputs_checked": 0, "mismatches": None}
+    export_c(qmodel, c_dir, qmodel["source"] + SUFFIX)
+    K, C = len(qmodel["stages"]), qmodel["num_classes"]
+    got = compile_and_run(c_dir, images, K, C)
+    ref = int_forward(qmodel, images)
+    taken = early_exit(qmodel, ref)
+    per_exit = [int((got["logits"][k] != ref[k]).any(1).sum()) for k in range(K)]
+    return {"compiled": True, "compiler_flags": " ".join(CFLAGS), "inputs_checked": len(images),
+            "mismatches": sum(per_exit), "mismatches_per_exit": per_exit,
+            "exit_mismatches": int((got["taken"] != taken).sum() + (got["stopped"] != taken).sum()),
+            "accuracy_per_exit_c": [round(float((got["logits"][k].argmax(1) == labels).float().mean()), 4)
+                                    for k in range(K)],
+            "accuracy_per_exit_reference": [round(float((ref[k].argmax(1) == labels).float().mean()), 4)
+                                            for k in range(K)]}
+
+
+# ------------------------------------------------------------------------------------------ reading results
+
+COMPRESSED = ("cnn-mnist-shared",)  # shipped compressed models, by source name
+
+
+def _source(name: str) -> str:
+    source = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+    if source not in COMPRESSED:
+        raise ValueError(f"no compressed version of {name!r} is shipped; choose from "
+                         f"{[n + SUFFIX for n in COMPRESSED]} (or their sources {list(COMPRESSED)})")
+    return source
+
+
+def _path(name: str, suffix: str) -> Path:
+    return data.data_path(f"{zoo.CHECKPOINT_DIR}/{_source(name)}{SUFFIX}{suffix}")
+
+
+def load_compressed(name: str) -> dict:
+    """The shipped integer model of ``name`` (``cnn-mnist-shared`` or ``cnn-mnist-shared-compressed``)."""
+    return torch.load(_path(name, ".pt"), map_location="cpu", weights_only=True)
+
+
+def load_compressed_card(name: str) -> dict:
+    """The shipped card of a compressed model: bytes, accuracy per exit, memory plan, every compression step."""
+    return json.loads(_path(name, ".json").read_text())
+
+
+def load_compressed_profile(name: str) -> ExitProfile:
+    return ExitProfile.load(_path(name, ".profile.npz"))
+
+
+REPORT_KEYS = ("source", "target_bytes", "bytes_fp32", "bytes_mcu", "ratio", "accuracy_per_exit_before",
+               "accuracy_per_exit_after", "peak_activation_bytes", "fits_fram", "fits_sram")
+
+
+def report() -> dict:
+    """``python -m eekit report compress``: the shipped compressed models' headline numbers (read, not rerun)."""
+    cards = {n + SUFFIX: load_compressed_card(n) for n in COMPRESSED}
+    checks = [c["c_export"] for c in cards.values()]
+    out = {"models": {name: {k: card[k] for k in REPORT_KEYS} | {"energy": card.get("energy")}
+                      for name, card in cards.items()},
+           "c_export": {"compiled": all(c["compiled"] for c in checks),
+                        "inputs_checked": sum(c["inputs_checked"] for c in checks),
+                        "mismatches": sum(c["mismatches"] or 0 for c in checks)}}
+    return out
+
+
+def update_manifest(paths: list[Path]) -> None:
+    """Add or refresh ``paths``' lines in ``data/SHA256SUMS``, leaving every other line as it is."""
+    manifest = data.DATA_DIR / data.MANIFEST
+    lines = {}
+    for line in manifest.read_text().splitlines():
+        if line.strip():
+            digest, rel = line.split(maxsplit=1)
+            lines[rel.strip()] = digest
+    for p in paths:
+        lines[Path(p).resolve().relative_to(data.DATA_DIR.resolve()).as_posix()] = data._sha256(Path(p))
+    manifest.write_text("".join(f"{lines[k]}  {k}\n" for k in sorted(lines)))
+    data._manifest.cache_clear()
+
+
+def run(name: str, out_dir: str | Path, target_bytes: int = 32_000, force: bool = False, progress: bool = True
+        ) -> dict:
+    """``python -m eekit compress``: compress, quantize, export and check, write the results; refuses to replace
+    shipped files unless ``force``."""
+    out_dir = Path(out_dir)
+    outputs = [out_dir / f"{name}{SUFFIX}{s}" for s in (".pt", ".json", ".profile.npz")]
+    shipped = out_dir.resolve() == (data.DATA_DIR / zoo.CHECKPOINT_DIR).resolve()
+    if shipped and any(p.exists() for p in outputs) and not force:
+        raise ValueError(f"{outputs[0].name} is shipped in {out_dir}; pass --force to replace it, or --out elsewhere")
+    if name not in zoo.RECIPES:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(zoo.RECIPES)}")
+    work = Path("eekit-runs") if shipped else out_dir  # the float model stays out of data/
+    model, result = compress(name, work, target_bytes=target_bytes, progress=progress)
+    card = ship(name, model, result, out_dir)
+    if shipped:
+        update_manifest(outputs)
+    return card

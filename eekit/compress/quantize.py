@@ -1,0 +1,264 @@
+"""Post-training quantization by hand, and the pure-integer reference forward that the C export must equal.
+
+* Weights: symmetric, per output channel, int8 (``bits=8``) or Q15 int16 (``bits=16``).
+* Activations: int8 with one calibrated scale per tensor (max |value| over calibration images); the input image
+  goes through a 256-entry lookup table (uint8 pixel -> normalized int8), so zero padding stays exact.
+* Arithmetic: int32 accumulators, int32 bias, then *requantization* by an integer multiplier ``m`` (15 bits)
+  and a right shift: ``y = floor((acc * m + 2^(s-1)) / 2^s)``, clamped (and ReLU'd). No float anywhere.
+* Exits answer int16 logits; the integer confidence is the top-1 minus top-2 logit margin, compared with a
+  per-exit integer threshold. The shared head (FreeML's gNet) keeps a running int32 accumulator: exit ``k`` adds
+  exit point ``k``'s pooled features to it, so no exit recomputes an earlier one.
+
+A quantized model is a plain dict of tensors and numbers (:func:`quantize`), saved with ``torch.save`` and read
+with ``weights_only=True``. :func:`int_forward` runs it with integer tensors only (int64 holding int32 values;
+convolutions and matmuls in float64, which is exact for these sizes and checked).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.cnn import Normalize
+from ..models.exits import EarlyExitNet, SharedPlusFinal
+
+__all__ = ["quantize", "int_forward", "early_exit", "requantize", "multiplier_shift", "lower", "dequantized_logits"]
+
+ACT_MAX = 127  # int8 activations
+LOGIT_MAX = 32767  # int16 logits
+INT32_MAX = 2**31 - 1
+
+
+def multiplier_shift(scale: float) -> tuple[int, int]:
+    """``scale ~= m / 2^shift`` with a 15-bit ``m`` (so ``acc * m`` fits easily in 64 bits)."""
+    if not scale > 0 or not math.isfinite(scale):
+        raise ValueError(f"a requantization scale must be a positive number, got {scale}")
+    shift = 14 - math.floor(math.log2(scale))
+    m = round(scale * 2.0**shift)
+    if m >= 2**15:
+        m, shift = round(m / 2), shift - 1
+    if not 1 <= shift <= 62:
+        raise ValueError(f"requantization scale {scale} is out of range (shift {shift})")
+    return m, shift
+
+
+def requantize(acc: torch.Tensor, m: torch.Tensor, shift: torch.Tensor, qmax: int, relu: bool,
+               channel_dim: int = 1) -> torch.Tensor:
+    """``clamp(floor((acc * m + 2^(shift-1)) / 2^shift))`` per channel, in int64 (``>>`` floors negatives)."""
+    shape = [1] * acc.ndim
+    shape[channel_dim] = -1
+    m, shift = m.view(shape).long(), shift.view(shape).long()
+    y = (acc * m + (1 << (shift - 1))) >> shift
+    return y.clamp(0 if relu else -qmax, qmax)
+
+
+# ------------------------------------------------------------------------------------------ float model -> ops
+
+
+def _leaves(module: nn.Module) -> list[nn.Module]:
+    if isinstance(module, nn.Sequential):
+        return [leaf for child in module for leaf in _leaves(child)]
+    return [module]
+
+
+def lower(stage: nn.Module) -> list[dict]:
+    """A backbone stage as fused float ops: ``{"kind": conv|linear, "weight", "bias", "pad", "relu", "pool"}``
+    (BatchNorm folded, ReLU and 2x2 max-pool fused into the layer before). ``Normalize`` becomes the input op."""
+    ops: list[dict] = []
+    for leaf in _leaves(stage):
+        if isinstance(leaf, Normalize):
+            if ops:
+                raise ValueError("Normalize must come first")
+            ops.append({"kind": "input", "mean": leaf.mean.flatten().tolist(), "std": leaf.std.flatten().tolist()})
+        elif isinstance(leaf, nn.Conv2d):
+            if leaf.stride != (1, 1) or leaf.groups != 1 or leaf.dilation != (1, 1) or leaf.padding_mode != "zeros":
+                raise ValueError(f"only stride-1 zero-padded convs are exported, got {leaf}")
+            bias = leaf.bias if leaf.bias is not None else torch.zeros(leaf.out_channels)
+            ops.append({"kind": "conv", "weight": leaf.weight.detach(), "bias": bias.detach(),
+                        "pad": leaf.padding[0], "relu": False, "pool": 0})
+        elif isinstance(leaf, nn.BatchNorm2d):
+            conv = ops[-1]  # fold the batch norm into the conv before it
+            scale = leaf.weight / torch.sqrt(leaf.running_var + leaf.eps)
+            conv["weight"] = (conv["weight"] * scale.view(-1, 1, 1, 1)).detach()
+            conv["bias"] = ((conv["bias"] - leaf.running_mean) * scale + leaf.bias).detach()
+        elif isinstance(leaf, nn.Linear):
+            bias = leaf.bias if leaf.bias is not None else torch.zeros(leaf.out_features)
+            ops.append({"kind": "linear", "weight": leaf.weight.detach(), "bias": bias.detach(), "relu": False})
+        elif isinstance(leaf, nn.ReLU):
+            ops[-1]["relu"] = True
+        elif isinstance(leaf, nn.MaxPool2d):
+            if leaf.kernel_size not in (2, (2, 2)) or leaf.stride not in (2, (2, 2)) or leaf.padding not in (0, (0, 0)):
+                raise ValueError(f"only 2x2 max-pooling is exported, got {leaf}")
+            ops[-1]["pool"] = 2
+        elif isinstance(leaf, (nn.Flatten, nn.Dropout, nn.Identity)):
+            continue  # C arrays are already flat (C, H, W order)
+        else:
+            raise ValueError(f"cannot export layer {type(leaf).__name__}; exportable: Normalize, Conv2d, "
+                             "BatchNorm2d, Linear, ReLU, MaxPool2d(2), Flatten, Dropout")
+    return ops
+
+
+def _float_op(op: dict, x: torch.Tensor) -> torch.Tensor:
+    if op["kind"] == "conv":
+        y = F.conv2d(x, op["weight"], op["bias"], padding=op["pad"])
+    else:
+        y = F.linear(x.flatten(1), op["weight"], op["bias"])
+    if op["relu"]:
+        y = y.clamp(min=0)
+    if op.get("pool"):
+        y = F.max_pool2d(y, 2)
+    return y
+
+
+def _quantize_op(op: dict, in_scale: float, out_scale: float, bits: int, out_max: int) -> dict:
+    w = op["weight"].double()
+    qmax = 2 ** (bits - 1) - 1
+    w_scale = w.flatten(1).abs().amax(1) / qmax
+    w_scale = torch.where(w_scale > 0, w_scale, torch.ones_like(w_scale))  # a fully pruned channel
+    shape = (-1,) + (1,) * (w.ndim - 1)
+    wq = torch.round(w / w_scale.view(shape)).to(torch.int8 if bits == 8 else torch.int16)
+    bq = torch.round(op["bias"].double() / (w_scale * in_scale)).long()
+    if bq.abs().max() > INT32_MAX:
+        raise OverflowError("a bias does not fit int32")
+    ms = [multiplier_shift(float(s) * in_scale / out_scale) for s in w_scale]
+    q = {k: v for k, v in op.items() if k not in ("weight", "bias")}
+    q.update(weight=wq, bias=bq.int(), m=torch.tensor([a for a, _ in ms], dtype=torch.int32),
+             shift=torch.tensor([b for _, b in ms], dtype=torch.int32), in_scale=in_scale, out_scale=out_scale,
+             out_max=out_max)
+    return q
+
+
+def quantize(model: EarlyExitNet, calibration: torch.Tensor, bits: int = 8, source: str = "") -> dict:
+    """Quantize ``model`` (a backbone of conv / linear stages with a shared head, FreeML's gNet) with activation
+    scales calibrated on ``calibration`` images ``[N, C, H, W]`` in ``[0, 1]``."""
+    if bits not in (8, 16):
+        raise ValueError(f"weights are quantized to 8 (int8) or 16 (Q15) bits, got {bits}")
+    if not isinstance(model.exits, SharedPlusFinal):
+        raise ValueError("the C export handles models with a shared exit head (FreeML's gNet), like "
+                         "cnn-mnist-shared")
+    model = model.eval()
+    stages = [lower(s) for s in model.stages]
+    first = stages[0].pop(0)
+    if first["kind"] != "input":
+        raise ValueError("the first stage must start with Normalize (the model normalizes its own input)")
+    mean, std = torch.tensor(first["mean"]), torch.tensor(first["std"])
+    if len(mean) != 1:
+        raise ValueError("the integer export takes one input channel (one lookup table)")
+    levels = (torch.arange(256, dtype=torch.float64) / 255 - mean.double()) / std.double()
+    in_scale = float(levels.abs().max()) / ACT_MAX
+    lut = torch.round(levels / in_scale).clamp(-ACT_MAX, ACT_MAX).to(torch.int8)
+
+    with torch.no_grad():
+        x = (calibration.double() - mean.double().view(1, -1, 1, 1)) / std.double().view(1, -1, 1, 1)
+        qstages, features, feature_scales, s = [], [], [], in_scale
+        for ops in stages:
+            qops = []
+            for op in ops:
+                op = {**op, "weight": op["weight"].double(), "bias": op["bias"].double()}
+                x = _float_op(op, x)
+                out_scale = float(x.abs().max()) / ACT_MAX or 1.0
+                qops.append(_quantize_op(op, s, out_scale, bits, ACT_MAX))
+                s = out_scale
+            qstages.append(qops)
+            features.append(x)
+            feature_scales.append(s)
+        shared = model.exits.shared
+        pooled = [F.adaptive_max_pool2d(f, shared.pool.output_size).flatten(1) for f in features[:-1]]
+        head_scale = float(torch.cat(pooled, 1).abs().max()) / ACT_MAX
+        w, b = shared.linear.weight.detach().double(), shared.linear.bias.detach().double()
+        partial = torch.zeros(len(pooled[0]), w.shape[0], dtype=torch.float64)
+        offsets = [0]
+        logit_max = 0.0
+        for p in pooled:
+            partial = partial + p @ w[:, offsets[-1]:offsets[-1] + p.shape[1]].T
+            offsets.append(offsets[-1] + p.shape[1])
+            logit_max = max(logit_max, float((partial + b).abs().max()))
+        head = _quantize_op({"kind": "linear", "weight": w, "bias": b, "relu": False}, head_scale,
+                            logit_max / LOGIT_MAX, bits, LOGIT_MAX)
+        blocks = [multiplier_shift(fs / head_scale) for fs in feature_scales[:-1]]
+        head.update(pool=int(shared.pool.output_size), block_sizes=offsets[1:],
+                    block_m=torch.tensor([a for a, _ in blocks], dtype=torch.int32),
+                    block_shift=torch.tensor([c for _, c in blocks], dtype=torch.int32),
+                    channels=[int(f.shape[1]) for f in features[:-1]])
+        final_layers = _leaves(model.exits.final)
+        if len(final_layers) != 1 or not isinstance(final_layers[0], nn.Linear):
+            raise ValueError("the final exit must be one Linear layer")
+        fl = final_layers[0]
+        fop = {"kind": "linear", "weight": fl.weight.detach().double(), "bias": fl.bias.detach().double(),
+               "relu": False}
+        final_scale = float(_float_op(fop, features[-1]).abs().max()) / LOGIT_MAX
+        final = _quantize_op(fop, feature_scales[-1], final_scale, bits, LOGIT_MAX)
+    K = model.num_exits
+    return {"format": 1, "source": source, "weight_bits": bits, "input_shape": list(calibration.shape[1:]),
+            "exit_names": list(model.exit_names), "num_classes": int(fl.out_features),
+            "input": {"lut": lut, "scale": in_scale}, "stages": qstages, "head": head, "final": final,
+            "thresholds": torch.full((K - 1,), LOGIT_MAX, dtype=torch.int32)}
+
+
+# ------------------------------------------------------------------------------------------ integer forward
+
+
+def _check_int32(acc: torch.Tensor, where: str) -> torch.Tensor:
+    if acc.abs().max() > INT32_MAX:
+        raise OverflowError(f"an int32 accumulator overflows in {where}")
+    return acc
+
+
+def _int_op(op: dict, x: torch.Tensor) -> torch.Tensor:
+    w = op["weight"].double()
+    if op["kind"] == "conv":
+        acc = F.conv2d(x.double(), w, padding=op["pad"]).round().long()
+    else:
+        acc = (x.flatten(1).double() @ w.T).round().long()
+    acc = _check_int32(acc + op["bias"].long().view(1, -1, *([1] * (acc.ndim - 2))), op["kind"])
+    y = requantize(acc, op["m"], op["shift"], op["out_max"], op["relu"])
+    if op.get("pool"):
+        y = F.max_pool2d(y.double(), 2).long()
+    return y
+
+
+def int_forward(qmodel: dict, images: torch.Tensor) -> list[torch.Tensor]:
+    """Every exit's int16 logits (as int64 tensors ``[N, classes]``) for uint8 ``images`` ``[N, C, H, W]``."""
+    if images.dtype != torch.uint8 or list(images.shape[1:]) != qmodel["input_shape"]:
+        raise ValueError(f"expected uint8 images [N, {', '.join(map(str, qmodel['input_shape']))}], got "
+                         f"{images.dtype} {tuple(images.shape)}")
+    x = qmodel["input"]["lut"].long()[images.long()]
+    head = qmodel["head"]
+    acc = head["bias"].long().expand(len(images), -1).clone()
+    outputs, start = [], 0
+    w = head["weight"].long()
+    for k, ops in enumerate(qmodel["stages"]):
+        for op in ops:
+            x = _int_op(op, x)
+        if k == len(qmodel["stages"]) - 1:
+            outputs.append(_int_op(qmodel["final"], x))
+            break
+        pooled = F.adaptive_max_pool2d(x.double(), head["pool"]).flatten(1).long()
+        pooled = requantize(pooled, head["block_m"][k:k + 1], head["block_shift"][k:k + 1], ACT_MAX, False)
+        end = head["block_sizes"][k]
+        acc = _check_int32(acc + (pooled.double() @ w[:, start:end].double().T).round().long(), "the shared head")
+        start = end
+        outputs.append(requantize(acc, head["m"], head["shift"], LOGIT_MAX, False))
+    return outputs
+
+
+def early_exit(qmodel: dict, logits: list[torch.Tensor]) -> torch.Tensor:
+    """The exit each input takes: the first whose integer margin (top-1 minus top-2 logit) reaches its threshold."""
+    K = len(logits)
+    taken = torch.full((len(logits[0]),), K - 1, dtype=torch.long)
+    decided = torch.zeros(len(logits[0]), dtype=torch.bool)
+    for k in range(K - 1):
+        top = logits[k].topk(2, dim=1).values
+        stop = ~decided & (top[:, 0] - top[:, 1] >= int(qmodel["thresholds"][k]))
+        taken[stop] = k
+        decided |= stop
+    return taken
+
+
+def dequantized_logits(qmodel: dict, logits: list[torch.Tensor]) -> torch.Tensor:
+    """``[K, N, classes]`` float logits (int16 logits times their scale), for exit profiles and criteria."""
+    scales = [qmodel["head"]["out_scale"]] * (len(logits) - 1) + [qmodel["final"]["out_scale"]]
+    return torch.stack([l.double() * s for l, s in zip(logits, scales)]).float()

@@ -1,0 +1,78 @@
+"""The C export: compiled by the system C compiler, bit-exact against the integer reference, exit by exit."""
+
+import re
+
+import pytest
+import torch
+
+from eekit.__main__ import main
+from eekit.compress import load_compressed, load_compressed_card
+from eekit.compress.export_c import compile_and_run, export_c, find_compiler
+from eekit.compress.memory import buffer_plan
+from eekit.compress.prune import set_density, strip_masks
+from eekit.compress.quantize import early_exit, int_forward, quantize
+from eekit.data import load_mnist
+from eekit.models import branchy_lenet
+
+NAME = "cnn-mnist-shared"
+needs_cc = pytest.mark.skipif(find_compiler() is None, reason="no C compiler: install gcc (apt-get install gcc) "
+                              "or set $CC to run the C export checks")
+
+
+def _check(qmodel, images, labels, tmp_path):
+    export_c(qmodel, tmp_path, "test")
+    got = compile_and_run(tmp_path, images, len(qmodel["stages"]), qmodel["num_classes"])
+    ref = int_forward(qmodel, images)
+    taken = early_exit(qmodel, ref)
+    for k in range(len(ref)):
+        assert torch.equal(got["logits"][k], ref[k]), f"exit {k}: C and the integer reference differ"
+        if labels is not None:
+            assert torch.equal(got["logits"][k].argmax(1) == labels, ref[k].argmax(1) == labels)
+    assert torch.equal(got["taken"], taken) and torch.equal(got["stopped"], taken)
+    return got
+
+
+@needs_cc
+def test_shipped_model_in_c_equals_the_integer_reference_on_200_test_images(tmp_path):
+    qmodel = load_compressed(NAME)
+    test = load_mnist("test")
+    got = _check(qmodel, test.images[:200], test.labels[:200], tmp_path)
+    card = load_compressed_card(NAME)["c_export"]
+    accuracy = [round(float((got["logits"][k].argmax(1) == test.labels[:200]).float().mean()), 4) for k in range(3)]
+    assert card["mismatches"] == 0 and card["inputs_checked"] == 200 and accuracy == card["accuracy_per_exit_c"]
+    assert len(set(got["taken"].tolist())) >= 2  # the early-exit loop does stop early on some images
+
+
+@needs_cc
+def test_q15_weights_and_sparse_layers_are_bit_exact_too(tmp_path):
+    torch.manual_seed(0)
+    model = branchy_lenet(shared_head=True).eval()  # random weights: every kernel path, no training needed
+    set_density(model.stages[1][0], 0.2)  # a CSR conv ...
+    set_density(model.stages[2][1], 0.1)  # ... and a CSR linear
+    strip_masks(model)
+    test = load_mnist("test")
+    qmodel = quantize(model, test.images[:64].float() / 255, bits=16)
+    qmodel["thresholds"] = torch.tensor([1000, 2000], dtype=torch.int32)
+    _check(qmodel, test.images[:40], None, tmp_path)
+    assert "typedef int16_t eek_w_t;" in (tmp_path / "eekit_model.c").read_text()
+    assert "/* csr */" in (tmp_path / "eekit_model.c").read_text()
+
+
+def test_generated_c_has_no_float_no_malloc_const_weights_and_planned_buffers(tmp_path):
+    qmodel = load_compressed(NAME)
+    export_c(qmodel, tmp_path, NAME)
+    code = (tmp_path / "eekit_model.c").read_text()
+    code_only = re.sub(r"/\*.*?\*/", "", code, flags=re.S)
+    assert not re.search(r"\b(float|double|malloc|calloc|free)\b", code_only)
+    arrays = re.findall(r"^static (const )?\w+ (\w+)\[", code_only, flags=re.M)
+    assert all(const for const, name in arrays if not name.startswith("eek_buf") and name not in
+               ("eek_pooled", "eek_head_acc"))
+    plan = buffer_plan(qmodel)
+    assert f"eek_buf_a[{plan['buffer_a']}], eek_buf_b[{plan['buffer_b']}]" in code
+
+
+def test_export_c_cli(tmp_path, capsys):
+    assert main(["export-c", NAME, "--out", str(tmp_path)]) == 0
+    assert {p.name for p in tmp_path.iterdir()} == {"eekit_model.h", "eekit_model.c", "main.c"}
+    assert main(["export-c", "cnn-cifar10-two-stage", "--out", str(tmp_path)]) == 2
+    assert "no compressed version" in capsys.readouterr().err

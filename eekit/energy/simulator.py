@@ -487,7 +487,7 @@ def simulate(
     must pay for the whole of it).
     """
     validate.one_of("policy", policy, POLICIES)
-    p = _check_trace(trace)
+    _check_trace(trace)
     if not isinstance(workload, Workload):
         raise ValueError(f"workload must be an eekit.energy.Workload (e.g. load_workload('cnn-mnist')), "
                          f"got {type(workload).__name__}")

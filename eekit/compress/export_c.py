@@ -128,12 +128,12 @@ def export_c(qmodel: dict, out_dir: str | Path, name: str = "") -> dict:
     for k, rows in enumerate(stages):
         lines.append(f"    /* stage {k + 1}: {qmodel['exit_names'][k]} */")
         if k == K - 1:
-            for i, _ in enumerate(rows):
+            for _ in rows:
                 lines.append(f"    eek_layer_run(&{names[n]}, {buffers[cur]}, {buffers[1 - cur]});")
                 cur, n = 1 - cur, n + 1
             lines.append(f"    eek_layer_run(&EEK_FINAL, {buffers[cur]}, logits[{k}]);")
             break
-        for i, _ in enumerate(rows):
+        for _ in rows:
             lines.append(f"    eek_layer_run(&{names[n]}, {buffers[cur]}, {buffers[1 - cur]});")
             cur, n = 1 - cur, n + 1
         c, h, w = rows[-1][2]

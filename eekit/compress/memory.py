@@ -140,8 +140,8 @@ def buffer_plan(qmodel: dict) -> dict:
     blocks = [b - a for a, b in zip([0] + head["block_sizes"][:-1], head["block_sizes"])]
     K = len(qmodel["stages"])
     head_scratch = max(blocks) + 4 * classes + 2 * classes * K
-    for k, rows in enumerate(op_shapes(qmodel)):
-        for op, shape_in, shape_out in rows:
+    for rows in op_shapes(qmodel):
+        for _op, shape_in, shape_out in rows:
             running = max(running, _numel(shape_in) + _numel(shape_out))
             current = 1 - current
             sizes[current] = max(sizes[current], _numel(shape_out))
@@ -173,7 +173,7 @@ def nonzero_macs(qmodel: dict) -> dict:
     stage_macs = []
     for rows in op_shapes(qmodel):
         macs = 0
-        for op, shape_in, shape_out in rows:
+        for op, _shape_in, shape_out in rows:
             if op["kind"] == "conv":  # every output pixel (before pooling) uses all of the layer's non-zeros
                 macs += _conv_macs(op, shape_out)
             else:

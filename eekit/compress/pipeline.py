@@ -48,21 +48,28 @@ def split_validation(train_set: ImageDataset, n_val: int, seed: int = 0) -> tupl
     return part(rest, train_set.transform), part(val, None)
 
 
-def compress(name: str, out_dir: str | Path, target_bytes: int = 32_000, explore_bytes: int = 12_000,
+def compress(name: str, out_dir: str | Path, target_bytes: int = 32_000, explore_bytes: int | None = 12_000,
              energy: float = 0.6, retrain_epochs: int = 2, lr: float = 0.01, fragile_drop: float = 0.01,
-             step: float = 0.1, n_val: int = 1000, progress: bool = True) -> tuple[torch.nn.Module, dict]:
+             step: float = 0.1, n_val: int = 1000, train_subset: int | None = None, test_subset: int | None = None,
+             batch_size: int = 64, loss_weights: str = "uniform", progress: bool = True
+             ) -> tuple[torch.nn.Module, dict]:
     """Compress shipped model ``name`` until its int8 MCU bytes fit ``target_bytes``; returns the float compressed
     model (masks baked in) and its history (one row per step: action, bytes, test accuracy per exit). The history
-    goes on, on a copy, down to ``explore_bytes`` (rows marked ``beyond_target``): where accuracy breaks."""
+    goes on, on a copy, down to ``explore_bytes`` (rows marked ``beyond_target``): where accuracy breaks.
+    ``train_subset`` / ``test_subset`` retrain and record on that many images only (the CIFAR-10 budget)."""
     recipe = zoo.RECIPES[name]
     model = zoo.load_pretrained(name)
     train_all, test_set = recipe.datasets()
     train_set, val_set = split_validation(train_all, n_val)
+    if train_subset:
+        train_set = train_set.subset(train_subset)
+    if test_subset:
+        test_set = test_set.subset(test_subset)
     torch.manual_seed(0)
 
     def retrain(m, r):
-        cfg = TrainConfig(epochs=retrain_epochs, batch_size=64, lr=lr, weight_decay=5e-4, loss_weights="uniform",
-                          seed=r)
+        cfg = TrainConfig(epochs=retrain_epochs, batch_size=batch_size, lr=lr, weight_decay=5e-4,
+                          loss_weights=loss_weights, seed=r)
         train(m, train_set, cfg, progress=progress)
 
     validate = lambda m: exit_accuracy(m, val_set)[-1]
@@ -78,16 +85,19 @@ def compress(name: str, out_dir: str | Path, target_bytes: int = 32_000, explore
     history.append(PruneStep(2, "retrain after low-rank", mcu, freeml, evaluate(model)))
     history += prune_to_target(model, target_bytes, layer_mcu_bytes, model_bytes, retrain, validate, evaluate,
                                step=step, fragile_drop=fragile_drop, first_step=3, progress=progress)
-    beyond = copy.deepcopy(model)
-    extra = prune_to_target(beyond, explore_bytes, layer_mcu_bytes, model_bytes, retrain, validate, evaluate,
-                            step=step, fragile_drop=fragile_drop, first_step=len(history), progress=progress)
+    extra = []
+    if explore_bytes:
+        beyond = copy.deepcopy(model)
+        extra = prune_to_target(beyond, explore_bytes, layer_mcu_bytes, model_bytes, retrain, validate, evaluate,
+                                step=step, fragile_drop=fragile_drop, first_step=len(history), progress=progress)
     rows = [h.as_dict() for h in history] + [{**h.as_dict(), "beyond_target": True} for h in extra]
     strip_masks(model)
     result = {"source": name, "target_bytes": target_bytes, "ranks": ranks, "energy": energy,
               "bytes_fp32_source": fp32_bytes(zoo.load_pretrained(name)),
               "accuracy_per_exit_before": before,
               "recipe": {"retrain_epochs": retrain_epochs, "lr": lr, "fragile_drop": fragile_drop, "step": step,
-                         "n_val": n_val, "loss_weights": "uniform"},
+                         "n_val": n_val, "loss_weights": loss_weights, "batch_size": batch_size,
+                         "train_subset": train_subset, "test_subset": test_subset},
               "steps": rows, "seconds": round(time.perf_counter() - start, 1)}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

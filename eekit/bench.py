@@ -38,70 +38,185 @@ def _median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_speedup(model_name: str | None = None, criterion: str = "max_prob", max_drop: float = 0.01,
-                  batch1_samples: int = 500, repeats: int = 3, samples: int | None = None) -> dict:
-    """Full model vs real early exit at the threshold calibrated for <= ``max_drop`` accuracy drop.
+def _interleaved(pairs: dict[str, tuple], repeats: int) -> dict[str, tuple[float, float, float]]:
+    """Time each ``(full, early_exit)`` pair alternately, ``repeats`` times after a warm-up of each, so that a
+    shared machine's load drifts hit both sides alike. Returns, per pair, the median seconds of each side and the
+    median of the per-repeat ratios full / early exit."""
+    times: dict[str, tuple[list, list]] = {key: ([], []) for key in pairs}
+    for fn in (f for pair in pairs.values() for f in pair):
+        fn()  # warm-up: folded copy made, caches and allocator warm
+    for _ in range(repeats):
+        for key, pair in pairs.items():
+            for side, fn in enumerate(pair):
+                start = time.perf_counter()
+                fn()
+                times[key][side].append(time.perf_counter() - start)
+    return {key: (statistics.median(full), statistics.median(ee),
+                  statistics.median(f / e for f, e in zip(full, ee))) for key, (full, ee) in times.items()}
 
-    ``ideal_speedup`` is the FLOP ratio (early-exit heads included); the realized speedups are wall-clock ratios
-    on this CPU at batch 1 (``batch1_samples`` evenly spaced test images, one at a time) and at batch 256 (the
-    whole test split, or ``samples`` evenly spaced images). The threshold is calibrated on the whole test split.
+
+def _counted(fn, *args) -> tuple[float, object]:
+    """FLOPs of ``fn(*args)`` (``torch.utils.flop_counter``) and its result."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        result = fn(*args)
+    return float(counter.get_total_flops()), result
+
+
+def _block_flops(model, state) -> tuple[np.ndarray, np.ndarray]:
+    """FLOPs of each block and of each exit head after it, starting from ``state``."""
+    blocks, heads = [], []
+    for k in range(model.num_exits):
+        flops, state = _counted(model.advance, state, k)
+        blocks.append(flops)
+        heads.append(_counted(model.exit_output, state, k)[0])
+    return np.asarray(blocks), np.asarray(heads)
+
+
+def exit_flops(model, inputs) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample of ``inputs``: FLOPs to reach and evaluate each exit, heads ``0..k`` included (``[N, K]``), and
+    of the plain model, every block and the last head only (``[N]``).
+
+    Images all cost the same. A speech utterance costs its front end (counted per utterance) plus, per conformer
+    layer and head, a quadratic in its frame count (attention is quadratic in it, the rest linear), which three
+    counted frame counts determine exactly."""
+    if isinstance(inputs, torch.Tensor):
+        begin, state = _counted(model.begin, inputs[:1])
+        blocks, heads = _block_flops(model, state)
+        n = len(inputs)
+        return np.tile(begin + np.cumsum(blocks + heads), (n, 1)), np.full(n, begin + blocks.sum() + heads[-1])
+    front, frames = [], []
+    for wave, n in zip(*inputs):
+        flops, state = _counted(model.begin, (wave[None, : int(n)], n[None]))
+        front.append(flops)
+        frames.append(state.h.shape[0])
+    probes, counted = [], []
+    for seconds in (0.5, 1.0, 1.5):  # silent probes: FLOPs depend on the length only
+        samples = int(8000 * seconds)
+        state = model.begin((inputs[0].new_zeros(1, samples), inputs[1].new_tensor([samples])))
+        probes.append(state.h.shape[0])
+        counted.append(np.concatenate(_block_flops(model, state)))
+    coef = np.polyfit(probes, np.stack(counted), 2)  # [3, 2K]: exact, three points of a quadratic
+    T = np.asarray(frames, float)[:, None]
+    per = np.rint(coef[0] * T**2 + coef[1] * T + coef[2])  # [N, 2K]
+    K = model.num_exits
+    blocks, heads, front = per[:, :K], per[:, K:], np.asarray(front)[:, None]
+    return front + np.cumsum(blocks + heads, 1), front[:, 0] + blocks.sum(1) + heads[:, -1]
+
+
+def _quality(result, test, keep: np.ndarray) -> float:
+    """Accuracy (images, keyword spotting) or digit error rate (connected digits) of a run on ``test[keep]``."""
+    if result.lengths is None:
+        labels = test.digits if hasattr(test, "digits") else test.labels
+        return float((result.predictions.cpu() == labels[keep]).float().mean())
+    import torchaudio.functional as AF
+
+    refs = [test.labels[i] for i in keep]
+    errors = sum(AF.edit_distance(list(r), list(h)) for r, h in zip(refs, result.transcripts()))
+    return errors / sum(len(r) for r in refs)
+
+
+def bench_speedup(model_name: str | None = None, criterion: str | None = None, max_drop: float | None = None,
+                  batch1_samples: int = 500, repeats: int = 5, samples: int | None = None,
+                  device: str | None = None) -> dict:
+    """Full model vs real early exit at the model card's operating point (its criterion, the cheapest threshold
+    within ``max_drop`` of the final exit, calibrated on the whole test split).
+
+    ``ideal_speedup`` is the FLOP ratio over the test samples (early-exit heads included; speech: counted per
+    utterance, front end included). The realized speedups are wall-clock ratios on ``device`` at batch 1
+    (``batch1_samples`` evenly spaced test samples, one at a time) and at batch 256 for images, 32 for speech (the
+    whole test split, or ``samples`` evenly spaced ones), each the median of ``repeats`` full / early-exit pairs
+    timed alternately. Both sides run the same batch-norm-folded copy under ``torch.inference_mode``. On the CPU the
+    real exits must equal the simulated ones (the cached profile; speech: ``profile_speech`` at the same batching,
+    since padding shapes a conformer's outputs); elsewhere the share that does is reported.
     """
-    from .runtime import infer, infer_full
+    from .evaluate import profile_speech
+    from .runtime import check_device, infer, infer_full
     from .zoo import RECIPES, load_pretrained, load_profile
 
     name = model_name or default_model()
-    model = load_pretrained(name)
+    if name not in RECIPES:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(RECIPES)}")
+    recipe = RECIPES[name]
+    criterion = criterion or recipe.criterion
+    max_drop = recipe.max_drop if max_drop is None else max_drop
+    device = check_device(device)
+    model = load_pretrained(name).to(device)
     profile = load_profile(name)
-    point = profile.calibrate(criterion, max_drop=max_drop)
-    test = RECIPES[name].test_set()
-    keep = np.arange(len(test)) if samples is None else data.evenly_spaced(len(test), samples)
-    images, labels = test.images[keep].float().div_(255), test.labels[keep]  # only the kept images as floats
+    threshold = profile.calibrate(criterion, max_drop=max_drop).threshold
+    test = recipe.test_set()
+    if recipe.is_speech:
+        batch = 32
+        test = test if samples is None else test.subset(samples)
+        keep = np.arange(len(test))
+        waves, lengths = test.collate([test[i] for i in keep])[:2]
+        inputs = (waves.to(device), lengths.to(device))
+        single = [(w[None], n[None]) for w, n in zip(*inputs)]
+    else:
+        batch = 256
+        keep = np.arange(len(test)) if samples is None else data.evenly_spaced(len(test), samples)
+        inputs = test.images[keep].float().div_(255).to(device)  # only the kept images as floats
+        single = list(inputs.split(1))
+    pick = data.evenly_spaced(len(single), batch1_samples)
+    single = [single[i] for i in pick]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    def full_batched():
-        return infer_full(model, images, batch_size=256)
+    def timed(fn):
+        return lambda: (fn(), sync())
 
-    def ee_batched():
-        return infer(model, images, criterion, point.threshold, batch_size=256)
+    timing = _interleaved({
+        "batch": (timed(lambda: infer_full(model, inputs, batch_size=batch)),
+                  timed(lambda: infer(model, inputs, criterion, threshold, batch_size=batch))),
+        "single": (timed(lambda: [infer_full(model, x) for x in single]),
+                   timed(lambda: [infer(model, x, criterion, threshold) for x in single])),
+    }, repeats)
 
-    single = images[data.evenly_spaced(len(images), batch1_samples)]
+    result = infer(model, inputs, criterion, threshold, batch_size=batch)
+    full = infer_full(model, inputs, batch_size=batch)
+    ee_exit = result.exit_index.cpu().numpy()
+    one_exit = np.array([int(infer(model, x, criterion, threshold).exit_index) for x in single])
+    if recipe.is_speech:
+        simulated = profile_speech(load_pretrained(name), test, batch_size=batch).exit_index(criterion, threshold)
+    else:
+        simulated = profile.exit_index(criterion, threshold)[keep]
+    as_simulated = float((ee_exit == simulated).mean())
+    if device.type == "cpu" and as_simulated < 1:
+        raise RuntimeError(f"real early exit left at different exits than the simulation predicts for "
+                           f"{int((ee_exit != simulated).sum())} of {len(ee_exit)} samples")
 
-    def full_single():
-        for i in range(len(single)):
-            infer_full(model, single[i : i + 1])
+    cost, full_cost = exit_flops(model, inputs)
 
-    def ee_single():
-        for i in range(len(single)):
-            infer(model, single[i : i + 1], criterion, point.threshold)
+    def ideal(exits: np.ndarray, rows: np.ndarray) -> float:
+        return float(full_cost[rows].sum() / cost[rows, exits].sum())
 
-    t_full_256, t_ee_256 = _median_seconds(full_batched, repeats), _median_seconds(ee_batched, repeats)
-    t_full_1, t_ee_1 = _median_seconds(full_single, repeats), _median_seconds(ee_single, repeats)
-    result = ee_batched()
-    ee_pred, ee_exit = result.predictions, result.exit_index.numpy()
-    full_pred = full_batched()
-    if not np.array_equal(ee_exit, profile.exit_index(criterion, point.threshold)[keep]):
-        raise RuntimeError("real early exit left at different exits than the shipped profile predicts")
-    mean_cost = float(profile.cost[ee_exit].mean())
-    ideal = profile.full_cost / mean_cost
-    realized_1, realized_256 = t_full_1 / t_ee_1, t_full_256 / t_ee_256
+    ideal_batch, ideal_1 = ideal(ee_exit, np.arange(len(keep))), ideal(one_exit, pick)
+    (t_full_b, t_ee_b, realized_b), (t_full_1, t_ee_1, realized_1) = timing["batch"], timing["single"]
+    quality = "der" if recipe.dataset == "fsdd-strings" else "accuracy"
     return {
         "model": name,
         "criterion": criterion,
-        "threshold": round(point.threshold, 4),
-        "samples": len(images),
-        "batch1_samples": len(single),
+        "threshold": round(threshold, 4),
+        "device": str(device),
         "torch_threads": torch.get_num_threads(),
-        "ideal_speedup": round(ideal, 3),
+        "samples": len(keep),
+        "batch1_samples": len(single),
+        "batch_size": batch,
+        "repeats": repeats,
+        "exits_as_simulated": as_simulated,
+        "ideal_speedup": round(ideal_batch, 3),
+        "ideal_speedup_batch1_samples": round(ideal_1, 3),
         "realized_speedup_batch1": round(realized_1, 3),
-        "realized_speedup_batch256": round(realized_256, 3),
-        "realized_over_ideal_batch1": round(realized_1 / ideal, 3),
-        "realized_over_ideal_batch256": round(realized_256 / ideal, 3),
-        "flops_saved": round(1 - mean_cost / profile.full_cost, 4),
-        "accuracy_full": round(float((full_pred == labels).float().mean()), 4),
-        "accuracy_early_exit": round(float((ee_pred == labels).float().mean()), 4),
+        f"realized_speedup_batch{batch}": round(realized_b, 3),
+        "realized_over_ideal_batch1": round(realized_1 / ideal_1, 3),
+        f"realized_over_ideal_batch{batch}": round(realized_b / ideal_batch, 3),
+        "flops_saved": round(1 - 1 / ideal_batch, 4),
+        f"{quality}_full": round(_quality(full, test, keep), 4),
+        f"{quality}_early_exit": round(_quality(result, test, keep), 4),
         "ms_per_sample_full_batch1": round(1e3 * t_full_1 / len(single), 4),
         "ms_per_sample_early_exit_batch1": round(1e3 * t_ee_1 / len(single), 4),
-        "ms_per_sample_full_batch256": round(1e3 * t_full_256 / len(images), 4),
-        "ms_per_sample_early_exit_batch256": round(1e3 * t_ee_256 / len(images), 4),
+        f"ms_per_sample_full_batch{batch}": round(1e3 * t_full_b / len(keep), 4),
+        f"ms_per_sample_early_exit_batch{batch}": round(1e3 * t_ee_b / len(keep), 4),
     }
 
 

@@ -6,7 +6,8 @@ sample leaves at the first exit whose score passes the threshold (the last exit 
 (:mod:`eekit.runtime`), which is why the two agree sample for sample.
 
 Classification outputs are logits ``[K, N, C]`` (K exits). CTC outputs are log-probabilities ``[K, N, T, V]`` with
-valid lengths ``[N]``; frames past a sample's length are ignored.
+valid lengths ``[N]``; frames past a sample's length are ignored. ``"units"`` outputs (self-supervised unit
+posteriors, DAISY) have the CTC shape, over acoustic units instead of digits.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import validate
+
 from .models.speech import BLANK
 
 __all__ = ["Criterion", "CRITERIA", "get_criterion", "passes", "first_exit", "normalized_entropy"]
@@ -26,7 +29,8 @@ __all__ = ["Criterion", "CRITERIA", "get_criterion", "passes", "first_exit", "no
 def normalized_entropy(log_probs: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Entropy divided by ``log(classes)``: 0 for a one-hot answer, 1 for a uniform one."""
     probs = log_probs.exp()
-    entropy = -(probs * log_probs).nan_to_num(0.0).sum(dim)  # 0 * log 0 -> 0
+    # 0 * log 0 -> 0; only there: a NaN input must stay NaN, never become a confident 0
+    entropy = -torch.where(log_probs == -math.inf, 0.0, probs * log_probs).sum(dim)
     return entropy / math.log(log_probs.shape[dim])
 
 
@@ -133,6 +137,10 @@ class Criterion:
         if out.ndim != expected:
             shape = "[K, N, C] logits" if expected == 3 else "[K, N, T, V] CTC log-probabilities"
             raise ValueError(f"criterion {self.name!r} expects {shape}, got shape {tuple(out.shape)}")
+        if self.kind == "classification":
+            validate.finite(f"the exits' outputs (criterion {self.name!r})", out)
+        else:  # entropies and posteriors of raw logits would call a guess certain
+            validate.log_probs(f"the exits' outputs (criterion {self.name!r})", out)
         with torch.no_grad():
             return self.score_fn(out, labels=labels, lengths=lengths)
 
@@ -154,8 +162,8 @@ def passes(criterion: Criterion, scores, threshold):
     if np.ndim(threshold) == 0:
         threshold = criterion.check_threshold(threshold)
     else:
-        criterion.check_threshold(float(np.min(threshold)))
-        criterion.check_threshold(float(np.max(threshold)))
+        for value in np.unique(np.asarray(threshold, dtype=float)):  # every threshold, not just the extremes
+            criterion.check_threshold(float(value))
     return scores >= threshold if criterion.higher_is_confident else scores <= threshold
 
 
@@ -193,12 +201,19 @@ CRITERIA: dict[str, Criterion] = {
                   _ctc_posterior, True, 0.0, 1.0, kind="ctc", default=0.9),
         Criterion("ctc_batch_entropy", "CTC entropy averaged over every frame of the batch <= threshold (DAISY)",
                   _ctc_batch_entropy, False, 0.0, 1.0, kind="ctc", batch_wide=True, default=0.1),
+        # DAISY's real signal: the same frame-averaged entropy, of a layer's self-supervised *unit* posterior
+        # [K, N, T, units] (eekit.models.ssl), so no task head and no label is involved.
+        Criterion("ssl_entropy", "unit-posterior entropy averaged over the utterance's frames <= threshold (DAISY, "
+                  "self-supervised, no labels)", _ctc_entropy, False, 0.0, 1.0, kind="units", default=0.5),
+        Criterion("ssl_batch_entropy", "unit-posterior entropy averaged over every frame of the batch <= threshold "
+                  "(DAISY's batch mode)", _ctc_batch_entropy, False, 0.0, 1.0, kind="units", batch_wide=True,
+                  default=0.5),
     ]
 }
 
 
 def get_criterion(name: str | Criterion, kind: str | None = None) -> Criterion:
-    """Look up a criterion by name; ``kind`` ("classification" or "ctc") restricts the choice."""
+    """Look up a criterion by name; ``kind`` ("classification", "ctc" or "units") restricts the choice."""
     if isinstance(name, Criterion):
         criterion = name
     elif name in CRITERIA:

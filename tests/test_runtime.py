@@ -68,7 +68,9 @@ def test_compaction_with_a_shared_head_and_random_weights():
 def test_full_model_and_bad_input(mnist):
     model, test, profile = mnist
     images, _ = test.tensors()
-    assert infer_full(model, images[:64]).tolist() == profile.predictions[:64, -1].tolist()
+    full = infer_full(model, images[:64], batch_size=32)
+    assert full.predictions.tolist() == profile.predictions[:64, -1].tolist()
+    assert full.exit_index.tolist() == [model.num_exits - 1] * 64
     with pytest.raises(ValueError, match="upper bound"):
         infer(model, images[:2], "oracle", 0.5)
     with pytest.raises(ValueError, match="valid criteria"):

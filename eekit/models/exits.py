@@ -11,12 +11,13 @@ The last exit is the model's ordinary classifier. Exits come in two flavours:
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["EarlyExitNet", "ExitHeads", "SharedExitHead", "SharedPlusFinal", "pooled_head", "attach_exits"]
+__all__ = ["EarlyExitNet", "FeatureState", "ExitHeads", "SharedExitHead", "SharedPlusFinal", "pooled_head", "attach_exits"]
 
 
 def pooled_head(in_channels: int, num_classes: int, hidden: int = 0, pool_size: int = 1,
@@ -83,11 +84,23 @@ class SharedExitHead(nn.Module):
         return self.linear(self.dropout(torch.cat(pooled, dim=1)))
 
 
+@dataclass
+class FeatureState:
+    """Where a batch stands inside an :class:`EarlyExitNet`: the newest features ``h`` and, for heads that read
+    every exit point (``needs_history``), the features of all exit points reached so far."""
+
+    h: torch.Tensor
+    features: list[torch.Tensor] = field(default_factory=list)
+
+
 class EarlyExitNet(nn.Module):
     """A backbone cut into ``stages`` with an exit after each; ``forward`` returns every exit's output.
 
-    ``exit_names`` label the exits for plots and reports (default ``exit1 ... exitK``).
+    ``exit_names`` label the exits for plots and reports (default ``exit1 ... exitK``). It satisfies the model
+    contract (:class:`~eekit.models.contract.ExitModel`): ``begin``, ``advance``, ``exit_output``, ``select``.
     """
+
+    output_kind = "classification"
 
     def __init__(self, stages: Sequence[nn.Module], exits: ExitHeads | SharedExitHead | SharedPlusFinal, exit_names: Sequence[str] | None = None):
         super().__init__()
@@ -105,23 +118,39 @@ class EarlyExitNet(nn.Module):
     def num_exits(self) -> int:
         return len(self.stages)
 
+    # the model contract: one block at a time
+    def begin(self, x: torch.Tensor) -> FeatureState:
+        return FeatureState(x)
+
+    def advance(self, state: FeatureState, k: int) -> FeatureState:
+        """Run stage ``k``; keep earlier features only if the heads read them."""
+        h = self.stages[k](state.h)
+        return FeatureState(h, state.features + [h] if getattr(self.exits, "needs_history", True) else [h])
+
+    def exit_output(self, state: FeatureState, k: int) -> torch.Tensor:
+        return self.exits(k, state.features)
+
+    def lengths(self, state: FeatureState) -> None:
+        return None  # one label per image
+
+    def select(self, state: FeatureState, keep: torch.Tensor) -> FeatureState:
+        return FeatureState(state.h[keep], [f[keep] for f in state.features])
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outputs, features = [], []
-        for k, stage in enumerate(self.stages):
-            x = stage(x)
-            features.append(x)
-            outputs.append(self.exits(k, features))
+        state, outputs = self.begin(x), []
+        for k in range(self.num_exits):
+            state = self.advance(state, k)
+            outputs.append(self.exit_output(state, k))
         return outputs
 
     def forward_to(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """Only exit ``k``'s output, computing stages ``0..k`` and no other head (the single-exit cost)."""
         if not 0 <= k < self.num_exits:
             raise ValueError(f"exit index must be in 0..{self.num_exits - 1}, got {k}")
-        features = []
-        for stage in self.stages[: k + 1]:
-            x = stage(x)
-            features.append(x)
-        return self.exits(k, features)
+        state = self.begin(x)
+        for j in range(k + 1):
+            state = self.advance(state, j)
+        return self.exit_output(state, k)
 
     def backbone_parameters(self):
         """Parameters of the stages (frozen in two-stage training)."""

@@ -9,11 +9,13 @@ training mode only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torchaudio
 from torch import nn
 
-__all__ = ["SpeechEarlyExit", "conformer_ctc", "conformer_kws", "BLANK"]
+__all__ = ["SpeechEarlyExit", "SpeechState", "conformer_ctc", "conformer_kws", "BLANK"]
 
 BLANK = 0  # CTC blank; digit d is class d + 1
 
@@ -33,7 +35,7 @@ class LogMel(nn.Module):
             raise ValueError(f"expected waveforms [B, samples] at 8 kHz, got shape {tuple(waves.shape)}")
         feats = (self.mel(waves) + 1e-6).log()  # [B, n_mels, T]
         frames = lengths // self.hop + 1
-        mask = torch.arange(feats.shape[-1])[None, :] < frames[:, None]  # [B, T]
+        mask = torch.arange(feats.shape[-1], device=feats.device)[None, :] < frames[:, None]  # [B, T]
         m = mask[:, None, :].to(feats.dtype)
         mean = (feats * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True)
         std = (((feats - mean) ** 2 * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True)).sqrt()
@@ -71,12 +73,25 @@ class PooledClassifier(nn.Module):
         return self.linear((x * m).sum(1) / m.sum(1).clamp_min(1))
 
 
+@dataclass
+class SpeechState:
+    """Where a batch of utterances stands inside the encoder: hidden frames ``h [T, B, D]`` (torchaudio's conformer
+    layout), the valid-frame ``mask [B, T]`` and the valid frame counts ``frames [B]``."""
+
+    h: torch.Tensor
+    mask: torch.Tensor
+    frames: torch.Tensor
+
+
 class SpeechEarlyExit(nn.Module):
     """Log-mel -> 4x subsampling -> conformer layers, an exit head after each layer.
 
     ``forward(waves, lengths)`` returns every exit's output and the frame lengths: for ``task="ctc"`` log-probs
     ``[B, T, 11]`` (blank + 10 digits), for ``task="kws"`` logits ``[B, 10]``. ``forward_to(waves, lengths, k)``
-    runs layers ``0..k`` only. The backbone (``stages``) is what two-stage training freezes.
+    runs layers ``0..k`` only. The backbone (``stages``) is what two-stage training freezes. It satisfies the model
+    contract (:class:`~eekit.models.contract.ExitModel`) with inputs ``(waves, lengths)``: compaction drops
+    utterances but keeps the padded length, so every utterance sees the padding it would see in the full batch
+    (torchaudio's conformer convolution does not mask padded frames).
     """
 
     def __init__(self, task: str = "ctc", d_model: int = 64, num_layers: int = 6, num_heads: int = 4,
@@ -85,6 +100,7 @@ class SpeechEarlyExit(nn.Module):
         if task not in ("ctc", "kws"):
             raise ValueError(f"task must be 'ctc' (connected digits) or 'kws' (isolated digits), got {task!r}")
         self.task = task
+        self.output_kind = "ctc" if task == "ctc" else "classification"
         self.frontend = LogMel(n_mels=n_mels)
         self.subsample = Subsample(n_mels, d_model)
         conformer = torchaudio.models.Conformer(d_model, num_heads, ffn_dim, num_layers, kernel_size, dropout=dropout)
@@ -108,24 +124,41 @@ class SpeechEarlyExit(nn.Module):
     def backbone_parameters(self):
         return self.stages.parameters()
 
-    def _head(self, k: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    # the model contract: one conformer layer at a time
+    def begin(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> SpeechState:
+        """Waveforms ``[B, S]`` and their lengths ``[B]`` -> subsampled frames before the first layer."""
+        waves, lengths = inputs
+        x, frames = self.frontend(waves, lengths)
+        x, frames = self.subsample(x, frames)
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < frames[:, None]
+        return SpeechState(x.transpose(0, 1), mask, frames)
+
+    def advance(self, state: SpeechState, k: int) -> SpeechState:
+        return SpeechState(self.layers[k](state.h, ~state.mask), state.mask, state.frames)
+
+    def exit_output(self, state: SpeechState, k: int) -> torch.Tensor:
+        x = state.h.transpose(0, 1)
         if self.task == "ctc":
             return self.exits[k](x).log_softmax(-1)
-        return self.exits[k](x, mask)
+        return self.exits[k](x, state.mask)
+
+    def lengths(self, state: SpeechState) -> torch.Tensor | None:
+        """Valid frames per utterance for CTC outputs; ``None`` for keyword spotting (one label per utterance)."""
+        return state.frames if self.task == "ctc" else None
+
+    def select(self, state: SpeechState, keep: torch.Tensor) -> SpeechState:
+        return SpeechState(state.h[:, keep], state.mask[keep], state.frames[keep])
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor, upto: int | None = None
                 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        x, frames = self.frontend(waves, lengths)
-        x, frames = self.subsample(x, frames)
-        mask = torch.arange(x.shape[1])[None, :] < frames[:, None]
-        h = x.transpose(0, 1)  # torchaudio's conformer layers take [T, B, D] and a padding mask
+        state = self.begin((waves, lengths))
         outputs = []
         last = self.num_exits - 1 if upto is None else upto
-        for k, layer in enumerate(self.layers[: last + 1]):
-            h = layer(h, ~mask)
+        for k in range(last + 1):
+            state = self.advance(state, k)
             if upto is None or k == upto:
-                outputs.append(self._head(k, h.transpose(0, 1), mask))
-        return outputs, frames
+                outputs.append(self.exit_output(state, k))
+        return outputs, state.frames
 
     def forward_to(self, waves: torch.Tensor, lengths: torch.Tensor, k: int) -> torch.Tensor:
         """Only exit ``k``'s output (layers ``0..k``, no other head)."""

@@ -1,0 +1,161 @@
+"""The model contract, batch-norm folding, real early exit on the speech models, and ``--device``.
+
+Speed itself is measured by ``python -m eekit bench speedup`` (a benchmark, not a timed test); these tests pin what
+the speed-ups must not change: the same exits and answers as the simulation.
+"""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from eekit import data
+from eekit.__main__ import main
+from eekit.bench import bench_speedup
+from eekit.evaluate import profile_speech
+from eekit.models import branchy_lenet, resnet_ee
+from eekit.models.contract import ExitModel, fold_batchnorm, inference_copy
+from eekit.models.speech import conformer_ctc, conformer_kws
+from eekit.runtime import check_device, infer, infer_full
+from eekit.zoo import load_pretrained
+
+
+def test_every_model_kind_satisfies_the_contract():
+    for model in (resnet_ee(width=8), branchy_lenet(), branchy_lenet(shared_head=True), conformer_ctc(),
+                  conformer_kws()):
+        assert isinstance(model, ExitModel), type(model).__name__
+    assert conformer_ctc().output_kind == "ctc" and conformer_kws().output_kind == "classification"
+    assert not isinstance(nn.Linear(2, 2), ExitModel)
+
+
+def _random_batchnorm_stats(model: nn.Module) -> None:
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+
+
+def test_folding_batchnorm_changes_nothing_but_rounding():
+    torch.manual_seed(0)
+    model = resnet_ee(width=8).eval()
+    _random_batchnorm_stats(model)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 8  # the original keeps its layers
+    x = torch.rand(16, 3, 32, 32)
+    with torch.no_grad():
+        for a, b in zip(model(x), folded(x)):
+            assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    speech = conformer_ctc().eval()
+    _random_batchnorm_stats(speech)
+    waves, lengths = torch.randn(3, 8000), torch.tensor([8000, 6000, 4000])
+    with torch.no_grad():
+        for a, b in zip(speech(waves, lengths)[0], fold_batchnorm(speech)(waves, lengths)[0]):
+            assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_the_inference_copy_is_made_once_and_follows_new_weights():
+    torch.manual_seed(0)
+    model = resnet_ee(width=8).eval()
+    first = inference_copy(model)
+    assert inference_copy(model) is first
+    x = torch.rand(4, 3, 32, 32)
+    before = infer_full(model, x).logits
+    with torch.no_grad():
+        model.exits.heads[-1][-1].bias.add_(10.0)  # an in-place update, as an optimizer step makes
+    assert inference_copy(model) is not first
+    assert torch.allclose(infer_full(model, x).logits, before + 10.0, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    test = data.load_digit_strings("test", count=48)
+    model = load_pretrained("speech-fsdd")
+    return model, test, profile_speech(model, test, batch_size=16)
+
+
+def _padded(test):
+    return test.collate([test[i] for i in range(len(test))])[:2]
+
+
+@pytest.mark.parametrize("criterion", ["ctc_entropy", "ctc_posterior", "ctc_batch_entropy"])
+def test_real_ctc_exits_match_the_simulation_utterance_for_utterance(recognizer, criterion):
+    model, test, profile = recognizer
+    scores = profile.scores_for(criterion)
+    threshold = float(np.quantile(scores[:, 0], 0.4 if criterion == "ctc_entropy" else 0.6))
+    expected = profile.exit_index(criterion, threshold)
+    assert len(set(expected.tolist())) > 1  # the case really exercises several exits
+    result = infer(model, _padded(test), criterion, threshold, batch_size=16)  # the profile's batching
+    assert result.exit_index.tolist() == expected.tolist()
+    assert result.transcripts() == [profile.predictions[i, k] for i, k in enumerate(expected)]
+
+
+def test_real_ctc_exits_at_batch_1_match_a_batch_1_profile(recognizer):
+    model, test, _ = recognizer
+    few = test.subset(12)
+    profile = profile_speech(model, few, batch_size=1)  # no padding, as at batch 1
+    threshold = float(np.median(profile.scores_for("ctc_entropy")[:, 0]))
+    waves, lengths = _padded(few)
+    got = [infer(model, (waves[i : i + 1], lengths[i : i + 1]), "ctc_entropy", threshold) for i in range(len(few))]
+    assert [int(r.exit_index) for r in got] == profile.exit_index("ctc_entropy", threshold).tolist()
+    assert [r.transcripts()[0] for r in got] == [profile.predictions[i, int(r.exit_index)] for i, r in enumerate(got)]
+
+
+@pytest.mark.parametrize("criterion,quantile", [("max_prob", 0.5), ("patience", None)])
+def test_real_keyword_spotting_exits_match_the_simulation(criterion, quantile):
+    model = load_pretrained("kws-fsdd")
+    test = data.load_fsdd("test").subset(64)
+    profile = profile_speech(model, test, batch_size=16)
+    threshold = 1 if quantile is None else float(np.quantile(profile.scores_for(criterion)[:, 0], quantile))
+    expected = profile.exit_index(criterion, threshold)
+    assert len(set(expected.tolist())) > 1
+    result = infer(model, _padded(test), criterion, threshold, batch_size=16)
+    assert result.exit_index.tolist() == expected.tolist()
+    assert result.predictions.tolist() == profile.predictions[np.arange(len(test)), expected].tolist()
+    full = infer_full(model, _padded(test), batch_size=16)
+    assert full.predictions.tolist() == profile.predictions[:, -1].tolist()
+
+
+def test_speedup_benchmark_runs_on_a_speech_model_on_the_cpu():
+    result = bench_speedup("speech-fsdd", samples=24, batch1_samples=3, repeats=1, device="cpu")
+    assert result["device"] == "cpu" and result["batch_size"] == 32 and result["exits_as_simulated"] == 1.0
+    assert result["ideal_speedup"] > 1 and result["realized_speedup_batch32"] > 0
+    assert 0 <= result["der_early_exit"] <= 1 and 0 <= result["der_full"] <= 1
+
+
+def test_device_option(capsys, tmp_path, monkeypatch):
+    assert check_device("cpu") == torch.device("cpu")
+    for argv in (["bench", "speedup", "--device", "tpu9"], ["train", "cnn-mnist", "--device", "gpu",
+                                                             "--out", str(tmp_path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "accepted: cpu, cuda" in err
+    if not torch.cuda.is_available():
+        assert main(["bench", "speedup", "--device", "cuda"]) == 2
+        assert "not available here" in capsys.readouterr().err
+    # --device cpu reaches the benchmark and the training run (both stubbed: the real ones take minutes)
+    from eekit import bench, zoo
+
+    monkeypatch.setattr(bench, "bench_speedup", lambda model, device: {"device": device})
+    assert main(["bench", "speedup", "--device", "cpu", "--json"]) == 0
+    assert '"device": "cpu"' in capsys.readouterr().out
+    monkeypatch.setattr(zoo, "run_recipe", lambda *args, device, **kwargs: {"name": device})
+    assert main(["train", "cnn-mnist", "--device", "cpu", "--quiet"]) == 0
+    assert '"name": "cpu"' in capsys.readouterr().out
+
+
+def test_speech_flops_fit_equals_a_direct_count():
+    from eekit.bench import _block_flops, _counted, exit_flops
+
+    model = conformer_ctc().eval()
+    waves, lengths = torch.randn(2, 12000), torch.tensor([12000, 5000])
+    cost, full = exit_flops(model, (waves, lengths))
+    for i in range(2):
+        begin, state = _counted(model.begin, (waves[i : i + 1, : lengths[i]], lengths[i : i + 1]))
+        blocks, heads = _block_flops(model, state)
+        assert cost[i].tolist() == (begin + np.cumsum(blocks + heads)).tolist()
+        assert full[i] == begin + blocks.sum() + heads[-1]
+    assert full[0] > full[1] and (np.diff(cost, axis=1) > 0).all()

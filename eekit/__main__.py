@@ -47,10 +47,9 @@ def _compress(args) -> int:
 
 
 def _export_c(args) -> int:
-    from .compress import load_compressed
-    from .compress.export_c import export_c
+    from .compress.pipeline import export
 
-    result = export_c(load_compressed(args.model), args.out, args.model)
+    result = export(args.model, args.out)
     print(json.dumps({"files": result["files"], "bytes": result["bytes"], **result["plan"]}, indent=2))
     return 0
 
@@ -94,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("compress", help="FreeML-style compression until the model fits a byte target, int8, C "
                        "export checked against the integer reference (minutes)")
     p.add_argument("model", help="e.g. cnn-mnist-shared")
-    p.add_argument("--target-bytes", type=int, default=32_000, help="MCU bytes to fit (default 32000)")
+    p.add_argument("--target-bytes", type=int, default=None, help="MCU bytes to fit (default: the shipped run's, "
+                   "32000 for cnn-mnist-shared)")
     p.add_argument("--out", default="eekit-runs", help="output folder (data/checkpoints replaces the shipped files)")
     p.add_argument("--force", action="store_true", help="replace shipped files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -162,3 +162,15 @@ def test_compress_cli_refuses_to_replace_shipped_results(capsys):
     assert main(["compress", NAME, "--out", str(data.DATA_DIR / "checkpoints"), "--quiet"]) == 2
     assert "--force" in capsys.readouterr().err
     assert main(["compress", "no-such-model", "--out", "unused-dir", "--quiet"]) == 2
+
+
+def test_batchnorm_folds_into_the_conv_without_changing_outputs():
+    from eekit.compress.quantize import fold_batchnorm
+
+    model = zoo.load_pretrained("cnn-cifar10")
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        after = fold_batchnorm(model)(x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(before, after))

@@ -17,17 +17,19 @@ import torch
 from .. import data, zoo
 from ..data import ImageDataset
 from ..evaluate import collect_logits
+from ..models.exits import SharedPlusFinal
 from ..profile import ExitProfile
 from ..train import TrainConfig, train
 from .export_c import CFLAGS, compile_and_run, export_c, find_compiler
-from .lowrank import lowrank
+from .lowrank import apply_ranks, lowrank
 from .memory import (FRAM_BYTES, SRAM_BYTES, activation_trace, buffer_plan, fp32_bytes, head_bytes, layer_mcu_bytes,
                      model_bytes, nonzero_macs, qmodel_bytes)
 from .payoff import compressed_workload, energy_payoff
 from .prune import PruneStep, prune_to_target, strip_masks
-from .quantize import dequantized_logits, early_exit, int_forward, quantize
+from .quantize import (dequantized_logits, early_exit, fold_batchnorm, int_forward, load_quantized_weights, quantize,
+                       quantize_weights)
 
-__all__ = ["compress", "ship", "exit_accuracy", "split_validation", "c_check", "int_profile", "choose_margin"]
+__all__ = ["compress", "ship", "ship_weights_only", "export", "run", "report", "exit_accuracy", "split_validation", "c_check", "int_profile", "choose_margin"]
 
 
 def exit_accuracy(model, dataset) -> list[float]:
@@ -223,7 +225,16 @@ def c_check(qmodel: dict, images: torch.Tensor, labels: torch.Tensor, c_dir: Pat
 
 # ------------------------------------------------------------------------------------------ reading results
 
-COMPRESSED = ("cnn-mnist-shared",)  # shipped compressed models, by source name
+# the shipped compressed models, by source name, and the settings that made them (`python -m eekit compress`)
+SETTINGS = {
+    "cnn-mnist-shared": dict(target_bytes=32_000, explore_bytes=12_000, energy=0.6, retrain_epochs=2, lr=0.01,
+                             fragile_drop=0.01),
+    # CIFAR-10 on a shared 2-core CPU: one epoch on 10k training images per round, steps recorded on 2k test images
+    "cnn-cifar10": dict(target_bytes=250_000, explore_bytes=None, energy=0.7, retrain_epochs=1, lr=0.02,
+                        fragile_drop=0.03, train_subset=10_000, test_subset=2000, batch_size=128,
+                        loss_weights="increasing"),
+}
+COMPRESSED = ("cnn-mnist-shared",)  # shipped in data/checkpoints
 
 
 def _source(name: str) -> str:
@@ -259,12 +270,14 @@ REPORT_KEYS = ("source", "target_bytes", "bytes_fp32", "bytes_mcu", "ratio", "ac
 def report() -> dict:
     """``python -m eekit report compress``: the shipped compressed models' headline numbers (read, not rerun)."""
     cards = {n + SUFFIX: load_compressed_card(n) for n in COMPRESSED}
-    checks = [c["c_export"] for c in cards.values()]
-    out = {"models": {name: {k: card[k] for k in REPORT_KEYS} | {"energy": card.get("energy")}
+    exported = {name: c["c_export"] for name, c in cards.items() if c["c_export"]["inputs_checked"]}
+    out = {"models": {name: {k: card[k] for k in REPORT_KEYS} | {"energy": card.get("energy"),
+                                                                  "deployment": card.get("deployment", "integer C")}
                       for name, card in cards.items()},
-           "c_export": {"compiled": all(c["compiled"] for c in checks),
-                        "inputs_checked": sum(c["inputs_checked"] for c in checks),
-                        "mismatches": sum(c["mismatches"] or 0 for c in checks)}}
+           "c_export": {"compiled": bool(exported) and all(c["compiled"] for c in exported.values()),
+                        "inputs_checked": sum(c["inputs_checked"] for c in exported.values()),
+                        "mismatches": sum(c["mismatches"] for c in exported.values()),
+                        "models": sorted(exported)}}
     return out
 
 
@@ -282,7 +295,7 @@ def update_manifest(paths: list[Path]) -> None:
     data._manifest.cache_clear()
 
 
-def run(name: str, out_dir: str | Path, target_bytes: int = 32_000, force: bool = False, progress: bool = True
+def run(name: str, out_dir: str | Path, target_bytes: int | None = None, force: bool = False, progress: bool = True
         ) -> dict:
     """``python -m eekit compress``: compress, quantize, export and check, write the results; refuses to replace
     shipped files unless ``force``."""
@@ -291,11 +304,78 @@ def run(name: str, out_dir: str | Path, target_bytes: int = 32_000, force: bool 
     shipped = out_dir.resolve() == (data.DATA_DIR / zoo.CHECKPOINT_DIR).resolve()
     if shipped and any(p.exists() for p in outputs) and not force:
         raise ValueError(f"{outputs[0].name} is shipped in {out_dir}; pass --force to replace it, or --out elsewhere")
-    if name not in zoo.RECIPES:
-        raise ValueError(f"unknown model {name!r}; known: {sorted(zoo.RECIPES)}")
+    if name not in SETTINGS:
+        raise ValueError(f"no compression settings for {name!r}; known: {sorted(SETTINGS)}")
+    settings = {**SETTINGS[name], **({"target_bytes": target_bytes} if target_bytes else {})}
     work = Path("eekit-runs") if shipped else out_dir  # the float model stays out of data/
-    model, result = compress(name, work, target_bytes=target_bytes, progress=progress)
-    card = ship(name, model, result, out_dir)
+    model, result = compress(name, work, progress=progress, **settings)
+    if isinstance(model.exits, SharedPlusFinal):
+        card = ship(name, model, result, out_dir)
+    else:
+        card = ship_weights_only(name, model, result, out_dir)
+        outputs = outputs[:2]
     if shipped:
         update_manifest(outputs)
     return card
+
+
+CHECK_PREDICTIONS = 500  # a card keeps the first test images' predictions, so a test can rerun them quickly
+
+
+def build_weights_only(name: str, shipped: dict) -> torch.nn.Module:
+    """The float model with the shipped integer weights of a weights-only compressed model (see
+    :func:`ship_weights_only`)."""
+    model = apply_ranks(zoo.RECIPES[name].build(), shipped["ranks"])
+    fold_batchnorm(model)
+    return load_quantized_weights(model, shipped["weights"]).eval()
+
+
+def ship_weights_only(name: str, model: torch.nn.Module, result: dict, out_dir: str | Path, bits: int = 8) -> dict:
+    """Ship a compressed model the integer C export does not cover yet (residual blocks, one head per exit):
+    BatchNorm folded, int8 per-channel weights stored (``<name>-compressed.pt``), accuracy measured with those
+    integer weights and float activations, bytes as the MCU would store them, SRAM from forward hooks."""
+    recipe = zoo.RECIPES[name]
+    test_set = recipe.test_set()
+    folded = fold_batchnorm(copy.deepcopy(model).eval())
+    weights = quantize_weights(folded, bits)
+    shipped = {"source": name, "ranks": result["ranks"], "weights": weights, "weight_bits": bits}
+    deployed = build_weights_only(name, shipped)
+    logits, labels = collect_logits(deployed, test_set)
+    after = [round(float(a), 4) for a in (logits.argmax(-1) == labels).float().mean(1)]
+    source_model = zoo.load_pretrained(name)
+    bytes_fp32 = fp32_bytes(source_model)
+    mcu = model_bytes(folded, bits)[0]
+    trace = activation_trace(deployed, test_set[0][0].unsqueeze(0))
+    peaks = []
+    for k in range(deployed.num_exits):  # layer by layer (unfused), int8, up to the end of stage k
+        rows = [r for r in trace if int(r["layer"].split(".")[1]) <= k and r["kind"] not in ("ReLU", "Identity")]
+        peaks.append(max(r["in_bytes"] + r["out_bytes"] for r in rows))
+    card = {
+        "name": name + SUFFIX, "source": name, "target_bytes": result["target_bytes"], "bytes_fp32": bytes_fp32,
+        "bytes_mcu": mcu, "bytes_freeml": model_bytes(model)[1], "ratio": round(bytes_fp32 / mcu, 2),
+        "accuracy_per_exit_before": zoo.load_card(name)["exit_accuracy"],
+        "accuracy_per_exit_after": after, "accuracy_per_exit_float": exit_accuracy(model, test_set),
+        "peak_activation_bytes": peaks, "fits_fram": mcu <= FRAM_BYTES, "fits_sram": max(peaks) <= SRAM_BYTES,
+        "fram_bytes": FRAM_BYTES, "sram_bytes": SRAM_BYTES, "weight_bits": bits,
+        "deployment": "int8 per-channel weights (BatchNorm folded), float activations: the integer C export "
+                      "does not handle residual blocks and per-exit heads yet; SRAM peaks are layer by layer",
+        "predictions_first_test_images": logits[:, :CHECK_PREDICTIONS].argmax(-1).tolist(),
+        "ranks": result["ranks"], "energy_knob": result["energy"],
+        "recipe": {**result["recipe"], "seconds": result["seconds"]},
+        "steps": result["steps"],
+        "c_export": {"compiled": False, "inputs_checked": 0, "mismatches": None, "why": "not exported (see deployment)"},
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(shipped, out_dir / f"{name}{SUFFIX}.pt")
+    (out_dir / f"{name}{SUFFIX}.json").write_text(json.dumps(card, indent=1) + "\n")
+    return card
+
+
+def export(name: str, out_dir: str | Path) -> dict:
+    """``python -m eekit export-c``: write the shipped integer model of ``name`` as C99 into ``out_dir``."""
+    qmodel = load_compressed(name)
+    if "stages" not in qmodel:
+        raise ValueError(f"{name} ships int8 weights only (residual blocks and per-exit heads have no integer C "
+                         f"export yet); exportable: {[n for n in COMPRESSED if 'stages' in load_compressed(n)]}")
+    return export_c(qmodel, out_dir, _source(name) + SUFFIX)

@@ -25,7 +25,8 @@ from torch import nn
 from ..models.cnn import Normalize
 from ..models.exits import EarlyExitNet, SharedPlusFinal
 
-__all__ = ["quantize", "int_forward", "early_exit", "requantize", "multiplier_shift", "lower", "dequantized_logits"]
+__all__ = ["quantize", "int_forward", "early_exit", "requantize", "multiplier_shift", "lower", "dequantized_logits",
+           "fold_batchnorm", "quantize_weights", "load_quantized_weights"]
 
 ACT_MAX = 127  # int8 activations
 LOGIT_MAX = 32767  # int16 logits
@@ -262,3 +263,52 @@ def dequantized_logits(qmodel: dict, logits: list[torch.Tensor]) -> torch.Tensor
     """``[K, N, classes]`` float logits (int16 logits times their scale), for exit profiles and criteria."""
     scales = [qmodel["head"]["out_scale"]] * (len(logits) - 1) + [qmodel["final"]["out_scale"]]
     return torch.stack([l.double() * s for l, s in zip(logits, scales)]).float()
+
+
+# ------------------------------------------------------------------------------------------ weights only
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every ``Conv2d -> BatchNorm2d`` pair of ``model`` (in place, eval statistics) into the conv, which gains
+    a bias; the BatchNorm becomes an Identity. This is what a microcontroller runs."""
+    for module in model.modules():
+        children = list(module.named_children())
+        for (_, first), (bn_name, second) in zip(children, children[1:]):
+            if isinstance(first, nn.Conv2d) and isinstance(second, nn.BatchNorm2d):
+                scale = second.weight / torch.sqrt(second.running_var + second.eps)
+                bias = first.bias if first.bias is not None else torch.zeros_like(second.running_mean)
+                with torch.no_grad():
+                    first.weight.mul_(scale.view(-1, 1, 1, 1))
+                    first.bias = nn.Parameter((bias - second.running_mean) * scale + second.bias)
+                setattr(module, bn_name, nn.Identity())
+    return model
+
+
+def quantize_weights(model: nn.Module, bits: int = 8) -> dict:
+    """Symmetric per-output-channel integer weights of every Linear / Conv2d (after :func:`fold_batchnorm`):
+    ``{layer: {"weight": int8/int16, "scale": float32 [out], "bias": float32}}`` - what the MCU stores."""
+    qmax = 2 ** (bits - 1) - 1
+    out = {}
+    for name, layer in model.named_modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            w = layer.weight.detach()
+            scale = w.flatten(1).abs().amax(1) / qmax
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+            q = torch.round(w / scale.view(-1, *([1] * (w.ndim - 1))))
+            bias = layer.bias.detach() if layer.bias is not None else torch.zeros(w.shape[0])
+            out[name] = {"weight": q.to(torch.int8 if bits == 8 else torch.int16), "scale": scale.float(),
+                         "bias": bias.float()}
+    return out
+
+
+def load_quantized_weights(model: nn.Module, qweights: dict) -> nn.Module:
+    """Put integer weights back into a float model (``weight = q * scale``): the int8-weight model, for accuracy."""
+    for name, q in qweights.items():
+        layer = model.get_submodule(name)
+        with torch.no_grad():
+            layer.weight.copy_(q["weight"].float() * q["scale"].view(-1, *([1] * (q["weight"].ndim - 1))))
+            if layer.bias is None:
+                layer.bias = nn.Parameter(q["bias"].clone())
+            else:
+                layer.bias.copy_(q["bias"])
+    return model

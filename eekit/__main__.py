@@ -10,9 +10,37 @@ import sys
 def _train(args) -> int:
     from .zoo import run_recipe
 
-    card = run_recipe(args.model, args.out, subset=args.subset, epochs=args.epochs, progress=not args.quiet)
+    if args.model == "ssl-hubert":  # self-supervised pretraining, then DAISY's measurements (eekit.ssl)
+        from .ssl import run_recipe as run_ssl
+
+        if args.subset is not None or args.device not in (None, "cpu"):
+            raise ValueError("ssl-hubert takes --epochs, --out, --force and --quiet only (it trains on the CPU)")
+        card = run_ssl(args.out, epochs=args.epochs, progress=not args.quiet, force=args.force)
+        print(json.dumps({"name": card["name"], "pretraining_seconds": card["pretraining"]["pretraining_seconds"],
+                          "measurement_seconds": card["measurement_seconds"], **card["report"]}, indent=2))
+        return 0
+    if args.model in ("speech-recipe", "speech-recipes"):  # the recipe x label-budget grid (eekit.speech_recipes)
+        return _train_speech_recipes(args)
+    card = run_recipe(args.model, args.out, subset=args.subset, epochs=args.epochs, progress=not args.quiet,
+                      force=args.force, device=args.device)
     keys = ("name", "exit_accuracy", "exit_mflops", "exit_layers", "final_accuracy", "early_exit", "training_seconds")
     print(json.dumps({k: card[k] for k in keys if k in card}, indent=2))
+    return 0
+
+
+def _train_speech_recipes(args) -> int:
+    from . import speech_recipes as sr
+
+    common = dict(out_dir=args.out, force=args.force, progress=not args.quiet, device=args.device)
+    if args.model == "speech-recipe":
+        if args.recipe is None or args.labels is None:
+            raise ValueError(f"train speech-recipe needs --recipe (one of {list(sr.SPEECH_RECIPES)}) and --labels "
+                             f"(one of {list(sr.LABELS)})")
+        cards = [sr.train_cell(args.recipe, args.labels, **common)]
+    else:
+        cards = sr.train_grid(labels=[args.labels] if args.labels else None,
+                              recipes=[args.recipe] if args.recipe else None, **common)
+    print(json.dumps([{k: c[k] for k in ("cell", "exit_der", "training_seconds")} for c in cards], indent=2))
     return 0
 
 
@@ -28,10 +56,24 @@ def _print(result: dict, as_json: bool) -> None:
 def _report(args) -> int:
     from .zoo import report
 
+    if args.model == "ssl-daisy":  # the self-supervised encoder and DAISY's exit signal (eekit.daisy)
+        from .daisy import report as daisy_report
+
+        if args.criterion is not None or args.max_drop is not None:
+            raise ValueError("ssl-daisy has one criterion (ssl_entropy) and a label-free calibration rule; "
+                             "--criterion and --max-drop do not apply")
+        _print(daisy_report(), args.json)
+        return 0
     if args.model == "compress":  # the compressed models' shipped results (eekit.compress)
         from .compress import report as compress_report
 
         result = compress_report()
+        print(json.dumps(result, indent=2) if args.json else json.dumps(result))
+        return 0
+    if args.model == "speech-recipes":  # the recipe x label-budget grid, from its shipped profiles
+        from .speech_recipes import report as speech_recipes_report
+
+        result = speech_recipes_report()
         print(json.dumps(result, indent=2) if args.json else json.dumps(result))
         return 0
     _print(report(args.model, criterion=args.criterion, max_drop=args.max_drop), args.json)
@@ -58,7 +100,7 @@ def _bench(args) -> int:
     from . import bench
 
     if args.what == "speedup":
-        result = bench.bench_speedup(args.model)
+        result = bench.bench_speedup(args.model, device=args.device)
     elif args.what == "notebooks":
         result = bench.bench_notebooks()
     elif args.what == "energy":
@@ -69,20 +111,33 @@ def _bench(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, like every other CLI error here (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eekit", description="eekit: early-exit networks, hands-on")
+    parser = _Parser(prog="python -m eekit", description="eekit: early-exit networks, hands-on")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="rerun a shipped model's training recipe")
-    p.add_argument("model", help="recipe name, e.g. cnn-mnist, cnn-mnist-two-stage, cnn-cifar10")
-    p.add_argument("--out", default="eekit-runs", help="output folder (data/checkpoints replaces the shipped files)")
+    p.add_argument("model", help="recipe name, e.g. cnn-mnist, cnn-mnist-two-stage, cnn-cifar10, ssl-hubert")
+    p.add_argument("--out", default="eekit-runs", help="output folder, created if its parent exists (data/checkpoints "
+                   "replaces the shipped files, with --force)")
     p.add_argument("--subset", type=int, default=None, help="train on this many samples only (quick demo)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="replace existing weights, card and profile in --out")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu)")
+    p.add_argument("--recipe", default=None, help="speech-recipe(s) only: A, B, C, D or E (eekit.speech_recipes)")
+    p.add_argument("--labels", default=None, help="speech-recipe(s) only: 250, 1000 or all labelled utterances")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("report", help="numbers of a shipped checkpoint, from its test-split profile")
-    p.add_argument("model", help="e.g. cnn-mnist, cnn-cifar10; `compress` for the compressed models")
+    p.add_argument("model", help="e.g. cnn-mnist, cnn-cifar10; `compress` for the compressed models, `ssl-daisy` "
+                   "for the self-supervised encoder and DAISY's exit signal")
     p.add_argument("--criterion", default=None, help="exit criterion, e.g. max_prob, entropy, margin, patience "
                    "(default: the model card's)")
     p.add_argument("--max-drop", type=float, default=None, help="allowed accuracy drop below the final exit, a "
@@ -109,14 +164,15 @@ def main(argv: list[str] | None = None) -> int:
                        "energy simulator speed and energy balance")
     p.add_argument("what", choices=["speedup", "widgets", "notebooks", "energy"])
     p.add_argument("--model", default=None, help="shipped model for `speedup` (default: cnn-cifar10, else cnn-mnist)")
+    p.add_argument("--device", default=None, help="cpu or cuda for `speedup` (default: cuda when available, else cpu)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_bench)
 
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, RuntimeError, OSError) as err:
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)  # one line
         return 2
 
 

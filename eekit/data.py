@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from . import validate
+
 __all__ = [
     "DATA_DIR",
     "DataFileError",
@@ -185,6 +187,7 @@ class ImageDataset(Dataset):
 def evenly_spaced(n: int, k: int) -> np.ndarray:
     """``k`` indices spread evenly over ``range(n)`` (sorted, unique). Test sets stored class by class must be
     subsampled this way, never by taking a prefix."""
+    validate.whole("the number of items to keep", k, 1, n)
     return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
 
 
@@ -322,10 +325,7 @@ def load_fsdd(split: str = "train", speakers: Sequence[str] | None = None) -> Sp
     import soundfile
 
     _check_split(split, ("train", "test", "all"))
-    speakers = tuple(speakers or FSDD_SPEAKERS)
-    unknown = set(speakers) - set(FSDD_SPEAKERS)
-    if unknown:
-        raise ValueError(f"unknown FSDD speaker(s) {sorted(unknown)}; known: {list(FSDD_SPEAKERS)}")
+    speakers = FSDD_SPEAKERS if speakers is None else validate.names("FSDD speaker(s)", speakers, FSDD_SPEAKERS)
     takes = {"train": range(5, 50), "test": range(0, 5), "all": range(0, 50)}[split]
     waves, digits, who, take_ids = [], [], [], []
     for speaker in speakers:
@@ -386,10 +386,7 @@ class DigitStrings(Dataset):
         is used round-robin over the utterances."""
         if snr_db is None:
             return self
-        names = [noise] if isinstance(noise, str) else list(noise)
-        noises = [load_noise(n, self.sample_rate) for n in names]
-        gen = torch.Generator().manual_seed(seed)
-        waves = [mix_noise(w, noises[i % len(noises)], snr_db, gen) for i, w in enumerate(self.waveforms)]
+        waves = noisy_waves(self.waveforms, snr_db, noise, self.sample_rate, seed)
         return DigitStrings(waves, list(self.labels), list(self.speakers), self.sample_rate)
 
     @staticmethod
@@ -405,11 +402,33 @@ def mix_noise(wave: torch.Tensor, noise: torch.Tensor, snr_db: float, generator:
     """``wave`` plus a random (seeded) stretch of ``noise`` scaled to ``snr_db`` dB, with torchaudio's ``add_noise``."""
     import torchaudio.functional as AF
 
+    snr_db = validate.number("snr_db (dB)", snr_db)
+    for name, x in (("wave", wave), ("noise", noise)):
+        if not isinstance(x, torch.Tensor) or x.ndim != 1 or len(x) == 0 or not x.is_floating_point():
+            raise ValueError(f"{name} must be a non-empty 1-D float tensor (mono samples), got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        validate.finite(name, x)
+    if not bool(noise.any()):
+        raise ValueError("noise is silent (all zeros): it cannot be scaled to any SNR; use a noise with energy "
+                         f"(one of {list(NOISE_NAMES)})")
     if len(noise) < len(wave):
         noise = noise.repeat(len(wave) // len(noise) + 1)
     start = int(torch.randint(len(noise) - len(wave) + 1, (1,), generator=generator))
     piece = noise[start : start + len(wave)]
+    if not bool(piece.any()):  # a silent stretch of a noise that is not silent everywhere: take it from the start
+        piece = noise[: len(wave)]
     return AF.add_noise(wave[None], piece[None], torch.tensor([float(snr_db)]))[0]
+
+
+def noisy_waves(waveforms: Sequence[torch.Tensor], snr_db: float, noise: str | Sequence[str] = NOISE_NAMES,
+                sample_rate: int = FSDD_SAMPLE_RATE, seed: int = 0) -> list[torch.Tensor]:
+    """``waveforms`` mixed with shipped ``noise`` (one name, or a list used round-robin) at ``snr_db`` dB (seeded)."""
+    snr_db = validate.number("snr_db (dB)", snr_db)
+    names = [validate.one_of("noise", noise, NOISE_NAMES)] if isinstance(noise, str) else validate.names(
+        "noise", noise, NOISE_NAMES)
+    noises = [load_noise(n, sample_rate) for n in names]
+    gen = torch.Generator().manual_seed(seed)
+    return [mix_noise(w, noises[i % len(noises)], snr_db, gen) for i, w in enumerate(waveforms)]
 
 
 def load_digit_strings(split: str = "train", count: int | None = None, seed: int = 0, max_digits: int = 5
@@ -421,9 +440,9 @@ def load_digit_strings(split: str = "train", count: int | None = None, seed: int
     ``"held_out"`` uses every take of that speaker, who is never trained on. Default counts: 4,000 / 300 / 300.
     """
     _check_split(split, ("train", "test", "held_out"))
-    if max_digits < 1:
-        raise ValueError(f"max_digits must be >= 1, got {max_digits}")
-    count = count or {"train": 4000, "test": 300, "held_out": 300}[split]
+    max_digits = validate.whole("max_digits", max_digits, 1)
+    count = {"train": 4000, "test": 300, "held_out": 300}[split] if count is None else validate.whole(
+        "count (utterances)", count, 1)
     if split == "held_out":
         source = load_fsdd("all", speakers=[HELD_OUT_SPEAKER])
     else:
@@ -490,10 +509,7 @@ class SpeechCommands(Dataset):
         :meth:`DigitStrings.with_noise`."""
         if snr_db is None:
             return self
-        names = [noise] if isinstance(noise, str) else list(noise)
-        noises = [load_noise(n, self.sample_rate) for n in names]
-        gen = torch.Generator().manual_seed(seed)
-        waves = [mix_noise(w, noises[i % len(noises)], snr_db, gen) for i, w in enumerate(self.waveforms)]
+        waves = noisy_waves(self.waveforms, snr_db, noise, self.sample_rate, seed)
         return SpeechCommands(waves, list(self.words), list(self.speakers), self.takes.clone(), self.classes,
                               self.sample_rate)
 

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from . import validate
 from .costs import exit_costs, measure_latency
 from .models.exits import EarlyExitNet
 from .models.speech import BLANK
@@ -32,6 +33,7 @@ def collect_logits(model: EarlyExitNet, dataset: Dataset, batch_size: int = 256,
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     with torch.no_grad():
         for images, targets in tqdm(loader, disable=not progress, desc="profiling", unit="batch"):
+            validate.model_input(model, images)  # NaN or 0..255 images must fail, not profile as confident
             outputs.append(torch.stack(model(images)))
             labels.append(targets)
     return torch.cat(outputs, dim=1), torch.cat(labels)

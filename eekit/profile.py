@@ -191,9 +191,17 @@ class ExitProfile:
     def sweep(self, criterion: str | Criterion, thresholds: np.ndarray | None = None) -> Sweep:
         """Accuracy and cost at every threshold, vectorized over thresholds and samples."""
         c = get_criterion(criterion, self.kind)
-        t = self.default_thresholds(c) if thresholds is None else np.asarray(thresholds, dtype=float)
-        for value in (t.min(), t.max()):
-            self._checked(c, value)
+        if thresholds is None:
+            t = self.default_thresholds(c)
+        else:
+            try:
+                t = np.asarray(thresholds, dtype=float).reshape(-1)
+            except (TypeError, ValueError):
+                raise ValueError(f"thresholds must be a list of numbers, got {thresholds!r}") from None
+            if len(t) == 0:
+                raise ValueError("thresholds must hold at least one threshold, got an empty list")
+        for value in np.unique(t):  # every one, not just the extremes: a NaN or 1.5 patience hides in between
+            self._checked(c, float(value))
         scores = self.scores_for(c)  # [N, K]
         exits = first_exit(passes(c, scores[None], t[:, None, None]))  # [T, N, K] -> [T, N]
         rows = np.arange(self.num_samples)[None, :]
@@ -234,7 +242,8 @@ class ExitProfile:
 
     # ------------------------------------------------------------------------------------------- save / load
     def save(self, path: str | Path) -> Path:
-        """Write a plain ``.npz`` (no pickle) that :meth:`load` reads back."""
+        """Write a plain ``.npz`` (no pickle) that :meth:`load` reads back; returns the path written (numpy adds
+        ``.npz`` to a name without it)."""
         arrays = {
             "predictions": self.predictions, "errors": self.errors, "totals": self.totals, "cost": self.cost,
         }
@@ -248,17 +257,28 @@ class ExitProfile:
         header = {"full_cost": self.full_cost, "exit_names": self.exit_names, "kind": self.kind,
                   "cost_unit": self.cost_unit, "meta": self.meta, "format": 1}
         path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
         np.savez_compressed(path, header=np.array(json.dumps(header)), **arrays)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "ExitProfile":
+        """Read a profile written by :meth:`save`. A missing file raises ``FileNotFoundError``; a truncated,
+        damaged or foreign file raises ``ValueError`` naming the path and what is accepted."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no exit profile at {path}")
         try:
             with np.load(path, allow_pickle=False) as f:
+                missing = {"header", "predictions", "errors", "totals", "cost"} - set(f.files)
+                if missing:
+                    raise ValueError(f"it lacks {sorted(missing)}")
                 header = json.loads(str(f["header"]))
                 arrays = {k: f[k] for k in f.files if k != "header"}
-        except (OSError, ValueError, KeyError) as err:
-            raise ValueError(f"{path} is not an eekit exit profile (.npz): {err}") from err
-        scores = {k[len("scores__"):]: arrays.pop(k) for k in list(arrays) if k.startswith("scores__")}
-        return cls(full_cost=header["full_cost"], exit_names=header["exit_names"], kind=header["kind"],
-                   cost_unit=header["cost_unit"], meta=header["meta"], scores=scores, **arrays)
+            scores = {k[len("scores__"):]: arrays.pop(k) for k in list(arrays) if k.startswith("scores__")}
+            return cls(full_cost=header["full_cost"], exit_names=header["exit_names"], kind=header["kind"],
+                       cost_unit=header["cost_unit"], meta=header["meta"], scores=scores, **arrays)
+        except Exception as err:  # zip, json, key and shape errors alike: the file is not what save() writes
+            raise ValueError(f"{path} is not an eekit exit profile, or it is damaged (accepted: an .npz written by "
+                             f"ExitProfile.save): {type(err).__name__}: {err}") from err

@@ -129,7 +129,8 @@ def image_batch(name: str, x, channels: int | None = None) -> None:
         raise ValueError(f"{name} must be float images [N, C, H, W] in [{low:g}, {high:g}], got dtype {x.dtype}{hint}")
     if x.ndim != 4 or x.shape[0] < 1:
         raise ValueError(f"{name} must be a non-empty batch of images [N, C, H, W], got shape {tuple(x.shape)}"
-                         + (" (one image: add a batch dimension with x[None])" if x.ndim == 3 else ""))
+                         + (" (one image [C, H, W]: use x[None]; grayscale [N, H, W]: use x[:, None])"
+                            if x.ndim == 3 else ""))
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{name} must have {channels} channel(s) [N, {channels}, H, W] for this model, got shape "
                          f"{tuple(x.shape)}")
@@ -147,31 +148,62 @@ def log_probs(name: str, x: torch.Tensor, dim: int = -1) -> None:
     x = x.float()
     if x.numel() == 0:
         return
-    total = torch.logsumexp(x, dim)
-    worst = float(total.abs().max())
-    if worst > 1e-3 or float(x.max()) > 1e-4:
+    total = torch.logsumexp(x, dim).flatten()
+    worst = float(total[total.abs().argmax()])
+    if abs(worst) > 1e-3 or float(x.max()) > 1e-4:
         raise ValueError(f"{name} must be log-probabilities (log_softmax over the last dimension, each frame's "
-                         f"exp summing to 1), got values whose exp sums to {math.exp(min(worst, 700)):.3g} "
+                         f"exp summing to 1), got a frame whose exp sums to {math.exp(min(worst, 700)):.3g} "
                          f"(raw logits? apply .log_softmax(-1) first)")
 
 
 def model_input(model, x) -> None:
-    """What ``runtime.infer`` can take: an image classifier (:class:`~eekit.models.EarlyExitNet`) and a float image
-    batch in [0, 1] with the model's channels, or a speech model and a float waveform batch ``[N, S]``."""
+    """What real early exit (``runtime.infer``) can take: a model that satisfies
+    :class:`~eekit.models.contract.ExitModel` and, for an image model, a float batch ``[N, C, H, W]`` with the
+    model's channels (in [0, 1] when the model normalizes its own input, as eekit's CNNs do); for a speech model,
+    float waveforms ``[N, S]`` or ``(waves [N, S], lengths [N])`` with ``1 <= lengths <= S``."""
     from .models.exits import EarlyExitNet
+    from .models.speech import SpeechEarlyExit
 
+    kinds = (EarlyExitNet, SpeechEarlyExit)
+    try:
+        from .models.contract import ExitModel
+
+        kinds = kinds + (ExitModel,)
+    except ImportError:  # pragma: no cover - older trees without the contract
+        pass
+    if not isinstance(model, kinds):
+        raise ValueError(f"model must be an eekit early-exit model (an EarlyExitNet such as "
+                         f"zoo.load_pretrained('cnn-mnist') or models.attach_exits(...), or a speech model), got "
+                         f"{type(model).__name__}")
     task = getattr(model, "task", None)
-    if task is not None:  # a speech model: waveforms [N, samples]
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 2 or x.shape[0] < 1:
-            got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"a speech model ({task}) takes float waveforms [N, samples], got {got}")
-        finite("waveforms", x)
+    if task is not None:  # a speech model: waveforms [N, samples], optionally with their lengths
+        accepted = (f"a speech model ({task}) takes float waveforms [N, samples] or (waves [N, samples], "
+                    f"lengths [N])")
+        waves, lengths = (x[0], x[1]) if isinstance(x, (tuple, list)) and len(x) == 2 else (x, None)
+        if not isinstance(waves, torch.Tensor) or not waves.is_floating_point() or waves.ndim != 2 or not len(waves):
+            got = f"{waves.dtype} {tuple(waves.shape)}" if isinstance(waves, torch.Tensor) else type(waves).__name__
+            raise ValueError(f"{accepted}, got {got}")
+        finite("waveforms", waves)
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths)
+            if (lengths.shape != (len(waves),) or lengths.is_floating_point() or bool((lengths < 1).any())
+                    or bool((lengths > waves.shape[1]).any())):
+                raise ValueError(f"{accepted}: lengths must be {len(waves)} whole numbers in 1..{waves.shape[1]}, "
+                                 f"got {lengths.tolist()[:8]}")
         return
-    if not isinstance(model, EarlyExitNet):
-        raise ValueError(f"model must be an eekit EarlyExitNet (e.g. zoo.load_pretrained('cnn-mnist') or "
-                         f"models.attach_exits(...)), got {type(model).__name__}")
-    conv = next((m for m in model.stages[0].modules() if isinstance(m, torch.nn.Conv2d)), None)
-    image_batch("x", x, channels=conv.in_channels if conv is not None else None)
+    from .models.cnn import Normalize
+
+    first = model.stages[0] if isinstance(model, EarlyExitNet) else None
+    if first is None:
+        return
+    conv = next((m for m in first.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    if any(isinstance(m, Normalize) for m in first.modules()):  # normalizes inside: takes [0, 1] pixels
+        image_batch("x", x, channels=conv.in_channels if conv is not None else None)
+    elif not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2 or not len(x):
+        got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a non-empty float batch [N, ...], got {got}")
+    else:
+        finite("x", x)
 
 
 # ---------------------------------------------------------------------------------------------------- files

@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .. import data, energy
-from .style import PALETTE, error_html, figure_widget
+from .style import PALETTE, clear_figure, error_html, figure_widget
 
 __all__ = ["EnergyDashboard", "HARVESTERS"]
 
@@ -162,6 +162,7 @@ class EnergyDashboard:
 
     def _update(self) -> None:
         self.threshold_slider.disabled = self.policy_dropdown.value != "threshold"
+        results: dict = {}
         try:
             results = self._compare()
             result = results[self.policy_dropdown.value]
@@ -171,6 +172,9 @@ class EnergyDashboard:
             self.error = f"{type(err).__name__}: {err}" if not isinstance(err, ValueError) else str(err)
             self.result = None
             self.readout.value = error_html("Cannot run", self.error)
+            clear_figure(self.timeline)  # never the previous setting's run under the error
+            clear_figure(self.histogram)
+            self._draw_policies(None, results)  # the policies that did run on this setting
             return
         self.error = None
         self.result = result
@@ -191,21 +195,25 @@ class EnergyDashboard:
         counts = result.exit_counts
         with self.histogram.batch_update():
             self.histogram.data[0].y = 100 * counts / max(counts.sum(), 1)
-        ok = {p: r for p, r in results.items() if not isinstance(r, str)}
-        with self.policies.batch_update():
-            self.policies.data[0].x = [r.inferences_per_hour for r in ok.values()]
-            self.policies.data[0].y = [100 * r.accuracy for r in ok.values()]
-            self.policies.data[0].text = [p for p in ok]
-            self.policies.data[1].x = [result.inferences_per_hour]
-            self.policies.data[1].y = [100 * result.accuracy]
+        self._draw_policies(result, results)
         lat = result.latency_s
         w = self.shared_workload if result.policy == "anytime" else self.workload
         self.readout.value = (
             f"<b>{result.inferences}</b> answers ({result.inferences_per_hour:.1f} per hour) · "
-            f"<b>accuracy</b> {100 * result.accuracy:.2f}% · "
+            f"<b>accuracy</b> {f'{100 * result.accuracy:.2f}%' if result.inferences else 'n/a (no answers)'} · "
             f"<b>latency</b> median {np.median(lat) if len(lat) else float('nan'):.2f} s, "
             f"95th percentile {np.percentile(lat, 95) if len(lat) else float('nan'):.2f} s · "
             f"<b>power failures</b> {result.power_failures} · "
             f"<b>energy</b> harvested {1e3 * result.energy['harvested']:.1f} mJ, used {1e3 * result.consumed_j:.1f} mJ, "
             f"wasted {1e3 * result.wasted_j:.1f} mJ · <b>exit-head memory</b> {w.head_bytes():,} bytes"
         )
+
+    def _draw_policies(self, result: energy.SimResult | None, results: dict) -> None:
+        """Every policy that ran on this setting, and the current one (none when it failed)."""
+        ok = {p: r for p, r in results.items() if not isinstance(r, str)}
+        with self.policies.batch_update():
+            self.policies.data[0].x = [r.inferences_per_hour for r in ok.values()]
+            self.policies.data[0].y = [100 * r.accuracy for r in ok.values()]
+            self.policies.data[0].text = [p for p in ok]
+            self.policies.data[1].x = [result.inferences_per_hour] if result is not None else []
+            self.policies.data[1].y = [100 * result.accuracy] if result is not None else []

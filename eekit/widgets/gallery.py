@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from ..criteria import get_criterion
 from ..profile import ExitProfile
-from .style import error_html
+from .style import error_html, snap_threshold, threshold_slider_settings
 
 __all__ = ["ExitGallery"]
 
@@ -38,10 +38,11 @@ class ExitGallery:
         self.rows, self.cols, self.rng_seed = rows, cols, seed
         self.exit_dropdown = W.Dropdown(options=[(n, k) for k, n in enumerate(profile.exit_names)], value=0,
                                         description="exit")
-        low, high = profile.threshold_range(c)
-        self.threshold_slider = W.FloatSlider(value=threshold, min=low, max=high, step=(high - low) / 200,
-                                              description=f"{c.name} threshold", readout_format=".3f",
-                                              style={"description_width": "initial"}, layout=W.Layout(width="420px"))
+        profile.exit_index(c, threshold)  # a threshold the criterion refuses fails here, with what is accepted
+        settings = threshold_slider_settings(profile, c)  # whole steps for patience and fixed
+        self.threshold_slider = W.FloatSlider(value=min(max(threshold, settings["min"]), settings["max"]),
+                                              description=f"{c.name} threshold", style={"description_width": "initial"},
+                                              layout=W.Layout(width="420px"), **settings)
         self.readout = W.HTML()
         self.readout.add_class("eekit-readout")  # found by the browser tests
         n = rows * cols
@@ -76,7 +77,7 @@ class ExitGallery:
 
     def _update(self) -> None:
         try:
-            k, t = int(self.exit_dropdown.value), float(self.threshold_slider.value)
+            k, t = int(self.exit_dropdown.value), snap_threshold(self.criterion, self.threshold_slider.value)
             exits = self.profile.exit_index(self.criterion, t)
             pool = np.flatnonzero(exits == k)
             rng = np.random.default_rng(self.rng_seed)
@@ -84,14 +85,20 @@ class ExitGallery:
             scores = self.profile.scores_for(self.criterion)[:, k]
             preds = self.profile.predictions[:, k]
             labels = self.profile.labels
-        except Exception as err:  # never leave the dashboard dead
+        except Exception as err:  # never leave the dashboard dead, nor showing the previous setting's images
             self.readout.value = error_html("Cannot show", err)
+            self.shown = np.array([], dtype=int)
+            self._draw(None, None, None)
             return
         wrong = int((preds[pool] != labels[pool]).sum()) if len(pool) else 0
         self.readout.value = (f"<b>{len(pool)}</b> of {self.profile.num_samples} test images leave at "
                               f"<b>{self.profile.exit_names[k]}</b> ({len(pool) / self.profile.num_samples:.1%}); "
                               f"{wrong} of them wrongly ({wrong / max(len(pool), 1):.1%}). "
                               f"Titles: true → predicted (score); ✗ marks a wrong answer.")
+        self._draw(preds, labels, scores)
+
+    def _draw(self, preds, labels, scores) -> None:
+        """The shown images titled with truth, prediction and score; blank tiles past the last one."""
         titles = []
         with self.figure.batch_update():
             for i, trace in enumerate(self.figure.data):

@@ -19,7 +19,7 @@ import torch
 from .. import data
 from ..models.speech import BLANK
 from ..profile import ExitProfile
-from .style import PALETTE, error_html, figure_widget, rename_trace
+from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace
 
 __all__ = ["ctc_layers_figure", "audio_player", "NoiseExplorer"]
 
@@ -164,6 +164,9 @@ class NoiseExplorer:
             self.error = f"{type(err).__name__}: {err}"
             self.profile = None
             self.readout.value = error_html("Cannot evaluate", self.error)
+            self.player_box.children = []  # never the previous setting's mix and numbers under the error
+            clear_figure(self.histogram)
+            clear_figure(self.curve)
             return
         self.error = None
         self.profile = profile

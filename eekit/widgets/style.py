@@ -6,7 +6,8 @@ import html
 
 import plotly.graph_objects as go
 
-__all__ = ["PALETTE", "figure_widget", "rename_trace", "error_html"]
+__all__ = ["PALETTE", "figure_widget", "rename_trace", "error_html", "clear_figure", "threshold_slider_settings",
+           "snap_threshold"]
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -42,3 +43,36 @@ def error_html(what: str, err: Exception | str) -> str:
     """The readout a dashboard shows instead of raising in a callback: ``what`` failed, and why (escaped)."""
     why = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
     return f"<b style='color:{PALETTE[5]}'>{html.escape(what)}: {html.escape(why)}</b>"
+
+
+def clear_figure(fig: go.FigureWidget, traces: list[int] | None = None) -> None:
+    """Empty the data of ``traces`` (default: all; bars keep their categories), so a failed update never leaves
+    the previous setting's numbers on screen under an error readout."""
+    with fig.batch_update():
+        for i, trace in enumerate(fig.data):
+            if traces is not None and i not in traces:
+                continue
+            if trace.type == "bar":
+                trace.y = [0] * len(trace.x or ())
+            elif hasattr(trace, "x") and hasattr(trace, "y"):
+                trace.x, trace.y = [], []
+
+
+def threshold_slider_settings(profile, criterion) -> dict:
+    """``min``, ``max``, ``step`` and ``readout_format`` of a threshold slider for ``criterion`` on ``profile``:
+    whole steps for the integer criteria (patience, fixed), 200 steps otherwise. One place for every dashboard."""
+    from ..criteria import get_criterion
+
+    c = get_criterion(criterion)
+    low, high = profile.threshold_range(c)
+    if c.integer:
+        return {"min": low, "max": high, "step": 1.0, "readout_format": ".0f"}
+    return {"min": low, "max": high, "step": (high - low) / 200, "readout_format": ".3f"}
+
+
+def snap_threshold(criterion, value: float) -> float:
+    """A slider value as the criterion takes it: a whole number for the integer criteria (a slider can sit between
+    steps when set from Python)."""
+    from ..criteria import get_criterion
+
+    return float(round(value)) if get_criterion(criterion).integer else float(value)

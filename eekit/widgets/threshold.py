@@ -13,7 +13,8 @@ import plotly.graph_objects as go
 
 from ..criteria import get_criterion
 from ..profile import ExitProfile, OperatingPoint, Sweep
-from .style import PALETTE, error_html, figure_widget, rename_trace
+from .style import (PALETTE, clear_figure, error_html, figure_widget, rename_trace, snap_threshold,
+                    threshold_slider_settings)
 
 __all__ = ["ThresholdExplorer"]
 
@@ -82,8 +83,7 @@ class ThresholdExplorer:
     @property
     def threshold(self) -> float:
         """The slider's value; snapped to a whole number for patience and fixed-exit criteria."""
-        value = float(self.threshold_slider.value)
-        return float(round(value)) if get_criterion(self.criterion).integer else value
+        return snap_threshold(self.criterion, self.threshold_slider.value)
 
     def set(self, criterion: str | None = None, threshold: float | None = None) -> OperatingPoint | None:
         """Move the controls from Python, as a user would; returns the new operating point."""
@@ -110,16 +110,16 @@ class ThresholdExplorer:
 
     def _configure_slider(self, criterion: str, threshold: float | None = None) -> None:
         c = get_criterion(criterion)
-        low, high = self.profile.threshold_range(c)
+        settings = threshold_slider_settings(self.profile, c)
+        low, high = settings["min"], settings["max"]
         value = c.default if threshold is None else threshold
         slider = self.threshold_slider
         with slider.hold_trait_notifications():
             slider.min, slider.max = -1e9, 1e9  # widen first so min <= max holds while changing both
             slider.min, slider.max = low, high
-            slider.step = 1.0 if c.integer else (high - low) / 200
+            slider.step, slider.readout_format = settings["step"], settings["readout_format"]
             slider.value = min(max(value, low), high)
             slider.disabled = c.needs_labels
-            slider.readout_format = ".0f" if c.integer else ".3f"
 
     def _sweep(self, criterion: str) -> Sweep:
         if criterion not in self._sweeps:
@@ -144,6 +144,8 @@ class ThresholdExplorer:
             self.error = f"{type(err).__name__}: {err}"
             self.point = None
             self.readout.value = error_html("Cannot evaluate", self.error)
+            clear_figure(self.curve, [0, 3])  # no stale curve or point under the error (static exits stay)
+            clear_figure(self.histogram)
             return
         self.error = None
         self.point = point

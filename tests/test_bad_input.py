@@ -8,7 +8,6 @@ the issue found.
 import hashlib
 import json
 import math
-import shutil
 import signal
 import subprocess
 import sys
@@ -257,7 +256,7 @@ class TestNoConfidentNonsense:
     def test_no_criterion_turns_nan_into_confidence(self):
         logits = torch.randn(3, 5, 10)
         logits[0, 2] = float("nan")
-        for name, c in CRITERIA.items():
+        for c in CRITERIA.values():
             if c.kind != "classification":
                 continue
             with pytest.raises(ValueError, match="only finite numbers are accepted"):
@@ -267,7 +266,7 @@ class TestNoConfidentNonsense:
 
     def test_ctc_criteria_reject_raw_logits(self):
         raw = torch.randn(2, 3, 8, 11) * 4  # what a model gives before log_softmax
-        for name, c in CRITERIA.items():
+        for c in CRITERIA.values():
             if c.kind == "classification":
                 continue
             with pytest.raises(ValueError, match=r"must be log-probabilities .* apply \.log_softmax\(-1\) first"):
@@ -601,3 +600,36 @@ class TestWidgets:
                 assert ex.error is None and ex.profile is not None, ex.error
                 assert "mean exit layer" in ex.readout.value
                 assert sum(ex.histogram.data[0].y) == pytest.approx(100)
+
+    def test_dashboard_constructors_and_setters_say_what_they_accept(self):
+        from eekit.widgets import EnergyDashboard, NoiseExplorer
+
+        with pytest.raises(ValueError, match="needs a connected-digit recognizer; choose from"):
+            NoiseExplorer("cnn-mnist")
+        with pytest.raises(ValueError, match="unknown harvester 'wind'; known:"):
+            EnergyDashboard(harvester="wind")
+        d = EnergyDashboard()
+        with pytest.raises(ValueError, match=r"capacitance_mf \(the capacitor slider\) must be a finite number >= 1"):
+            d.set(capacitance_mf=1000)  # the slider would have clamped it to 100 mF without a word
+        with pytest.raises(ValueError, match=r"threshold \(the threshold slider\) must be a finite number >= 0.1"):
+            d.set(threshold=math.nan)
+        with pytest.raises(ValueError, match="unknown policy 'greedy'; known:"):
+            d.set(policy="greedy")
+
+
+def test_more_entry_points_say_what_they_accept():
+    from eekit.evaluate import noisy_run
+    from eekit.zoo import load_card
+
+    calls = {
+        lambda: noisy_run("cnn-mnist", 10): "not a shipped connected-digit recognizer; choose from",
+        lambda: load_card("cnn-imagenet"): "unknown model 'cnn-imagenet'; known:",
+        lambda: load_profile(""): "unknown model ''; known:",
+        lambda: data.load_cifar10("validation"): r"split must be one of \['train', 'test'\]",
+        lambda: data.load_noise("pink_noise", sample_rate=0): "sample_rate must be a positive integer",
+        lambda: data.load_digit_strings("test", max_digits=0): "max_digits must be a whole number >= 1",
+        lambda: CRITERIA["patience"].check_threshold(1.5): "whole number of exits",
+    }
+    for call, accepted in calls.items():
+        with pytest.raises(ValueError, match=accepted):
+            call()

@@ -174,3 +174,11 @@ def test_bad_simulation_input_says_what_is_accepted():
         Workload("bad", np.ones(2), np.ones(3), np.ones(3), 0, synthetic_profile(10, exits=3))
     with pytest.raises(ValueError, match="MCU.mac_j"):
         MCU(mac_j=-1.0)
+
+
+def test_package_keeps_its_public_names_and_has_one_step_per_policy():
+    import eekit.energy as energy
+    from eekit.energy.simulator import STEPS
+
+    assert all(hasattr(energy, name) for name in energy.__all__)
+    assert set(STEPS) == set(POLICIES) and len(set(STEPS.values())) == len(POLICIES)

@@ -79,3 +79,11 @@ def test_unknown_model_lists_known_ones():
 def test_weights_load_without_pickle():
     state = torch.load(data.data_path("checkpoints/cnn-mnist.pt"), weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_training_and_noise_runs_live_elsewhere_and_are_re_exported():
+    from eekit import evaluate, recipes
+
+    assert zoo.run_recipe is recipes.run_recipe
+    for name in ("noisy_run", "noisy_profile", "mean_exit_layer_by_snr", "SNR_LEVELS"):
+        assert getattr(zoo, name) is getattr(evaluate, name)

@@ -12,7 +12,7 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
-from .. import data, energy
+from .. import data, energy, validate
 from .style import PALETTE, clear_figure, error_html, figure_widget
 
 __all__ = ["EnergyDashboard", "HARVESTERS"]
@@ -48,6 +48,9 @@ class EnergyDashboard:
     def __init__(self, workload: energy.Workload | None = None, shared_workload: energy.Workload | None = None,
                  harvester: str | None = None, capacitance_mf: float = 5.0, policy: str = "threshold",
                  threshold: float = 0.9, mcu: energy.MCU | None = None):
+        if harvester is not None:
+            validate.one_of("harvester", harvester, HARVESTERS)
+        validate.one_of("policy", policy, energy.POLICIES)
         self.workload = workload or energy.load_workload("cnn-mnist")
         self.shared_workload = shared_workload or energy.load_workload("cnn-mnist-shared")
         self.mcu = mcu or energy.MCU()
@@ -104,7 +107,17 @@ class EnergyDashboard:
     # --------------------------------------------------------------------------------------------- public
     def set(self, harvester: str | None = None, capacitance_mf: float | None = None, policy: str | None = None,
             threshold: float | None = None) -> energy.SimResult | None:
-        """Move the controls from Python, as a user would; returns the new simulation result (None on error)."""
+        """Move the controls from Python, as a user would; returns the new simulation result (None on error).
+        A value no control can take is refused with the accepted ones (a slider would silently clamp it)."""
+        if harvester is not None:
+            validate.one_of("harvester", harvester, HARVESTERS)
+        if policy is not None:
+            validate.one_of("policy", policy, energy.POLICIES)
+        c, t = self.capacitor_slider, self.threshold_slider
+        if capacitance_mf is not None:
+            validate.number("capacitance_mf (the capacitor slider)", capacitance_mf, 10**c.min, 10**c.max)
+        if threshold is not None:
+            validate.number("threshold (the threshold slider)", threshold, t.min, t.max)
         self._paused = True  # one rerun for all the changes, not one per control
         try:
             if harvester is not None:

@@ -61,8 +61,11 @@ class NoiseExplorer:
 
     def __init__(self, model_name: str = "speech-fsdd", criterion: str = "ctc_entropy", threshold: float | None = None,
                  snrs: tuple = (None, 20, 15, 10, 5, 0), utterance: int = 0):
-        from ..zoo import load_card, load_profile
+        from ..zoo import RECIPES, get_recipe, load_card, load_profile
 
+        if get_recipe(model_name).dataset != "fsdd-strings":
+            raise ValueError(f"the noise explorer needs a connected-digit recognizer; choose from "
+                             f"{[n for n, r in RECIPES.items() if r.dataset == 'fsdd-strings']}, got {model_name!r}")
         self.model_name = model_name
         self.criterion = criterion
         card = load_card(model_name)

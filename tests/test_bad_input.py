@@ -207,6 +207,7 @@ class TestCLI:
         assert err.startswith("error: ")
         assert __import__("re").search(accepted, err), err
 
+    @pytest.mark.slow  # a fresh interpreter imports torch (about 10 s here)
     def test_no_traceback_from_a_real_process(self, tmp_path):
         # regression: `train --subset 10` died with ZeroDivisionError (less than one batch)
         result = subprocess.run([sys.executable, "-m", "eekit", "train", "cnn-mnist", "--subset", "10", "--quiet",

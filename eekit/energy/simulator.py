@@ -92,8 +92,9 @@ class SimResult:
     def summary(self) -> str:
         lat = self.latency_s
         median = f"{np.median(lat):.2f} s" if len(lat) else "n/a"
+        accuracy = f"{self.accuracy:.2%}" if self.inferences else "n/a (no answers)"
         return (f"{self.policy}: {self.inferences} answers in {self.duration_s / 3600:.2f} h "
-                f"({self.inferences_per_hour:.1f}/h), accuracy {self.accuracy:.2%}, median latency {median}, "
+                f"({self.inferences_per_hour:.1f}/h), accuracy {accuracy}, median latency {median}, "
                 f"{self.power_failures} power failures; harvested {self.energy['harvested'] * 1e3:.1f} mJ, "
                 f"used {self.consumed_j * 1e3:.1f} mJ, wasted {self.wasted_j * 1e3:.1f} mJ")
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from . import data
+from . import data, validate
 
 __all__ = ["bench_speedup", "bench_widgets", "bench_notebooks", "bench_energy", "default_model"]
 
@@ -38,21 +38,26 @@ def _median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _interleaved(pairs: dict[str, tuple], repeats: int) -> dict[str, tuple[float, float, float]]:
+def _interleaved(pairs: dict[str, tuple], repeats: int) -> dict[str, dict[str, tuple[float, float, float]]]:
     """Time each ``(full, early_exit)`` pair alternately, ``repeats`` times after a warm-up of each, so that a
-    shared machine's load drifts hit both sides alike. Returns, per pair, the median seconds of each side and the
+    shared machine's load drifts hit both sides alike. Two clocks: wall-clock (``perf_counter``) and this process's
+    CPU time (``process_time``: time spent computing, not waiting for a core other processes hold; with one torch
+    thread it is the compute time alone). Returns, per pair and clock, the median seconds of each side and the
     median of the per-repeat ratios full / early exit."""
-    times: dict[str, tuple[list, list]] = {key: ([], []) for key in pairs}
+    clocks = {"wall": time.perf_counter, "cpu": time.process_time}
+    times = {key: {c: ([], []) for c in clocks} for key in pairs}
     for fn in (f for pair in pairs.values() for f in pair):
         fn()  # warm-up: folded copy made, caches and allocator warm
     for _ in range(repeats):
         for key, pair in pairs.items():
             for side, fn in enumerate(pair):
-                start = time.perf_counter()
+                start = {c: clock() for c, clock in clocks.items()}
                 fn()
-                times[key][side].append(time.perf_counter() - start)
-    return {key: (statistics.median(full), statistics.median(ee),
-                  statistics.median(f / e for f, e in zip(full, ee))) for key, (full, ee) in times.items()}
+                for c, clock in clocks.items():
+                    times[key][c][side].append(clock() - start[c])
+    return {key: {c: (statistics.median(full), statistics.median(ee),
+                      statistics.median(f / e for f, e in zip(full, ee))) for c, (full, ee) in by_clock.items()}
+            for key, by_clock in times.items()}
 
 
 def _counted(fn, *args) -> tuple[float, object]:
@@ -119,7 +124,7 @@ def _quality(result, test, keep: np.ndarray) -> float:
 
 def bench_speedup(model_name: str | None = None, criterion: str | None = None, max_drop: float | None = None,
                   batch1_samples: int = 500, repeats: int = 5, samples: int | None = None,
-                  device: str | None = None) -> dict:
+                  device: str | None = None, threads: int | None = None) -> dict:
     """Full model vs real early exit at the model card's operating point (its criterion, the cheapest threshold
     within ``max_drop`` of the final exit, calibrated on the whole test split).
 
@@ -127,7 +132,11 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     utterance, front end included). The realized speedups are wall-clock ratios on ``device`` at batch 1
     (``batch1_samples`` evenly spaced test samples, one at a time) and at batch 256 for images, 32 for speech (the
     whole test split, or ``samples`` evenly spaced ones), each the median of ``repeats`` full / early-exit pairs
-    timed alternately. Both sides run the same batch-norm-folded copy under ``torch.inference_mode``. On the CPU the
+    timed alternately; ``threads`` sets torch's CPU threads for the run (default: as they are). The ``*_cpu_time``
+    figures use this process's CPU time instead of the wall clock: on a machine shared with other jobs, that is
+    the work each side did, while the wall clock also counts waiting for a core (and, with two or more threads,
+    threads spinning at barriers for a sibling that lost its core). Both sides run the same
+    batch-norm-folded copy under ``torch.inference_mode``. On the CPU the
     real exits must equal the simulated ones (the cached profile; speech: ``profile_speech`` at the same batching,
     since padding shapes a conformer's outputs); elsewhere the share that does is reported.
     """
@@ -165,12 +174,19 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     def timed(fn):
         return lambda: (fn(), sync())
 
-    timing = _interleaved({
-        "batch": (timed(lambda: infer_full(model, inputs, batch_size=batch)),
-                  timed(lambda: infer(model, inputs, criterion, threshold, batch_size=batch))),
-        "single": (timed(lambda: [infer_full(model, x) for x in single]),
-                   timed(lambda: [infer(model, x, criterion, threshold) for x in single])),
-    }, repeats)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(validate.whole("threads", threads, 1))
+    try:
+        timing = _interleaved({
+            "batch": (timed(lambda: infer_full(model, inputs, batch_size=batch)),
+                      timed(lambda: infer(model, inputs, criterion, threshold, batch_size=batch))),
+            "single": (timed(lambda: [infer_full(model, x) for x in single]),
+                       timed(lambda: [infer(model, x, criterion, threshold) for x in single])),
+        }, repeats)
+        used_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
     result = infer(model, inputs, criterion, threshold, batch_size=batch)
     full = infer_full(model, inputs, batch_size=batch)
@@ -191,14 +207,13 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
         return float(full_cost[rows].sum() / cost[rows, exits].sum())
 
     ideal_batch, ideal_1 = ideal(ee_exit, np.arange(len(keep))), ideal(one_exit, pick)
-    (t_full_b, t_ee_b, realized_b), (t_full_1, t_ee_1, realized_1) = timing["batch"], timing["single"]
     quality = "der" if recipe.dataset == "fsdd-strings" else "accuracy"
-    return {
+    out = {
         "model": name,
         "criterion": criterion,
         "threshold": round(threshold, 4),
         "device": str(device),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": used_threads,
         "samples": len(keep),
         "batch1_samples": len(single),
         "batch_size": batch,
@@ -206,18 +221,23 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
         "exits_as_simulated": as_simulated,
         "ideal_speedup": round(ideal_batch, 3),
         "ideal_speedup_batch1_samples": round(ideal_1, 3),
-        "realized_speedup_batch1": round(realized_1, 3),
-        f"realized_speedup_batch{batch}": round(realized_b, 3),
-        "realized_over_ideal_batch1": round(realized_1 / ideal_1, 3),
-        f"realized_over_ideal_batch{batch}": round(realized_b / ideal_batch, 3),
         "flops_saved": round(1 - 1 / ideal_batch, 4),
         f"{quality}_full": round(_quality(full, test, keep), 4),
         f"{quality}_early_exit": round(_quality(result, test, keep), 4),
-        "ms_per_sample_full_batch1": round(1e3 * t_full_1 / len(single), 4),
-        "ms_per_sample_early_exit_batch1": round(1e3 * t_ee_1 / len(single), 4),
-        f"ms_per_sample_full_batch{batch}": round(1e3 * t_full_b / len(keep), 4),
-        f"ms_per_sample_early_exit_batch{batch}": round(1e3 * t_ee_b / len(keep), 4),
     }
+    for clock, suffix in (("wall", ""), ("cpu", "_cpu_time")):
+        (t_full_1, t_ee_1, realized_1), (t_full_b, t_ee_b, realized_b) = timing["single"][clock], timing["batch"][clock]
+        out.update({
+            f"realized_speedup_batch1{suffix}": round(realized_1, 3),
+            f"realized_speedup_batch{batch}{suffix}": round(realized_b, 3),
+            f"realized_over_ideal_batch1{suffix}": round(realized_1 / ideal_1, 3),
+            f"realized_over_ideal_batch{batch}{suffix}": round(realized_b / ideal_batch, 3),
+            f"ms_per_sample_full_batch1{suffix}": round(1e3 * t_full_1 / len(single), 4),
+            f"ms_per_sample_early_exit_batch1{suffix}": round(1e3 * t_ee_1 / len(single), 4),
+            f"ms_per_sample_full_batch{batch}{suffix}": round(1e3 * t_full_b / len(keep), 4),
+            f"ms_per_sample_early_exit_batch{batch}{suffix}": round(1e3 * t_ee_b / len(keep), 4),
+        })
+    return out
 
 
 def bench_energy(trace: str = "rf-1", hours: float = 24.0, threshold: float = 0.9) -> dict:

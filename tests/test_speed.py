@@ -139,7 +139,7 @@ def test_device_option(capsys, tmp_path, monkeypatch):
     # --device cpu reaches the benchmark and the training run (both stubbed: the real ones take minutes)
     from eekit import bench, zoo
 
-    monkeypatch.setattr(bench, "bench_speedup", lambda model, device: {"device": device})
+    monkeypatch.setattr(bench, "bench_speedup", lambda model, device, threads: {"device": device})
     assert main(["bench", "speedup", "--device", "cpu", "--json"]) == 0
     assert '"device": "cpu"' in capsys.readouterr().out
     monkeypatch.setattr(zoo, "run_recipe", lambda *args, device, **kwargs: {"name": device})

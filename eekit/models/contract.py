@@ -9,8 +9,9 @@ runtime serves both. Their ``forward`` is written with the same four calls, so t
 real inference run the very same code.
 
 :func:`inference_copy` makes the copy inference runs on, once per set of weights: eval mode, batch norm folded into
-the convolution before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``), adaptive max pools that divide evenly
-run as plain max pools (the same maxima, a faster kernel).
+the convolution before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``), and a few exact rewrites that save
+memory traffic (:func:`_fast_layers`: max pools before ReLU, plain max pools for adaptive ones, channels-last
+convolutions).
 """
 
 from __future__ import annotations
@@ -95,12 +96,22 @@ class WindowMaxPool(nn.Module):
         return F.max_pool2d(x, (h // oh, w // ow))
 
 
-def _fast_pooling(model: nn.Module) -> nn.Module:
+def _fast_layers(model: nn.Module) -> nn.Module:
+    """Exact rewrites of ``model`` (a private copy): evenly dividing adaptive max pools become :class:`WindowMaxPool`;
+    ``ReLU -> MaxPool2d`` becomes ``MaxPool2d -> ReLU`` (ReLU is monotonic, so the maxima are the same, and ReLU
+    touches 4x fewer values); 4-d weights go channels-last, the layout oneDNN's convolutions run fastest in on
+    CPUs (measured in docs/performance.md: stage 1 of the CIFAR-10 CNN at batch 256 takes half the time)."""
     for module in model.modules():
         for name, child in module._modules.items():
             if isinstance(child, nn.AdaptiveMaxPool2d) and not child.return_indices:
                 module._modules[name] = WindowMaxPool(child)
-    return model
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for a, b in zip(names, names[1:]):
+                relu, pool = module._modules[a], module._modules[b]
+                if isinstance(relu, nn.ReLU) and isinstance(pool, nn.MaxPool2d) and not pool.return_indices:
+                    module._modules[a], module._modules[b] = pool, relu
+    return model.to(memory_format=torch.channels_last)
 
 
 class _Copy:
@@ -109,7 +120,7 @@ class _Copy:
     def __init__(self, model: nn.Module):
         self.tensors = [*model.parameters(), *model.buffers()]
         self.stamp = self.current()
-        self.model = _fast_pooling(fold_batchnorm(model))
+        self.model = _fast_layers(fold_batchnorm(model))
 
     def current(self) -> list:
         return [(t._version, t.data_ptr()) for t in self.tensors]

@@ -100,7 +100,7 @@ def _bench(args) -> int:
     from . import bench
 
     if args.what == "speedup":
-        result = bench.bench_speedup(args.model, device=args.device)
+        result = bench.bench_speedup(args.model, device=args.device, threads=args.threads)
     elif args.what == "notebooks":
         result = bench.bench_notebooks()
     elif args.what == "energy":
@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("what", choices=["speedup", "widgets", "notebooks", "energy"])
     p.add_argument("--model", default=None, help="shipped model for `speedup` (default: cnn-cifar10, else cnn-mnist)")
     p.add_argument("--device", default=None, help="cpu or cuda for `speedup` (default: cuda when available, else cpu)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for `speedup` (default: torch's)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_bench)
 

@@ -6,8 +6,11 @@ utterance, ``ssl_batch_entropy`` for DAISY's batch mode). No task head and no la
 
 * :func:`fit_unit_head` gives the random-weight twin a last-layer unit head (a linear probe on its frozen
   features, trained with the pretraining loss), so the twin can go through every measurement;
-* :func:`fit_exit_heads` trains the earlier layers' heads on the frozen encoder toward the last layer's unit
-  posterior (KL divergence on unmasked speech; no task labels, DAISY);
+* :func:`fit_exit_heads` trains one linear head per layer (the last included) on the frozen encoder, with
+  cross-entropy toward the pretrained head's unit predictions (its argmax unit per frame) on unmasked speech: DAISY
+  trains its heads "toward the model's own unit predictions", with no task labels. (Matching the soft posterior
+  instead copies the last layer's flatness into every head: on a mid-training checkpoint entropy fell only from
+  0.65 to 0.59 over six layers, against 0.40 to 0.19 with these targets.)
 * :func:`unit_profile` caches every layer's unit posterior scores as an :class:`~eekit.profile.ExitProfile` of kind
   ``"units"``: "accuracy" there is the fraction of frames whose unit agrees with the last layer's, a label-free
   quantity, so :meth:`ExitProfile.calibrate` picks one threshold on clean unlabelled speech;
@@ -104,20 +107,17 @@ def _fit(head: torch.nn.Module, x: torch.Tensor, loss_fn, epochs: int, seed: int
 
 def fit_exit_heads(model: MaskedUnitEncoder, dataset, epochs: int = 20, seed: int = 0, progress: bool = False
                    ) -> list[list[float]]:
-    """DAISY's exits: each earlier layer's unit head learns, on the frozen encoder and unmasked speech, to match the
-    last layer's unit posterior (KL divergence; no labels). Returns each head's loss per epoch."""
+    """DAISY's exits: every layer's unit head learns, on the frozen encoder and unmasked speech, the unit the
+    pretrained head (``model.unit_head``, on the last layer) predicts for each frame (cross-entropy; no labels).
+    Returns each head's loss per epoch."""
     hidden, target = [], []
-    for h, log_probs, frames, _ in layer_outputs(model, dataset, batch_size=64):
-        hidden.append(_frames(h, frames))  # [L, n, D]
-        target.append(_frames(log_probs[-1], frames))  # [n, K]
+    with torch.no_grad():
+        for h, _, frames, _ in layer_outputs(model, dataset, batch_size=64):
+            hidden.append(_frames(h, frames))  # [L, n, D]
+            target.append(model.unit_head(hidden[-1][-1]).argmax(-1))  # [n]
     hidden, target = torch.cat(hidden, 1), torch.cat(target)
-    histories = []
-    for k, head in enumerate(model.exit_heads):
-        x = hidden[k]
-        histories.append(_fit(head, x, lambda out, idx: F.kl_div(out.log_softmax(-1), target[idx], log_target=True,
-                                                                 reduction="batchmean"),
-                              epochs, seed + k, progress))
-    return histories
+    return [_fit(head, hidden[k], lambda out, idx: F.cross_entropy(out, target[idx]), epochs, seed + k, progress)
+            for k, head in enumerate(model.exit_heads)]
 
 
 def unit_profile(model: MaskedUnitEncoder, dataset, batch_size: int = BATCH_SIZE, progress: bool = False,
@@ -184,7 +184,8 @@ def noise_slice(noisy: ExitProfile, noise: str, snr_db: float) -> ExitProfile:
 
 # ------------------------------------------------------------------------------------------------ the report
 
-CALIBRATION_MAX_DROP = 0.10  # the one threshold: cheapest whose exit units agree with the last layer's on >= 90 %
+CALIBRATION_BUDGET = 0.75  # the one threshold: the best unit agreement that spends <= 75 % of the layers ...
+# ... on clean unlabelled clips of the pretraining speakers (``ssl-hubert-calibration``), never the test clips
 TASK_MAX_DROP = 0.01  # per-task thresholds (DAISY's practice), for comparison: within 1 point of the last layer
 
 
@@ -211,9 +212,9 @@ def report(checkpoint_dir=None, masked_unit_accuracy: dict | None = None) -> dic
     load = lambda stem: load_ssl_profile(stem, checkpoint_dir)  # noqa: E731
     clean, clean_random = load(NAME), load(RANDOM_NAME)
     noisy, noisy_random = load(f"{NAME}-noisy"), load(f"{RANDOM_NAME}-noisy")
-    point = clean.calibrate("ssl_entropy", max_drop=CALIBRATION_MAX_DROP)
-    threshold = point.threshold
-    random_threshold = clean_random.calibrate("ssl_entropy", max_drop=CALIBRATION_MAX_DROP).threshold
+    threshold = load(f"{NAME}-calibration").calibrate("ssl_entropy", budget=CALIBRATION_BUDGET).threshold
+    random_threshold = load(f"{RANDOM_NAME}-calibration").calibrate("ssl_entropy", budget=CALIBRATION_BUDGET).threshold
+    point = clean.at("ssl_entropy", threshold)
     tasks = {}
     for task in TASKS:
         profile, twin = load(f"{NAME}-{task}"), load(f"{RANDOM_NAME}-{task}")
@@ -239,9 +240,9 @@ def report(checkpoint_dir=None, masked_unit_accuracy: dict | None = None) -> dic
         "mean_exit_layer_by_snr": mean_exit_by_snr(clean, noisy, "ssl_entropy", threshold),
         "mean_exit_layer_by_snr_batch": mean_exit_by_snr(clean, noisy, "ssl_batch_entropy", threshold),
         "threshold": round(threshold, 4),
-        "threshold_rule": f"cheapest ssl_entropy threshold whose exit-layer units agree with the last layer's on "
-                          f">= {1 - CALIBRATION_MAX_DROP:.0%} of frames, on {clean.num_samples} clean unlabelled "
-                          "clips of unseen speakers",
+        "threshold_rule": f"the ssl_entropy threshold whose exit units agree best with the last layer's while "
+                          f"spending at most {CALIBRATION_BUDGET:.0%} of the layers, on clean unlabelled clips of "
+                          "the pretraining speakers; every other number is measured on other clips",
         "tasks": tasks,
         "layers_saved_clean": round(point.savings, 4),
         "unit_agreement_at_threshold": round(point.accuracy, 4),

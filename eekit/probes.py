@@ -1,7 +1,8 @@
-"""Downstream tasks on a frozen speech encoder: one linear probe per layer, read at the layer DAISY exits at.
+"""Downstream tasks on a frozen speech encoder: one linear probe per exit, read at the layer DAISY exits at.
 
-Each task trains a linear head on every layer's frozen features (the probe of layer ``k`` reads layer ``k`` alone,
-not a weighted sum over layers), then caches the test set as an :class:`~eekit.profile.ExitProfile` of kind
+Each task trains, for every exit ``k``, a linear head on the frozen encoder that reads **a learned softmax-weighted
+sum of layers 1..k** (the layers reached; DAISY's downstream heads do this, after s3prl's featurizer; each layer is
+standardized first), then caches the test set as an :class:`~eekit.profile.ExitProfile` of kind
 ``"units"``: per-layer task errors beside the *unit* entropy scores of the same utterances, so an exit threshold on
 ``ssl_entropy`` picks a layer per utterance and the task's answer is that layer's probe's.
 
@@ -14,8 +15,8 @@ Tasks (:data:`TASKS`), all splits by speaker unless said otherwise:
   speaker, so each speaker's clips are split by clip (every fourth, in manifest order, to test).
 * ``ctc``: connected FSDD digits (``load_digit_strings``), a linear CTC head per layer, digit error rate.
 
-Classification probes read the mean and the standard deviation of a layer's frames over the utterance
-(multinomial logistic regression, L-BFGS, L2 1e-3, standardized features); the CTC probe reads every frame.
+Classification probes read the mean and the standard deviation of each layer's frames over the utterance
+(multinomial logistic regression with the layer weights, L-BFGS, L2 1e-3); the CTC probe reads every frame (Adam).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from .evaluate import greedy_ctc
 from .models.ssl import MaskedUnitEncoder
 from .profile import ExitProfile
 
-__all__ = ["TASKS", "TASK_METRICS", "LabelledClips", "task_data", "task_profile", "SPEAKER_MIN_CLIPS"]
+__all__ = ["TASKS", "TASK_METRICS", "LabelledClips", "WeightedLayers", "task_data", "task_profile",
+           "SPEAKER_MIN_CLIPS"]
 
 TASKS = ("kws", "digits", "speaker", "ctc")
 TASK_METRICS = {"kws": "accuracy", "digits": "accuracy", "speaker": "accuracy", "ctc": "der"}
@@ -114,43 +116,57 @@ def _encode(model: MaskedUnitEncoder, dataset, pooled: bool, progress: bool):
     return feats, scores, None
 
 
+class WeightedLayers(nn.Module):
+    """s3prl's featurizer: standardize each layer (statistics of the probe's training set), then a softmax-weighted
+    sum over the layers reached; ``x [k, ..., F]`` -> ``[..., F]``."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean)  # [k, F]
+        self.register_buffer("std", std.clamp_min(1e-5))
+        self.weights = nn.Parameter(torch.zeros(len(mean)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (len(self.mean),) + (1,) * (x.ndim - 2) + (-1,)
+        z = (x - self.mean.view(shape)) / self.std.view(shape)
+        return torch.einsum("k,k...->...", self.weights.softmax(0), z)
+
+
 def _logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float = 1e-3, iters: int = 300):
-    """Multinomial logistic regression on standardized features (L-BFGS, deterministic); returns a predictor."""
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-5)
-    z = (x - mean) / std
-    linear = nn.Linear(x.shape[1], num_classes)
-    nn.init.zeros_(linear.weight)
-    nn.init.zeros_(linear.bias)
-    opt = torch.optim.LBFGS(linear.parameters(), lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
+    """Multinomial logistic regression on a weighted sum of layers ``x [k, N, F]`` (L-BFGS from zeros,
+    deterministic); returns a predictor of class indices."""
+    probe = nn.Sequential(WeightedLayers(x.mean(1), x.std(1)), nn.Linear(x.shape[-1], num_classes))
+    nn.init.zeros_(probe[1].weight)
+    nn.init.zeros_(probe[1].bias)
+    opt = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(linear(z), y) + l2 * linear.weight.pow(2).sum()
+        loss = F.cross_entropy(probe(x), y) + l2 * probe[1].weight.pow(2).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
-    return lambda v: linear((v - mean) / std).argmax(-1)
+    return lambda v: probe(v).argmax(-1)
 
 
 def _ctc_probe(batches, epochs: int = 15, lr: float = 5e-3, seed: int = 0):
-    """A linear CTC head (11 classes, blank 0) on one layer's frozen frames; ``batches`` = ``[(x [B, T, D],
-    frames, targets, target_lengths)]``. Returns a function giving log-probs."""
-    frames_all = torch.cat([x[torch.arange(x.shape[1])[None, :] < f[:, None]] for x, f, _, _ in batches])
-    mean, std = frames_all.mean(0), frames_all.std(0).clamp_min(1e-5)
+    """A linear CTC head (11 classes, blank 0) on a weighted sum of frozen layers; ``batches`` = ``[(x [k, B, T, D],
+    frames, targets, target_lengths)]``. Returns a function of ``x`` giving log-probs ``[B, T, 11]``."""
+    frames_all = torch.cat([x[:, torch.arange(x.shape[2])[None, :] < f[:, None]] for x, f, _, _ in batches], 1)
     torch.manual_seed(seed)
-    linear = nn.Linear(frames_all.shape[1], 11)
-    opt = torch.optim.Adam(linear.parameters(), lr=lr)
+    probe = nn.Sequential(WeightedLayers(frames_all.mean(1), frames_all.std(1)), nn.Linear(frames_all.shape[-1], 11))
+    opt = torch.optim.Adam(probe.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         for i in torch.randperm(len(batches), generator=gen).tolist():
             x, f, targets, target_lengths = batches[i]
-            log_probs = linear((x - mean) / std).log_softmax(-1)
+            log_probs = probe(x).log_softmax(-1)
             loss = F.ctc_loss(log_probs.transpose(0, 1), targets, f, target_lengths, blank=0, zero_infinity=True)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    return lambda v: linear((v - mean) / std).log_softmax(-1)
+    return lambda v: probe(v).log_softmax(-1)
 
 
 def task_profile(model: MaskedUnitEncoder, task: str, progress: bool = False, meta: dict | None = None
@@ -173,9 +189,9 @@ def task_profile(model: MaskedUnitEncoder, task: str, progress: bool = False, me
         classes = len(getattr(test_set, "classes", range(10)))
         preds = []
         for k in tqdm(range(L), disable=not progress, desc=f"{task} probes", unit="layer"):
-            predict = _logistic(x_train[k], y_train, classes)
+            predict = _logistic(x_train[: k + 1], y_train, classes)
             with torch.no_grad():
-                preds.append(predict(x_test[k]))
+                preds.append(predict(x_test[: k + 1]))
         preds = torch.stack(preds, 1).numpy()
         errors = (preds != y_test.numpy()[:, None]).astype(np.float32)
         return ExitProfile(predictions=preds, errors=errors, totals=np.ones(len(errors), np.float32),
@@ -188,11 +204,11 @@ def task_profile(model: MaskedUnitEncoder, task: str, progress: bool = False, me
     refs = list(test_set.labels)
     hyps = [[None] * L for _ in refs]
     for k in tqdm(range(L), disable=not progress, desc="ctc probes", unit="layer"):
-        probe = _ctc_probe([(h[k], f, t, tl) for (h, f), (t, tl) in zip(train_feats, train_targets)])
+        probe = _ctc_probe([(h[: k + 1], f, t, tl) for (h, f), (t, tl) in zip(train_feats, train_targets)])
         i = 0
         with torch.no_grad():
             for h, f in test_feats:
-                log_probs = probe(h[k])
+                log_probs = probe(h[: k + 1])
                 for b in range(len(f)):
                     hyps[i + b][k] = greedy_ctc(log_probs[b], int(f[b]))
                 i += len(f)

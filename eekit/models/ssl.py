@@ -4,8 +4,8 @@ The encoder is exactly the speech models' (:class:`~eekit.models.speech.SpeechEa
 ``subsample`` 4x, ``layers`` conformer), under the same attribute names, so :meth:`MaskedUnitEncoder.encoder_state`
 loads into ``conformer_ctc()`` / ``conformer_kws()`` unchanged. On top: a learned mask embedding that replaces the
 40 ms frames chosen by :func:`span_mask` (HuBERT masks spans after the feature extractor), a unit head predicting the
-k-means unit of every frame (:mod:`eekit.units`), and DAISY's exit heads: one linear unit head per earlier layer,
-trained afterwards on the frozen encoder to match the last layer's unit posterior (no task labels).
+k-means unit of every frame (:mod:`eekit.units`), and DAISY's exit heads: one linear unit head per layer (the last
+included), trained afterwards on the frozen encoder toward the pretrained head's unit predictions (no task labels).
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ def _unit_head(d_model: int, num_units: int) -> nn.Module:
 
 
 class MaskedUnitEncoder(nn.Module):
-    """Conformer encoder + mask embedding + unit head (pretraining) + one unit head per earlier layer (DAISY exits).
+    """Conformer encoder + mask embedding + unit head (pretraining) + one unit head per layer (DAISY's exits).
 
     ``hidden(waves, lengths, mask)`` gives every layer's frames ``[B, T, D]``; ``forward`` the last layer's unit
-    logits (what pretraining trains); ``unit_log_probs`` every layer's unit log-posterior ``[L, B, T, K]``, the
-    exits DAISY scores with ``ssl_entropy``. The frontend never applies SpecAugment here: masking is the task.
+    logits (what pretraining trains); ``unit_log_probs`` every layer's exit-head unit log-posterior
+    ``[L, B, T, K]``, what DAISY scores with ``ssl_entropy``. The frontend never applies SpecAugment here: masking is the task.
     """
 
     def __init__(self, num_units: int = 100, d_model: int = 64, num_layers: int = 6, num_heads: int = 4,
@@ -58,7 +58,7 @@ class MaskedUnitEncoder(nn.Module):
         self.layers = conformer.conformer_layers
         self.mask_embedding = nn.Parameter(torch.empty(d_model).uniform_())  # HuBERT initializes it uniformly
         self.unit_head = _unit_head(d_model, num_units)
-        self.exit_heads = nn.ModuleList(_unit_head(d_model, num_units) for _ in range(num_layers - 1))
+        self.exit_heads = nn.ModuleList(_unit_head(d_model, num_units) for _ in range(num_layers))
         self.num_units = num_units
         self.exit_names = [f"layer {k + 1}" for k in range(num_layers)]
 
@@ -94,9 +94,8 @@ class MaskedUnitEncoder(nn.Module):
         return self.unit_head(hidden[-1]), frames
 
     def heads_log_probs(self, hidden: list[torch.Tensor]) -> torch.Tensor:
-        """Unit log-posteriors ``[L, B, T, K]`` of every layer's head on precomputed ``hidden`` states."""
-        heads = list(self.exit_heads) + [self.unit_head]
-        return torch.stack([head(h).log_softmax(-1) for head, h in zip(heads, hidden)])
+        """Unit log-posteriors ``[L, B, T, K]`` of every layer's exit head on precomputed ``hidden`` states."""
+        return torch.stack([head(h).log_softmax(-1) for head, h in zip(self.exit_heads, hidden)])
 
     def unit_log_probs(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """DAISY's exits on unmasked speech: ``[L, B, T, K]`` unit log-posteriors and the frame lengths."""

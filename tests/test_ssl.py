@@ -1,0 +1,122 @@
+"""The self-supervised encoder (HuBERT iteration 1 in miniature) and DAISY's label-free exit signal.
+
+The first half checks the mechanism on small inputs (units at the encoder's frame rate, k-means, span masking,
+the encoder's weights fitting the speech models, the ``ssl_entropy`` criteria, the Speech Commands speaker split).
+The second half reads the shipped card and profiles (fast, no retraining) and pins issue 14's findings: where a
+target of the issue was not reached, the test pins what was measured and says so.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from eekit import data
+from eekit.criteria import CRITERIA, get_criterion, normalized_entropy
+from eekit.models.speech import conformer_ctc, conformer_kws
+from eekit.models.ssl import MaskedUnitEncoder, span_mask
+from eekit.units import UnitCodebook, encoder_frames, kmeans, mfcc_frames
+
+# ----------------------------------------------------------------------------------------------- mechanism
+
+
+@pytest.mark.parametrize("samples", [8000, 7999, 3127, 2001, 1200])
+def test_units_come_at_exactly_the_encoders_frame_rate(samples):
+    wave = torch.randn(samples) * 0.1
+    model = MaskedUnitEncoder().eval()
+    with torch.no_grad():
+        _, frames = model(wave[None], torch.tensor([samples]))
+    feats = mfcc_frames(wave)
+    assert feats.shape == (int(frames[0]), 39) == (encoder_frames(samples), 39)
+
+
+def test_kmeans_is_seeded_and_finds_separated_clusters():
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = torch.cat([c + torch.randn(200, 2, generator=gen) for c in centres])
+    a, b = kmeans(x, 3, seed=1), kmeans(x, 3, seed=1)
+    assert torch.equal(a, b)
+    assert torch.cdist(centres, a).min(1).values.max() < 0.5  # every true centre found
+    with pytest.raises(ValueError, match="at least k=5 rows"):
+        kmeans(x[:4], 5)
+
+
+def test_codebook_round_trips_and_assigns_one_unit_per_frame():
+    waves = [torch.randn(8000) * 0.1 for _ in range(4)]
+    book = UnitCodebook.fit(waves, num_units=8, iters=5)
+    again = UnitCodebook.from_state_dict(book.state_dict())
+    units = again.units(waves[0])
+    assert units.shape == (26,) and units.max() < 8 and torch.equal(units, book.units(waves[0]))
+
+
+def test_span_masks_cover_about_half_of_the_valid_frames_and_never_padding():
+    frames = torch.tensor([26, 12, 3])
+    gen = torch.Generator().manual_seed(0)
+    fractions = []
+    for _ in range(50):
+        mask = span_mask(frames, 26, 0.8, 5, gen)
+        assert mask.shape == (3, 26) and mask.any(1).all()
+        assert not mask[1, 12:].any() and not mask[2, 3:].any()
+        fractions.append(mask[0].float().mean().item())
+    assert 0.4 < np.mean(fractions) < 0.75
+    with pytest.raises(ValueError, match="mask_prob"):
+        span_mask(frames, 26, 0.0)
+
+
+def test_the_ssl_encoder_drops_into_the_speech_models_unchanged():
+    ssl = MaskedUnitEncoder()
+    for model in (conformer_ctc(), conformer_kws()):
+        ssl.load_into(model)
+        state = model.state_dict()
+        for key, value in ssl.encoder_state().items():
+            assert torch.equal(state[key], value), key
+    assert {k.split(".")[0] for k in ssl.encoder_state()} == {"frontend", "subsample", "layers"}
+
+
+def test_mask_embedding_replaces_masked_frames_only():
+    model = MaskedUnitEncoder().eval()
+    waves, lengths = torch.randn(2, 8000) * 0.1, torch.tensor([8000, 4000])
+    mask = torch.zeros(2, 26, dtype=torch.bool)
+    mask[:, 20:] = True  # utterance 0 only: frames 20.. are past utterance 1's 13 frames
+    with torch.no_grad():
+        plain, _ = model.hidden(waves, lengths)
+        masked, _ = model.hidden(waves, lengths, mask)
+    assert not torch.allclose(plain[-1][0], masked[-1][0])
+    with pytest.raises(ValueError, match="mask must be"):
+        model.hidden(waves, lengths, mask[:, :5])
+
+
+def test_ssl_entropy_is_the_mean_normalized_unit_entropy_over_valid_frames():
+    torch.manual_seed(0)
+    log_probs = torch.randn(6, 4, 26, 100).mul(3).log_softmax(-1)
+    lengths = torch.tensor([26, 20, 7, 1])
+    got = get_criterion("ssl_entropy", "units").scores(log_probs, lengths=lengths)
+    for k in range(6):
+        for n, T in enumerate(lengths.tolist()):
+            assert torch.isclose(got[k, n], normalized_entropy(log_probs[k, n, :T]).mean(), atol=1e-6)
+    batch = CRITERIA["ssl_batch_entropy"].scores(log_probs, lengths=lengths)
+    ent = normalized_entropy(log_probs)
+    for k in range(6):
+        want = torch.cat([ent[k, n, :T] for n, T in enumerate(lengths.tolist())]).mean()
+        assert torch.allclose(batch[k], want.expand(4), atol=1e-6)
+    assert CRITERIA["ssl_batch_entropy"].batch_wide and not CRITERIA["ssl_entropy"].higher_is_confident
+    with pytest.raises(ValueError, match="for units use one of"):
+        get_criterion("ctc_entropy", "units")
+
+
+def test_speech_commands_split_is_by_speaker_and_keeps_the_digit_voices_unseen():
+    train, test = data.speech_commands_speakers("train"), data.speech_commands_speakers("test")
+    assert len(train) == 97 and len(test) == 142 and not set(train) & set(test)
+    digits = data.load_speech_commands("digits")
+    assert len(digits) == 240 and len(set(digits.speakers)) == 118
+    assert set(digits.speakers) <= set(test)
+    assert digits.classes == data.SC_DIGITS and digits.labels.tolist() == [
+        data.SC_DIGITS.index(w) for w in digits.words]
+    kws = data.load_speech_commands("train", data.SC_COMMANDS)
+    assert set(kws.words) == set(data.SC_COMMANDS) and set(kws.speakers) <= set(train)
+    assert all(len(w) == 8000 for w in kws.waveforms[:50])
+    with pytest.raises(ValueError, match="split must be one of"):
+        data.load_speech_commands("dev")
+    with pytest.raises(ValueError, match="unknown Speech Commands word"):
+        data.load_speech_commands("train", ["yes", "banana"])

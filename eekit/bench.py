@@ -167,7 +167,7 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
         keep = np.arange(len(test)) if samples is None else data.evenly_spaced(len(test), samples)
         inputs = test.images[keep].float().div_(255).to(device)  # only the kept images as floats
         single = list(inputs.split(1))
-    pick = data.evenly_spaced(len(single), batch1_samples)
+    pick = data.evenly_spaced(len(single), min(batch1_samples, len(single)))  # speech: 300 utterances
     single = [single[i] for i in pick]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 

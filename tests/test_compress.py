@@ -174,3 +174,32 @@ def test_batchnorm_folds_into_the_conv_without_changing_outputs():
         after = fold_batchnorm(model)(x)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(before, after))
+
+
+def test_batchnorm_folds_into_a_low_rank_conv_too():
+    from eekit.compress.quantize import fold_batchnorm
+
+    model = zoo.load_pretrained("cnn-cifar10")
+    lowrank(model, energy=0.5)
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        after = fold_batchnorm(model)(x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(before, after))
+
+
+def test_cifar10_compressed_fits_the_fram_and_its_int8_weights_reproduce_the_card():
+    from eekit.compress.pipeline import CHECK_PREDICTIONS, build_weights_only
+
+    card = load_compressed_card("cnn-cifar10")
+    assert card["bytes_mcu"] <= card["target_bytes"] and card["fits_fram"] and card["bytes_mcu"] <= FRAM_BYTES
+    assert not card["fits_sram"] and min(card["peak_activation_bytes"]) > SRAM_BYTES  # honest: SRAM is the wall
+    assert card["ratio"] > 15
+    model = build_weights_only("cnn-cifar10", load_compressed("cnn-cifar10"))
+    test = zoo.RECIPES["cnn-cifar10"].test_set()
+    images = torch.stack([test[i][0] for i in range(200)])
+    with torch.no_grad():
+        predictions = torch.stack(model(images)).argmax(-1)
+    assert predictions.tolist() == [p[:200] for p in card["predictions_first_test_images"]]
+    assert CHECK_PREDICTIONS >= 200 and len(card["accuracy_per_exit_after"]) == 5

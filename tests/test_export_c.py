@@ -76,3 +76,5 @@ def test_export_c_cli(tmp_path, capsys):
     assert {p.name for p in tmp_path.iterdir()} == {"eekit_model.h", "eekit_model.c", "main.c"}
     assert main(["export-c", "cnn-cifar10-two-stage", "--out", str(tmp_path)]) == 2
     assert "no compressed version" in capsys.readouterr().err
+    assert main(["export-c", "cnn-cifar10", "--out", str(tmp_path)]) == 2  # int8 weights only, no integer C yet
+    assert "no integer C export" in capsys.readouterr().err

@@ -38,6 +38,22 @@ def exit_accuracy(model, dataset) -> list[float]:
     return [round(float(a), 4) for a in (logits.argmax(-1) == labels).float().mean(1)]
 
 
+def final_tune(model, train_all: ImageDataset, n_val: int, epochs: int, lr: float, batch_size: int,
+               loss_weights: str, progress: bool = True) -> None:
+    """Retrain a pruned ``model`` for ``epochs`` on the whole training split except the validation images, every
+    pruned weight held at zero."""
+    from torch.nn.utils import parametrize
+
+    from .prune import Mask, prunable_layers
+
+    for layer in prunable_layers(model).values():
+        if not parametrize.is_parametrized(layer, "weight"):
+            parametrize.register_parametrization(layer, "weight", Mask((layer.weight.detach() != 0).float()))
+    train(model, split_validation(train_all, n_val)[0], TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
+          weight_decay=5e-4, loss_weights=loss_weights, seed=999), progress=progress)
+    strip_masks(model)
+
+
 def validation_indices(n: int, n_val: int, seed: int = 0) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_val].sort().values
 
@@ -53,7 +69,7 @@ def split_validation(train_set: ImageDataset, n_val: int, seed: int = 0) -> tupl
 def compress(name: str, out_dir: str | Path, target_bytes: int = 32_000, explore_bytes: int | None = 12_000,
              energy: float = 0.6, retrain_epochs: int = 2, lr: float = 0.01, fragile_drop: float = 0.01,
              step: float = 0.1, n_val: int = 1000, train_subset: int | None = None, test_subset: int | None = None,
-             batch_size: int = 64, loss_weights: str = "uniform", progress: bool = True
+             batch_size: int = 64, loss_weights: str = "uniform", final_epochs: int = 0, progress: bool = True
              ) -> tuple[torch.nn.Module, dict]:
     """Compress shipped model ``name`` until its int8 MCU bytes fit ``target_bytes``; returns the float compressed
     model (masks baked in) and its history (one row per step: action, bytes, test accuracy per exit). The history
@@ -87,6 +103,11 @@ def compress(name: str, out_dir: str | Path, target_bytes: int = 32_000, explore
     history.append(PruneStep(2, "retrain after low-rank", mcu, freeml, evaluate(model)))
     history += prune_to_target(model, target_bytes, layer_mcu_bytes, model_bytes, retrain, validate, evaluate,
                                step=step, fragile_drop=fragile_drop, first_step=3, progress=progress)
+    if final_epochs:  # a longer recovery fine-tune on the whole training split, masks held
+        final_tune(model, train_all, n_val, final_epochs, lr, batch_size, loss_weights, progress)
+        mcu, freeml = model_bytes(model)
+        history.append(PruneStep(len(history), f"final fine-tune: {final_epochs} epochs on the whole training split",
+                                 mcu, freeml, evaluate(model)))
     extra = []
     if explore_bytes:
         beyond = copy.deepcopy(model)
@@ -99,7 +120,7 @@ def compress(name: str, out_dir: str | Path, target_bytes: int = 32_000, explore
               "accuracy_per_exit_before": before,
               "recipe": {"retrain_epochs": retrain_epochs, "lr": lr, "fragile_drop": fragile_drop, "step": step,
                          "n_val": n_val, "loss_weights": loss_weights, "batch_size": batch_size,
-                         "train_subset": train_subset, "test_subset": test_subset},
+                         "train_subset": train_subset, "test_subset": test_subset, "final_epochs": final_epochs},
               "steps": rows, "seconds": round(time.perf_counter() - start, 1)}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -232,9 +253,9 @@ SETTINGS = {
     # CIFAR-10 on a shared 2-core CPU: one epoch on 10k training images per round, steps recorded on 2k test images
     "cnn-cifar10": dict(target_bytes=250_000, explore_bytes=None, energy=0.7, retrain_epochs=1, lr=0.02,
                         fragile_drop=0.03, train_subset=10_000, test_subset=2000, batch_size=128,
-                        loss_weights="increasing"),
+                        loss_weights="increasing", final_epochs=2),
 }
-COMPRESSED = ("cnn-mnist-shared",)  # shipped in data/checkpoints
+COMPRESSED = ("cnn-mnist-shared", "cnn-cifar10")  # shipped in data/checkpoints
 
 
 def _source(name: str) -> str:

@@ -274,6 +274,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     for module in model.modules():
         children = list(module.named_children())
         for (_, first), (bn_name, second) in zip(children, children[1:]):
+            if isinstance(first, nn.Sequential) and len(first) and isinstance(first[-1], nn.Conv2d):
+                first = first[-1]  # a low-rank conv (k x k to r, then 1 x 1): fold into the 1 x 1
             if isinstance(first, nn.Conv2d) and isinstance(second, nn.BatchNorm2d):
                 scale = second.weight / torch.sqrt(second.running_var + second.eps)
                 bias = first.bias if first.bias is not None else torch.zeros_like(second.running_mean)

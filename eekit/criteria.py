@@ -147,10 +147,10 @@ class Criterion:
     def check_threshold(self, threshold: float) -> float:
         if self.needs_labels:
             return 0.5
-        if threshold is None or not (self.low <= float(threshold) <= self.high) or math.isnan(float(threshold)):
-            raise ValueError(
-                f"threshold for {self.name!r} must be in [{self.low:g}, {self.high:g}], got {threshold!r}"
-            )
+        if isinstance(threshold, (torch.Tensor, np.ndarray)) and threshold.ndim == 0:
+            threshold = threshold.item()  # a 0-d tensor or array holding one number
+        validate.number(f"threshold for {self.name!r}", threshold, self.low, self.high,
+                        accepted=f"in [{self.low:g}, {self.high:g}]")
         if self.integer and float(threshold) != int(threshold):
             raise ValueError(f"threshold for {self.name!r} is a whole number of exits, got {threshold!r}")
         return float(threshold)
@@ -216,7 +216,7 @@ def get_criterion(name: str | Criterion, kind: str | None = None) -> Criterion:
     """Look up a criterion by name; ``kind`` ("classification", "ctc" or "units") restricts the choice."""
     if isinstance(name, Criterion):
         criterion = name
-    elif name in CRITERIA:
+    elif isinstance(name, str) and name in CRITERIA:
         criterion = CRITERIA[name]
     else:
         valid = [n for n, c in CRITERIA.items() if kind is None or c.kind == kind]

@@ -178,8 +178,7 @@ class ImageDataset(Dataset):
 
     def subset(self, n: int, seed: int = 0) -> "ImageDataset":
         """A deterministic random subset of ``n`` items (for quick demos)."""
-        if not 0 < n <= len(self):
-            raise ValueError(f"subset size must be in 1..{len(self)}, got {n}")
+        n = validate.whole("subset size", n, 1, len(self))
         idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
         return ImageDataset(self.images[idx], self.labels[idx], self.classes, self.transform)
 
@@ -347,13 +346,19 @@ HELD_OUT_SPEAKER = "george"  # never seen in speech training: the harder second 
 
 def trim_silence(wave: torch.Tensor, sample_rate: int = FSDD_SAMPLE_RATE, threshold_db: float = -25.0,
                  pad_s: float = 0.02) -> torch.Tensor:
-    """Cut leading and trailing frames (20 ms) quieter than ``threshold_db`` below the loudest, keeping ``pad_s``."""
+    """Cut leading and trailing frames (20 ms) quieter than ``threshold_db`` below the loudest, keeping ``pad_s``.
+    A wave with no frame above the threshold (silence) comes back unchanged."""
+    validate.number("threshold_db (dB below the loudest frame)", threshold_db, high=0, high_open=True)
+    validate.number("pad_s (seconds)", pad_s, 0)
+    validate.whole("sample_rate (Hz)", sample_rate, 1)
     frame = int(0.02 * sample_rate)
     n = len(wave) // frame
     if n < 2:
         return wave
     rms = wave[: n * frame].reshape(n, frame).pow(2).mean(1).sqrt()
     loud = torch.nonzero(20 * torch.log10(rms / rms.max().clamp_min(1e-9) + 1e-12) > threshold_db).flatten()
+    if len(loud) == 0:
+        return wave
     pad = int(pad_s * sample_rate)
     start = max(int(loud[0]) * frame - pad, 0)
     end = min((int(loud[-1]) + 1) * frame + pad, len(wave))
@@ -624,10 +629,8 @@ def load_trace(name: str, panel_area_m2: float = 5e-4, panel_efficiency: float =
         power, dt = volts**2 / RF_LOAD_OHMS, 1e-3
         source = "Mementos RF trace (Ransford et al., ASPLOS 2011), V^2/30kOhm"
     else:
-        if panel_area_m2 <= 0 or not 0 < panel_efficiency <= 1:
-            raise ValueError(
-                f"panel_area_m2 must be > 0 and panel_efficiency in (0, 1], got {panel_area_m2}, {panel_efficiency}"
-            )
+        validate.number("panel_area_m2", panel_area_m2, 0, low_open=True)
+        validate.number("panel_efficiency", panel_efficiency, 0, 1, low_open=True)
         path = data_path(f"traces/nrel-solar/{name[6:]}.txt")
         irradiance = np.loadtxt(path, delimiter=",", skiprows=1, usecols=2, dtype=np.float64)
         power, dt = np.clip(irradiance, 0, None) * panel_area_m2 * panel_efficiency, 60.0

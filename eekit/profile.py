@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import validate
 from .criteria import CRITERIA, Criterion, first_exit, get_criterion, passes
 
 __all__ = ["ExitProfile", "OperatingPoint", "Sweep"]
@@ -181,6 +182,7 @@ class ExitProfile:
     # ---------------------------------------------------------------------------------------- many thresholds
     def default_thresholds(self, criterion: str | Criterion, steps: int = 201) -> np.ndarray:
         c = get_criterion(criterion, self.kind)
+        steps = validate.whole("steps", steps, 2)
         low, high = self.threshold_range(c)
         if c.integer:
             return np.arange(low, high + 1, dtype=float)
@@ -221,16 +223,15 @@ class ExitProfile:
             raise ValueError("give exactly one of max_drop (accuracy drop, a fraction) or budget (fraction of cost)")
         sw = self.sweep(criterion, thresholds)
         if max_drop is not None:
-            if not 0 <= max_drop <= 1:
-                raise ValueError(f"max_drop is a fraction in [0, 1] (0.01 = 1 point), got {max_drop}")
+            max_drop = validate.number("max_drop", max_drop, 0, 1, accepted="a fraction in [0, 1] (0.01 = 1 point)")
             ok = sw.accuracy >= self.final_accuracy - max_drop - 1e-12
             if not ok.any():
                 raise ValueError(f"no threshold of {sw.criterion!r} stays within {max_drop:.2%} of the final exit")
             candidates = np.flatnonzero(ok)
             best = candidates[np.lexsort((-sw.accuracy[candidates], sw.mean_cost[candidates]))[0]]
         else:
-            if not 0 < budget <= 10:
-                raise ValueError(f"budget is a fraction of the full model's cost (0.5 = half), got {budget}")
+            budget = validate.number("budget", budget, 0, 10, low_open=True,
+                                     accepted="a fraction of the full model's cost in (0, 10] (0.5 = half)")
             ok = sw.mean_cost <= budget * self.full_cost + 1e-12
             if not ok.any():
                 cheapest = sw.mean_cost.min() / self.full_cost
@@ -266,6 +267,8 @@ class ExitProfile:
     def load(cls, path: str | Path) -> "ExitProfile":
         """Read a profile written by :meth:`save`. A missing file raises ``FileNotFoundError``; a truncated,
         damaged or foreign file raises ``ValueError`` naming the path and what is accepted."""
+        if not isinstance(path, (str, Path)):
+            raise ValueError(f"path must be a file path (str or pathlib.Path) of an .npz profile, got {path!r}")
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no exit profile at {path}")

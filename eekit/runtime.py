@@ -74,8 +74,10 @@ def _inputs(model: ExitModel, x):
 def _chunks(inputs, batch_size: int | None) -> list:
     """``inputs`` in consecutive chunks of ``batch_size`` rows (bounded activation memory for thousands of inputs).
     Speech chunks are cut to their longest utterance, the padding ``collate`` gives that batch."""
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if batch_size is not None:
+        from .validate import whole
+
+        batch_size = whole("batch_size", batch_size, 1)
     if isinstance(inputs, torch.Tensor):
         return list(torch.split(inputs, batch_size)) if batch_size else [inputs]
     waves, lengths = inputs

@@ -39,9 +39,10 @@ def _bounds(low, high, low_open: bool, high_open: bool, integer: bool) -> str:
 
 
 def number(name: str, value: Any, low: float | None = None, high: float | None = None, *, low_open: bool = False,
-           high_open: bool = False) -> float:
-    """``value`` as a float after checking that it is a finite real number within the bounds (``*_open``: strict)."""
-    accepted = _bounds(low, high, low_open, high_open, integer=False)
+           high_open: bool = False, accepted: str | None = None) -> float:
+    """``value`` as a float after checking that it is a finite real number within the bounds (``*_open``: strict).
+    ``accepted`` words the bounds for the reader (e.g. "a fraction in [0, 1] (0.01 = 1 point)")."""
+    accepted = accepted or _bounds(low, high, low_open, high_open, integer=False)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be {accepted}, got {value!r} ({type(value).__name__})")
     v = float(value)
@@ -51,9 +52,10 @@ def number(name: str, value: Any, low: float | None = None, high: float | None =
     return v
 
 
-def whole(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+def whole(name: str, value: Any, low: int | None = None, high: int | None = None, *, accepted: str | None = None
+          ) -> int:
     """``value`` as an int after checking that it is a whole number in ``low..high`` (a float like 3.0 is fine)."""
-    accepted = _bounds(low, high, False, False, integer=True)
+    accepted = accepted or _bounds(low, high, False, False, integer=True)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be {accepted}, got {value!r} ({type(value).__name__})")
     if not math.isfinite(float(value)) or float(value) != int(value):

@@ -364,7 +364,7 @@ class TestDataHelpers:
             data.load_trace("wind")
         with pytest.raises(ValueError, match=r"must be a whole number in 1\.\.10"):
             data.evenly_spaced(10, 0)
-        with pytest.raises(ValueError, match=r"subset size must be in 1\.\."):
+        with pytest.raises(ValueError, match=r"subset size must be a whole number in 1\.\.2000"):
             data.load_mnist("test").subset(0)
 
 

@@ -493,8 +493,13 @@ def simulate(
         raise ValueError(f"workload must be an eekit.energy.Workload (e.g. load_workload('cnn-mnist')), "
                          f"got {type(workload).__name__}")
     checkpoint_macs = validate.number("checkpoint_macs (MACs between checkpoints)", checkpoint_macs, 1)
+    seed = validate.whole("seed", seed, 0)
     cap = capacitor or Capacitor()
     mcu = mcu or MCU()
+    for name, value, kind in (("capacitor", cap, Capacitor), ("mcu", mcu, MCU)):
+        if not isinstance(value, kind):
+            raise ValueError(f"{name} must be an eekit.energy.{kind.__name__} (or None for the default), "
+                             f"got {type(value).__name__}")
     duration_s = validate.number("duration_s (seconds)", trace.duration_s if duration_s is None else duration_s,
                                  0, low_open=True)
     samples = duration_s / trace.dt_s

@@ -27,7 +27,7 @@ from .workload import Workload
 __all__ = ["SimResult", "POLICIES", "STEPS", "simulate", "MAX_EVENTS", "MAX_SIM_SAMPLES", "MAX_PLAN_STEPS"]
 
 POLICIES = ("full", "threshold", "energy_aware", "anytime")
-MAX_EVENTS = 10_000_000  # answers + power failures one simulation may need (a day of rf-1 needs ~0.3 million)
+MAX_EVENTS = 10_000_000  # bound on answers + power failures of one run (a day of rf-1 with cnn-mnist: 11,396)
 MAX_SIM_SAMPLES = 1_000_000_000  # trace samples one simulation may scan (11.6 days of a 1 kHz trace)
 MAX_PLAN_STEPS = 100_000  # checkpointed pieces of one inference, over all exits
 

@@ -131,8 +131,7 @@ def train(
     With ``freeze_backbone`` the stages stay in eval mode (BatchNorm statistics frozen) and only the exits learn;
     the backbone is trainable again when this returns (or raises).
     """
-    if not isinstance(config, TrainConfig):
-        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    validate.instance("config", config, TrainConfig, "a TrainConfig (e.g. TrainConfig(epochs=5))")
     if getattr(model, "task", None) == "ctc" and (config.distill or config.loss_weights == "random-exit"):
         raise ValueError("self-distillation and random-exit training are for classifiers; CTC exits train jointly "
                          "or two-stage")

@@ -4,7 +4,8 @@ Every public function of eekit that takes numbers, names, lists, tensors or path
 mistake fails the same way wherever it is made: a ``ValueError`` whose message says what was wrong *and what is
 accepted* (``"epochs must be a whole number >= 1, got 0"``). Nothing here fixes input silently.
 
-The kinds: numbers (:func:`number`, :func:`whole`), choices (:func:`one_of`), lists of names (:func:`names`),
+The kinds: numbers (:func:`number`, :func:`whole`), types (:func:`instance`), choices (:func:`one_of`), lists of
+names (:func:`names`),
 tensors (:func:`finite`, :func:`image_batch`, :func:`log_probs`, :func:`model_input`) and output files
 (:func:`writable_dir`, :func:`no_overwrite`).
 """
@@ -18,7 +19,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-__all__ = ["number", "whole", "one_of", "names", "finite", "image_batch", "log_probs", "model_input",
+__all__ = ["number", "whole", "instance", "one_of", "names", "finite", "image_batch", "log_probs", "model_input",
            "writable_dir", "no_overwrite", "IMAGE_RANGE"]
 
 IMAGE_RANGE = (0.0, 1.0)  # what eekit's image models take: floats in [0, 1], as ImageDataset returns them
@@ -67,6 +68,13 @@ def whole(name: str, value: Any, low: int | None = None, high: int | None = None
 
 
 # ---------------------------------------------------------------------------------------------------- choices
+
+
+def instance(name: str, value: Any, kind: type | tuple[type, ...], example: str) -> Any:
+    """``value`` if it is a ``kind``; otherwise an error naming the kind and how to get one (``example``)."""
+    if not isinstance(value, kind):
+        raise ValueError(f"{name} must be {example}, got {type(value).__name__}")
+    return value
 
 
 def one_of(name: str, value: Any, choices: Iterable) -> Any:

@@ -620,6 +620,8 @@ class TestWidgets:
 
 def test_more_entry_points_say_what_they_accept():
     from eekit.evaluate import noisy_run
+    from eekit.widgets import exits_figure, pareto_figure
+    from eekit.widgets.speech import audio_player
     from eekit.zoo import load_card
 
     calls = {
@@ -630,6 +632,12 @@ def test_more_entry_points_say_what_they_accept():
         lambda: data.load_noise("pink_noise", sample_rate=0): "sample_rate must be a positive integer",
         lambda: data.load_digit_strings("test", max_digits=0): "max_digits must be a whole number >= 1",
         lambda: CRITERIA["patience"].check_threshold(1.5): "whole number of exits",
+        lambda: pareto_figure(synthetic_profile(50, exits=3), criteria="max_prob"): "got the string 'max_prob'",
+        lambda: pareto_figure(synthetic_profile(50, exits=3), criteria=[]): "non-empty list of names",
+        lambda: exits_figure("cnn-mnist"): r"profile must be an ExitProfile \(e.g. zoo.load_profile",
+        lambda: audio_player(torch.full((80,), math.nan)): "only finite numbers are accepted",
+        lambda: audio_player(torch.zeros(0)): "non-empty 1-D tensor of mono samples",
+        lambda: train(get_recipe("cnn-mnist").build(), [], {"epochs": 1}): "config must be a TrainConfig",
     }
     for call, accepted in calls.items():
         with pytest.raises(ValueError, match=accepted):

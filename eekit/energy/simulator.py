@@ -454,9 +454,7 @@ STEPS = {"full": _step_full, "threshold": _step_threshold, "energy_aware": _step
 
 
 def _check_trace(trace: PowerTrace) -> np.ndarray:
-    if not isinstance(trace, PowerTrace):
-        raise ValueError(f"trace must be an eekit PowerTrace (data.load_trace or energy.synthetic_trace), "
-                         f"got {type(trace).__name__}")
+    validate.instance("trace", trace, PowerTrace, "an eekit PowerTrace (data.load_trace or energy.synthetic_trace)")
     p = np.asarray(trace.power_w)
     if p.ndim != 1 or len(p) == 0 or not np.isfinite(p).all() or (p < 0).any():
         raise ValueError("a power trace needs >= 1 finite, non-negative power samples (W) and dt_s > 0")
@@ -489,17 +487,13 @@ def simulate(
     """
     validate.one_of("policy", policy, POLICIES)
     _check_trace(trace)
-    if not isinstance(workload, Workload):
-        raise ValueError(f"workload must be an eekit.energy.Workload (e.g. load_workload('cnn-mnist')), "
-                         f"got {type(workload).__name__}")
+    validate.instance("workload", workload, Workload, "an eekit.energy.Workload (e.g. load_workload('cnn-mnist'))")
     checkpoint_macs = validate.number("checkpoint_macs (MACs between checkpoints)", checkpoint_macs, 1)
     seed = validate.whole("seed", seed, 0)
     cap = capacitor or Capacitor()
     mcu = mcu or MCU()
-    for name, value, kind in (("capacitor", cap, Capacitor), ("mcu", mcu, MCU)):
-        if not isinstance(value, kind):
-            raise ValueError(f"{name} must be an eekit.energy.{kind.__name__} (or None for the default), "
-                             f"got {type(value).__name__}")
+    validate.instance("capacitor", cap, Capacitor, "an eekit.energy.Capacitor (or None for the default)")
+    validate.instance("mcu", mcu, MCU, "an eekit.energy.MCU (or None for the default)")
     duration_s = validate.number("duration_s (seconds)", trace.duration_s if duration_s is None else duration_s,
                                  0, low_open=True)
     samples = duration_s / trace.dt_s

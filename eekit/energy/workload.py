@@ -30,9 +30,7 @@ class Workload:
     shared_head: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.profile, ExitProfile):
-            raise ValueError(f"profile must be an eekit ExitProfile (e.g. zoo.load_profile(name)), "
-                             f"got {type(self.profile).__name__}")
+        validate.instance("profile", self.profile, ExitProfile, "an eekit ExitProfile (e.g. zoo.load_profile(name))")
         K = self.profile.num_exits
         for attr in ("stage_macs", "head_macs", "state_words"):
             try:

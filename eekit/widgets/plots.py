@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .. import validate
 from ..criteria import get_criterion
 from ..profile import ExitProfile
 from .style import PALETTE
@@ -23,6 +24,7 @@ def _style(fig: go.Figure, title: str, height: int = 380) -> go.Figure:
 
 def exits_figure(profile: ExitProfile, title: str = "Accuracy and cost of each exit") -> go.Figure:
     """Per-exit accuracy (bars) and cumulative cost (line, right axis): the anatomy of an early-exit network."""
+    validate.instance("profile", profile, ExitProfile, "an ExitProfile (e.g. zoo.load_profile('cnn-mnist'))")
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_bar(x=profile.exit_names, y=100 * profile.exit_accuracy, name="accuracy if every sample left here",
                 marker_color=PALETTE[0], text=[f"{100 * a:.1f}%" for a in profile.exit_accuracy],
@@ -38,6 +40,8 @@ def exits_figure(profile: ExitProfile, title: str = "Accuracy and cost of each e
 def pareto_figure(profile: ExitProfile, criteria: Sequence[str] = ("max_prob", "entropy", "margin", "patience"),
                   title: str = "Accuracy vs. compute: exit criteria compared") -> go.Figure:
     """Each criterion's Pareto front over its thresholds, the single exits, the full model and the oracle bound."""
+    validate.instance("profile", profile, ExitProfile, "an ExitProfile (e.g. zoo.load_profile('cnn-mnist'))")
+    criteria = validate.names("criteria", criteria, example="max_prob")
     fig = go.Figure()
     for i, name in enumerate(criteria):
         sw = profile.sweep(name)

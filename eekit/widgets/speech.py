@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from .. import data
+from .. import data, validate
 from ..models.speech import BLANK
 from ..profile import ExitProfile
 from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace
@@ -28,6 +28,10 @@ def audio_player(wave: torch.Tensor, sample_rate: int = data.FSDD_SAMPLE_RATE) -
     """A player widget for a mono waveform (peak-normalized so quiet and noisy mixes play at the same level)."""
     import soundfile
 
+    if not isinstance(wave, torch.Tensor) or wave.ndim != 1 or len(wave) == 0:
+        raise ValueError(f"wave must be a non-empty 1-D tensor of mono samples, got "
+                         f"{tuple(wave.shape) if isinstance(wave, torch.Tensor) else type(wave).__name__}")
+    validate.finite("wave", wave)
     x = wave.detach().float().numpy()
     x = x / max(float(np.abs(x).max()), 1e-9) * 0.9
     buffer = io.BytesIO()

@@ -196,6 +196,8 @@ def test_cifar10_compressed_fits_the_fram_and_its_int8_weights_reproduce_the_car
     assert card["bytes_mcu"] <= card["target_bytes"] and card["fits_fram"] and card["bytes_mcu"] <= FRAM_BYTES
     assert not card["fits_sram"] and min(card["peak_activation_bytes"]) > SRAM_BYTES  # honest: SRAM is the wall
     assert card["ratio"] > 15
+    assert card["accuracy_per_exit_after"][-1] >= card["accuracy_per_exit_before"][-1] - 0.03  # the bar
+    assert card["steps"][-1]["action"].startswith("final fine-tune")
     model = build_weights_only("cnn-cifar10", load_compressed("cnn-cifar10"))
     test = zoo.RECIPES["cnn-cifar10"].test_set()
     images = torch.stack([test[i][0] for i in range(200)])

@@ -131,7 +131,8 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     ``ideal_speedup`` is the FLOP ratio over the test samples (early-exit heads included; speech: counted per
     utterance, front end included). The realized speedups are wall-clock ratios on ``device`` at batch 1
     (``batch1_samples`` evenly spaced test samples, one at a time) and at batch 256 for images, 32 for speech (the
-    whole test split, or ``samples`` evenly spaced ones), each the median of ``repeats`` full / early-exit pairs
+    whole test split, or ``samples`` evenly spaced ones; images in a fixed shuffled order), each the median of
+    ``repeats`` full / early-exit pairs
     timed alternately; ``threads`` sets torch's CPU threads for the run (default: as they are). The ``*_cpu_time``
     figures use this process's CPU time instead of the wall clock: on a machine shared with other jobs, that is
     the work each side did, while the wall clock also counts waiting for a core (and, with two or more threads,
@@ -165,6 +166,9 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     else:
         batch = 256
         keep = np.arange(len(test)) if samples is None else data.evenly_spaced(len(test), samples)
+        # in a fixed random order: the test split is stored class by class, and batches of one class (all easy or
+        # all hard) are not what a camera delivers
+        keep = keep[np.random.default_rng(0).permutation(len(keep))]
         inputs = test.images[keep].float().div_(255).to(device)  # only the kept images as floats
         single = list(inputs.split(1))
     pick = data.evenly_spaced(len(single), min(batch1_samples, len(single)))  # speech: 300 utterances

@@ -2,6 +2,7 @@
 
 from .cnn import Normalize, branchy_lenet, resnet_ee
 from .exits import EarlyExitNet, ExitHeads, SharedExitHead, SharedPlusFinal, attach_exits, pooled_head
+from .contract import ExitModel
 
-__all__ = ["EarlyExitNet", "ExitHeads", "SharedExitHead", "SharedPlusFinal", "attach_exits", "pooled_head", "Normalize",
+__all__ = ["EarlyExitNet", "ExitModel", "ExitHeads", "SharedExitHead", "SharedPlusFinal", "attach_exits", "pooled_head", "Normalize",
            "branchy_lenet", "resnet_ee"]

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 __all__ = ["check_first_exit", "check_exit_costs", "check_early_exit_accuracy", "check_entropy",
-           "check_compaction", "check_greedy_ctc", "check_ctc_entropy", "check_capacitor", "STRICT"]
+           "check_compaction", "check_greedy_ctc", "check_ctc_entropy", "check_capacitor", "check_unit_exit",
+           "STRICT"]
 
 STRICT = False
 
@@ -160,6 +161,22 @@ def check_ctc_entropy(utterance_entropy: Callable, model, utterances, count: int
         if got.shape != want[k].shape or not torch.allclose(got, want[k], atol=1e-5):
             return _verdict(False, "utterance_entropy", f"layer {k + 1}: {got[:3].tolist()} vs {want[k, :3].tolist()}")
     return _verdict(True, f"utterance_entropy on {outputs.shape[1]} utterances x {outputs.shape[0]} layers")
+
+
+def check_unit_exit(exit_layer: Callable, log_probs: torch.Tensor, frames: torch.Tensor, threshold: float) -> None:
+    """``exit_layer(log_probs [L, N, T, K], frames [N], threshold) -> [N]`` (0-based exit layer per utterance)
+    against the ``ssl_entropy`` criterion and :func:`eekit.criteria.first_exit` (lesson 22, DAISY's signal)."""
+    from .criteria import first_exit, get_criterion, passes
+
+    criterion = get_criterion("ssl_entropy", "units")
+    want = first_exit(passes(criterion, criterion.scores(log_probs, lengths=frames).T, threshold))
+    got, problem = _call(exit_layer, log_probs.clone(), frames.clone(), threshold)
+    if got is None:
+        return _verdict(False, "exit_layer", problem)
+    got = torch.as_tensor(got).long()
+    if got.shape != want.shape or not torch.equal(got, want.long()):
+        return _verdict(False, "exit_layer", f"first utterances: {got[:6].tolist()} vs {want[:6].tolist()}")
+    return _verdict(True, f"exit_layer on {log_probs.shape[1]} clips x {log_probs.shape[0]} layers")
 
 
 def check_capacitor(usable_energy: Callable, capacitor_for: Callable) -> None:

@@ -120,3 +120,55 @@ def test_speech_commands_split_is_by_speaker_and_keeps_the_digit_voices_unseen()
         data.load_speech_commands("dev")
     with pytest.raises(ValueError, match="unknown Speech Commands word"):
         data.load_speech_commands("train", ["yes", "banana"])
+
+
+# ------------------------------------------------------------------------------- shipped results (issue 14)
+
+
+@pytest.fixture(scope="module")
+def numbers():
+    from eekit.daisy import report
+
+    return report()
+
+
+@pytest.fixture(scope="module")
+def card():
+    return json.loads(data.data_path("checkpoints/ssl-hubert.json").read_text())
+
+
+def test_shipped_encoder_loads_verified_and_fits_the_ctc_model():
+    from eekit.ssl import load_encoder
+
+    model, codebook = load_encoder("ssl-hubert")
+    twin, twin_book = load_encoder("ssl-hubert-random")
+    assert codebook.num_units == 100 and torch.equal(codebook.centroids, twin_book.centroids)
+    ctc = model.load_into(conformer_ctc())
+    assert torch.equal(ctc.layers[0].ffn1.sequential[1].weight, model.layers[0].ffn1.sequential[1].weight)
+    # the twin is the pretraining start: same seed-fixed init, different from the pretrained weights
+    assert not torch.equal(model.layers[3].self_attn.in_proj_weight, twin.layers[3].self_attn.in_proj_weight)
+    from eekit.ssl import build_encoder
+
+    init = build_encoder()
+    assert all(torch.equal(v, init.encoder_state()[k]) for k, v in twin.encoder_state().items())
+
+
+def test_card_lists_who_was_heard_and_no_test_speaker_is_among_them(card):
+    heard = card["heard"]
+    assert len(heard["speech_commands_speakers"]) == 97
+    assert not set(heard["speech_commands_speakers"]) & set(data.speech_commands_speakers("test"))
+    assert data.HELD_OUT_SPEAKER not in heard["fsdd_speakers"] and heard["fsdd_takes"] == "5-49"
+    assert len(card["pretraining"]["epochs"]) == card["pretraining"]["config"]["epochs"]
+
+
+def test_report_has_the_issues_keys(numbers):
+    for key in ("masked_unit_accuracy", "masked_unit_accuracy_random", "entropy_by_layer", "entropy_by_layer_random",
+                "mean_exit_layer_by_snr", "mean_exit_layer_by_snr_batch", "threshold", "tasks", "layers_saved_clean"):
+        assert key in numbers, key
+    assert list(numbers["mean_exit_layer_by_snr"]) == ["clean", "20", "10", "5", "0"]
+    assert list(numbers["mean_exit_layer_by_snr_batch"]) == ["clean", "20", "10", "5", "0"]
+    assert set(numbers["tasks"]) == {"kws", "digits", "speaker", "ctc"}
+    for task, t in numbers["tasks"].items():
+        assert t["metric"] == ("der" if task == "ctc" else "accuracy")
+        assert {"at_exit", "at_last_layer", "random_at_last_layer"} <= set(t)
+    assert len(numbers["entropy_by_layer"]) == len(numbers["entropy_by_layer_random"]) == 6

@@ -110,12 +110,17 @@ def check_compaction(early_exit: Callable, model, images: torch.Tensor, threshol
     got, problem = _call(early_exit, model, images, threshold)
     if got is None:
         return _verdict(False, "early_exit", problem)
-    predictions, exits = (torch.as_tensor(g) for g in got)
-    if not torch.equal(exits.long(), want.exit_index.long()):
-        return _verdict(False, "early_exit", f"{int((exits != want.exit_index).sum())} of {len(images)} images "
-                                             "leave at a different exit")
-    if not torch.equal(predictions.long(), want.predictions.long()):
-        return _verdict(False, "early_exit", "same exits, different predictions: answer with the exit it left at")
+    predictions, exits = (torch.as_tensor(g).long() for g in got)
+    # infer runs a batch-norm-folded copy: equal up to float rounding, so a score within 1e-4 of the threshold may
+    # fall on either side; only such borderline images may differ
+    differ = torch.nonzero((exits != want.exit_index) | (predictions != want.predictions)).flatten()
+    if len(differ):
+        with torch.no_grad():
+            scores = torch.stack(model.eval()(images[differ])).float().softmax(-1).amax(-1)  # [K, D]
+        borderline = ((scores - threshold).abs() < 1e-4).any(0)
+        if not borderline.all():
+            return _verdict(False, "early_exit", f"{int((~borderline).sum())} of {len(images)} images leave at a "
+                                                 "different exit or with a different answer")
     return _verdict(True, f"early_exit with compaction on {len(images)} images")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import data, zoo
+from .. import data, validate, zoo
 from ..data import ImageDataset
 from ..evaluate import collect_logits
 from ..models.exits import SharedPlusFinal
@@ -302,31 +302,16 @@ def report() -> dict:
     return out
 
 
-def update_manifest(paths: list[Path]) -> None:
-    """Add or refresh ``paths``' lines in ``data/SHA256SUMS``, leaving every other line as it is."""
-    manifest = data.DATA_DIR / data.MANIFEST
-    lines = {}
-    for line in manifest.read_text().splitlines():
-        if line.strip():
-            digest, rel = line.split(maxsplit=1)
-            lines[rel.strip()] = digest
-    for p in paths:
-        lines[Path(p).resolve().relative_to(data.DATA_DIR.resolve()).as_posix()] = data._sha256(Path(p))
-    manifest.write_text("".join(f"{lines[k]}  {k}\n" for k in sorted(lines)))
-    data._manifest.cache_clear()
-
-
 def run(name: str, out_dir: str | Path, target_bytes: int | None = None, force: bool = False, progress: bool = True
         ) -> dict:
     """``python -m eekit compress``: compress, quantize, export and check, write the results; refuses to replace
     shipped files unless ``force``."""
-    out_dir = Path(out_dir)
-    outputs = [out_dir / f"{name}{SUFFIX}{s}" for s in (".pt", ".json", ".profile.npz")]
-    shipped = out_dir.resolve() == (data.DATA_DIR / zoo.CHECKPOINT_DIR).resolve()
-    if shipped and any(p.exists() for p in outputs) and not force:
-        raise ValueError(f"{outputs[0].name} is shipped in {out_dir}; pass --force to replace it, or --out elsewhere")
     if name not in SETTINGS:
         raise ValueError(f"no compression settings for {name!r}; known: {sorted(SETTINGS)}")
+    out_dir = validate.writable_dir("output folder", out_dir)
+    outputs = [out_dir / f"{name}{SUFFIX}{s}" for s in (".pt", ".json", ".profile.npz")]
+    validate.no_overwrite(outputs, force)
+    shipped = out_dir.resolve() == (data.DATA_DIR / zoo.CHECKPOINT_DIR).resolve()
     settings = {**SETTINGS[name], **({"target_bytes": target_bytes} if target_bytes else {})}
     work = Path("eekit-runs") if shipped else out_dir  # the float model stays out of data/
     model, result = compress(name, work, progress=progress, **settings)
@@ -336,7 +321,7 @@ def run(name: str, out_dir: str | Path, target_bytes: int | None = None, force: 
         card = ship_weights_only(name, model, result, out_dir)
         outputs = outputs[:2]
     if shipped:
-        update_manifest(outputs)
+        data.update_manifest(outputs)
     return card
 
 

@@ -13,14 +13,19 @@ from eekit import data, speech_recipes as sr, zoo
 from eekit.__main__ import main
 
 # Every shipped cell: a missing file is a failure, never a skip. The others are listed by the report as missing.
-SHIPPED_CELLS = ["A-250", "B-250", "A-all", "B-all"]
+SHIPPED_CELLS = ["A-250", "B-250", "C-250", "E-250", "D-250", "A-all", "B-all"]
 # comparison -> {labels: sign of (first recipe's DER - second's)}: -1 the first is better, +1 worse, 0 equal
 SIGNS = {
-    "joint_vs_two_stage_shallow": {},  # C - D, mean of exits 1-3, clean
-    "joint_vs_two_stage_final": {},  # C - D, final exit, clean
+    "joint_vs_two_stage_shallow": {"250": +1},  # C - D, mean of exits 1-3, clean
+    "joint_vs_two_stage_final": {"250": +1},  # C - D, final exit, clean
     "scratch_multi_vs_single_final": {"250": 0, "all": -1},  # A - B, final exit, clean
-    "ssl_exits_vs_single_final": {},  # C - E, final exit, clean
+    "ssl_exits_vs_single_final": {"250": +1},  # C - E, final exit, clean
+    "ssl_vs_scratch_250_unseen": {"250": -1},  # best SSL - best scratch, final exit, unseen voices
 }
+# whether each comparison matches its paper (None: neither model learned, see speech_recipes.claims)
+MATCHES = {("joint_vs_two_stage_shallow", "250"): None, ("joint_vs_two_stage_final", "250"): False,
+           ("scratch_multi_vs_single_final", "250"): None, ("scratch_multi_vs_single_final", "all"): True,
+           ("ssl_exits_vs_single_final", "250"): False, ("ssl_vs_scratch_250_unseen", "250"): True}
 
 REPORT_KEYS = {"recipe", "labels", "test", "exit_der", "final_der", "layers_saved", "ee_der", "criterion",
                "training_seconds"}
@@ -86,6 +91,10 @@ def test_each_comparison_has_the_measured_sign():
         assert set(measured[key]) == set(by_labels), key
         for labels, sign in by_labels.items():
             assert np.sign(measured[key][labels]) == sign, (key, labels, measured[key][labels])
+
+
+def test_the_lessons_verdicts_on_the_papers():
+    assert {(r["comparison"], r["labels"]): r["matches"] for r in sr.claims()} == MATCHES
 
 
 def test_recipes_are_the_issue_table():

@@ -172,3 +172,51 @@ def test_report_has_the_issues_keys(numbers):
         assert t["metric"] == ("der" if task == "ctc" else "accuracy")
         assert {"at_exit", "at_last_layer", "random_at_last_layer"} <= set(t)
     assert len(numbers["entropy_by_layer"]) == len(numbers["entropy_by_layer_random"]) == 6
+
+
+def test_ssl_learned_something_but_short_of_the_issues_masked_accuracy_target(numbers):
+    ssl, twin = numbers["masked_unit_accuracy"], numbers["masked_unit_accuracy_random"]
+    # Issue 14 asked for >= 0.35 and >= 0.2 above the twin on held-out speech; the shipped 40-epoch run measured
+    # 0.153 vs 0.076 on unseen speakers (lesson 22 says so). Pinned, so a retrained encoder has to be looked at.
+    assert ssl == pytest.approx(0.1526, abs=0.005) and twin == pytest.approx(0.0757, abs=0.005)
+    assert ssl >= 2 * twin and ssl > 0.1  # chance is 0.01 with 100 units
+
+
+def test_at_the_last_layer_ssl_beats_its_twin_by_10_points_on_every_classification_task(numbers):
+    for task, t in numbers["tasks"].items():
+        if t["metric"] == "accuracy":
+            assert t["at_last_layer"] >= t["random_at_last_layer"] + 0.10, task
+        else:  # connected digits: a lower digit error rate
+            assert t["at_last_layer"] <= t["random_at_last_layer"] - 0.10, task
+
+
+def test_unit_entropy_falls_with_depth_for_ssl_and_not_for_the_twin(numbers):
+    ssl, twin = numbers["entropy_by_layer"], numbers["entropy_by_layer_random"]
+    assert ssl[-1] <= 0.7 * ssl[0]
+    assert all(a > b for a, b in zip(ssl, ssl[1:]))  # every layer surer than the one before
+    assert max(twin) - min(twin) < 0.03  # the control: flat
+
+
+def test_one_clean_threshold_saves_a_quarter_of_the_layers_and_every_task_stays_within_2_points(numbers):
+    assert numbers["layers_saved_clean"] >= 0.25
+    for task, t in numbers["tasks"].items():
+        if t["metric"] == "accuracy":
+            assert t["at_exit"] >= t["at_last_layer"] - 0.02, task
+        else:
+            assert t["at_exit"] <= t["at_last_layer"] + 0.02, task
+        assert t["layers_saved_at_exit"] > 0.15, task
+
+
+def test_daisys_noise_finding_holds_only_weakly_and_the_twin_moves_far_more(numbers):
+    order = ["clean", "20", "10", "5", "0"]
+    per_clip = [numbers["mean_exit_layer_by_snr"][k] for k in order]
+    batch = [numbers["mean_exit_layer_by_snr_batch"][k] for k in order]
+    twin = [numbers["mean_exit_layer_by_snr_random"][k] for k in order]
+    # per clip the exit never moves up as the SNR falls (the issue's first condition) ...
+    assert all(b >= a for a, b in zip(per_clip, per_clip[1:]))
+    # ... but 0 dB is NOT a whole layer deeper than clean (the issue's second): measured 4.48 -> 4.76. Pinned.
+    assert 0.15 < per_clip[-1] - per_clip[0] < 1.0
+    # DAISY's batch-wide rule goes deeper overall but dips at 10 dB (measured 4.65, 4.9, 4.65, 4.75, 4.75)
+    assert batch[-1] >= batch[0] and not all(b >= a for a, b in zip(batch, batch[1:]))
+    # the random twin's exits move by more than a layer: noise flattens any softmax (the lesson's caution)
+    assert twin[-1] - twin[0] > 1.0 and twin[-1] - twin[0] > 3 * (per_clip[-1] - per_clip[0])

@@ -220,3 +220,25 @@ def test_daisys_noise_finding_holds_only_weakly_and_the_twin_moves_far_more(numb
     assert batch[-1] >= batch[0] and not all(b >= a for a, b in zip(batch, batch[1:]))
     # the random twin's exits move by more than a layer: noise flattens any softmax (the lesson's caution)
     assert twin[-1] - twin[0] > 1.0 and twin[-1] - twin[0] > 3 * (per_clip[-1] - per_clip[0])
+
+
+@pytest.mark.slow  # mixes 320 clips for each of the 28 noisy settings (about 40 s)
+def test_unit_exit_explorer_moves_with_every_control_and_refuses_unknown_settings(numbers):
+    from eekit.daisy import NOISE_CHOICES, NOISY_SNRS
+    from eekit.widgets.ssl import UnitExitExplorer
+
+    explorer = UnitExitExplorer()
+    assert explorer.summary().startswith("clean: pretrained: mean exit layer 4.48")
+    for noise in NOISE_CHOICES:
+        for snr in (None,) + NOISY_SNRS:
+            profiles = explorer.set(noise, snr)
+            assert explorer.error is None and set(profiles) == {"ssl-hubert", "ssl-hubert-random"}
+            for bars in explorer.histogram.data:
+                assert sum(bars.y) == pytest.approx(100.0)
+            assert len(explorer.curve.data[0].y) == len(NOISY_SNRS) + 1
+    explorer.set("all", 0)
+    assert f"{numbers['mean_exit_layer_by_snr']['0']:.2f}" in explorer.summary()
+    with pytest.raises(ValueError, match="noise must be one of"):
+        explorer.set("traffic")
+    with pytest.raises(ValueError, match="not on the slider"):
+        explorer.set(snr_db=15)

@@ -242,3 +242,14 @@ def test_unit_exit_explorer_moves_with_every_control_and_refuses_unknown_setting
         explorer.set("traffic")
     with pytest.raises(ValueError, match="not on the slider"):
         explorer.set(snr_db=15)
+
+
+def test_cli_reports_ssl_daisy_and_refuses_flags_that_do_not_apply(capsys, tmp_path):
+    from eekit.__main__ import main
+
+    assert main(["report", "ssl-daisy", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["threshold"] == pytest.approx(0.185) and printed["tasks"]["ctc"]["metric"] == "der"
+    assert main(["report", "ssl-daisy", "--max-drop", "0.1"]) == 2
+    assert main(["train", "ssl-hubert", "--subset", "10", "--out", str(tmp_path)]) == 2
+    assert "--epochs, --out, --force and --quiet only" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from ..models.speech import BLANK
 from ..profile import ExitProfile
 from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace
 
-__all__ = ["ctc_layers_figure", "audio_player", "NoiseExplorer"]
+__all__ = ["ctc_layers_figure", "audio_player", "noise_controls", "NoiseExplorer"]
 
 
 def audio_player(wave: torch.Tensor, sample_rate: int = data.FSDD_SAMPLE_RATE) -> W.Audio:
@@ -37,6 +37,17 @@ def audio_player(wave: torch.Tensor, sample_rate: int = data.FSDD_SAMPLE_RATE) -
     buffer = io.BytesIO()
     soundfile.write(buffer, x, sample_rate, format="WAV", subtype="PCM_16")
     return W.Audio(value=buffer.getvalue(), format="wav", autoplay=False, loop=False)
+
+
+def noise_controls(levels: list) -> tuple[W.Dropdown, W.SelectionSlider]:
+    """The noise dashboards' controls: a dropdown of every shipped noise (or "all six, in turn": value ``"all"``)
+    and an SNR slider whose position ``i`` means ``levels[i]`` dB (``None``: clean)."""
+    style = {"description_width": "initial"}
+    dropdown = W.Dropdown(options=[("all six, in turn", "all")] + [(n, n) for n in data.NOISE_NAMES],
+                          value="all", description="noise", style=style)
+    slider = W.SelectionSlider(options=[("clean" if s is None else f"{s} dB", i) for i, s in enumerate(levels)],
+                               value=0, description="SNR", style=style, continuous_update=False)
+    return dropdown, slider
 
 
 def ctc_layers_figure(log_probs: list[torch.Tensor], frames: int, exit_names: list[str], reference: str,
@@ -83,13 +94,8 @@ class NoiseExplorer:
         self.error: str | None = None
         self.profile: ExitProfile | None = None
 
-        style = {"description_width": "initial"}
-        self.noise_dropdown = W.Dropdown(options=[("all six, in turn", "all")] + [(n, n) for n in data.NOISE_NAMES],
-                                         value="all", description="noise", style=style)
         self.levels = [None] + [s for s in self.snrs if s is not None]  # slider position -> SNR (None: clean)
-        self.snr_slider = W.SelectionSlider(options=[("clean" if s is None else f"{s} dB", i)
-                                                     for i, s in enumerate(self.levels)],
-                                            value=0, description="SNR", style=style, continuous_update=False)
+        self.noise_dropdown, self.snr_slider = noise_controls(self.levels)
         self.player_box = W.Box()
         self.readout = W.HTML()
         self.readout.add_class("eekit-readout")

@@ -18,7 +18,7 @@ import torch
 from .. import data
 from ..daisy import NOISE_CHOICES, NOISY_SNRS, noise_slice
 from ..profile import ExitProfile
-from .speech import audio_player
+from .speech import audio_player, noise_controls
 from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace
 
 __all__ = ["masked_units_figure", "entropy_by_layer_figure", "UnitExitExplorer"]
@@ -88,12 +88,7 @@ class UnitExitExplorer:
         self.profiles: dict[str, ExitProfile] | None = None
         self._mixes: dict[tuple, list[torch.Tensor]] = {}
 
-        style = {"description_width": "initial"}
-        self.noise_dropdown = W.Dropdown(options=[("all six, in turn", "all")] + [(n, n) for n in NOISE_CHOICES[1:]],
-                                         value="all", description="noise", style=style)
-        self.snr_slider = W.SelectionSlider(options=[("clean" if s is None else f"{s} dB", i)
-                                                     for i, s in enumerate(self.levels)],
-                                            value=0, description="SNR", style=style, continuous_update=False)
+        self.noise_dropdown, self.snr_slider = noise_controls(self.levels)
         self.player_box = W.Box()
         self.readout = W.HTML()
         self.readout.add_class("eekit-readout")

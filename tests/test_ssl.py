@@ -253,3 +253,21 @@ def test_cli_reports_ssl_daisy_and_refuses_flags_that_do_not_apply(capsys, tmp_p
     assert main(["report", "ssl-daisy", "--max-drop", "0.1"]) == 2
     assert main(["train", "ssl-hubert", "--subset", "10", "--out", str(tmp_path)]) == 2
     assert "--epochs, --out, --force and --quiet only" in capsys.readouterr().err
+
+
+def test_units_profiles_work_with_the_existing_sweeps_calibration_and_threshold_explorer(numbers):
+    from eekit.ssl import load_ssl_profile
+    from eekit.widgets import ThresholdExplorer
+
+    kws = load_ssl_profile("ssl-hubert-kws")
+    assert kws.kind == "units" and kws.criteria() == ["ssl_batch_entropy", "ssl_entropy"]
+    sweep = kws.sweep("ssl_entropy")
+    assert sweep.savings[0] == 0.0 and sweep.savings[-1] == pytest.approx(5 / 6)  # threshold 0: all to layer 6
+    point = kws.at("ssl_entropy", numbers["threshold"])
+    assert point.accuracy == pytest.approx(numbers["tasks"]["kws"]["at_exit"], abs=1e-4)
+    assert kws.calibrate("ssl_entropy", max_drop=0.01).threshold == pytest.approx(
+        numbers["tasks"]["kws"]["task_threshold"])
+    explorer = ThresholdExplorer(kws, criterion="ssl_entropy", criteria=["ssl_entropy", "ssl_batch_entropy"])
+    assert explorer.summary().startswith("ssl_entropy @")
+    with pytest.raises(ValueError, match="for units use one of"):
+        kws.at("ctc_entropy", 0.5)

@@ -264,7 +264,7 @@ def train_cell(recipe: str, labels, out_dir: str | Path | None = None, force: bo
         if labels != "all":
             train_set = train_set.subset(labels)
         phases = r.phases(labels)
-        start, history, seconds = time.perf_counter(), [], 0.0
+        history, seconds = [], 0.0
         if recipe == "D":  # stage one is recipe E exactly: reuse E's cell when it started from the same encoder
             model, stage_one = _stage_one(model, source, labels, out, train_set, phases[0], progress, device)
             history, seconds = [stage_one["loss_per_epoch"]], stage_one["training_seconds"]
@@ -300,13 +300,13 @@ def train_cell(recipe: str, labels, out_dir: str | Path | None = None, force: bo
 def _stage_one(model, source: str, labels, out: Path, train_set, config: TrainConfig, progress: bool, device
                ) -> tuple[SpeechEarlyExit, dict]:
     """Recipe D's first stage (final CTC fine-tuning) is recipe E: the same seed, encoder, labels and phase. Load E's
-    cell from ``out`` when it started from the same encoder, else train that phase here; either way the backbone
+    cell from ``out`` when it started from the same encoder (same fingerprint), else train that phase here; either way the backbone
     continues from fp16-rounded weights, as E ships them, so both routes give the same model."""
     e_name = cell_name("E", labels)
     card_file, weights = out / f"{e_name}.json", out / f"{e_name}.pt"
     if card_file.is_file() and weights.is_file():
         e_card = json.loads(card_file.read_text())
-        if e_card.get("init_from") == source:
+        if e_card.get("ssl_encoder_fingerprint") == source.rsplit(" ", 1)[-1]:
             model = _from_half(torch.load(weights, map_location="cpu", weights_only=True))
             return model.train(), {"from": f"recipe E's cell {e_name} (its shipped fp16 weights)",
                                    "loss_per_epoch": e_card["loss_per_epoch"][0],

@@ -132,3 +132,19 @@ def test_a_cell_is_reproduced_from_its_fp16_weights():
     profile = profile_speech(sr.load_cell_model(recipe, labels), sr.test_set("clean"))
     assert [round(1 - float(a), 4) for a in profile.exit_accuracy] == sr.load_cell_card(recipe, labels)["exit_der"][
         "clean"]
+
+
+def test_heat_map_follows_its_dropdowns():
+    from eekit.widgets.recipes import RecipeGrid
+
+    grid = RecipeGrid()
+    clean = grid.set(test="clean", criterion="ctc_entropy").copy()
+    assert clean.shape == (len(SHIPPED_CELLS), 7) and grid.rows[0] == "A · 250"
+    b = grid.rows.index("B · all")
+    assert np.isnan(clean[b, :5]).all() and not np.isnan(clean[b, 5:]).any()  # untrained exits are gaps
+    trace = grid.figure.data[0]
+    assert trace.z[b][0] is None and list(trace.y) == grid.rows and trace.x[-1] == "early exit"
+    unseen = grid.set(test="unseen_voices", criterion="ctc_posterior")
+    a = grid.rows.index("A · all")
+    assert unseen[a, 5] == pytest.approx(100 * sr.load_cell_card("A", "all")["exit_der"]["unseen_voices"][-1])
+    assert not np.allclose(np.nan_to_num(unseen), np.nan_to_num(clean)) and "layers saved" in grid.readout.value

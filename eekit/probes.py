@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from . import data
+from .models.speech import BLANK
 from .criteria import CRITERIA
 from .daisy import BATCH_SIZE, UNIT_CRITERIA, layer_outputs
 from .evaluate import greedy_ctc
@@ -151,7 +152,7 @@ def _logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float = 1e
 
 
 def _ctc_probe(batches, epochs: int = 15, lr: float = 5e-3, seed: int = 0):
-    """A linear CTC head (11 classes, blank 0) on a weighted sum of frozen layers; ``batches`` = ``[(x [k, B, T, D],
+    """A linear CTC head (11 classes, blank BLANK = 0) on a weighted sum of frozen layers; ``batches`` = ``[(x [k, B, T, D],
     frames, targets, target_lengths)]``. Returns a function of ``x`` giving log-probs ``[B, T, 11]``."""
     frames_all = torch.cat([x[:, torch.arange(x.shape[2])[None, :] < f[:, None]] for x, f, _, _ in batches], 1)
     torch.manual_seed(seed)
@@ -162,7 +163,7 @@ def _ctc_probe(batches, epochs: int = 15, lr: float = 5e-3, seed: int = 0):
         for i in torch.randperm(len(batches), generator=gen).tolist():
             x, f, targets, target_lengths = batches[i]
             log_probs = probe(x).log_softmax(-1)
-            loss = F.ctc_loss(log_probs.transpose(0, 1), targets, f, target_lengths, blank=0, zero_infinity=True)
+            loss = F.ctc_loss(log_probs.transpose(0, 1), targets, f, target_lengths, blank=BLANK, zero_infinity=True)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

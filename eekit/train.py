@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from . import validate
 from .models.exits import EarlyExitNet
+from .models.speech import BLANK
 
 __all__ = ["TrainConfig", "LOSS_WEIGHTINGS", "exit_loss_weights", "train", "seed_everything"]
 
@@ -92,7 +93,7 @@ def _forward(model: nn.Module, batch, config: TrainConfig):
     if task == "ctc":
         waves, lengths, targets, target_lengths = batch
         outputs, frames = model(waves, lengths)
-        return outputs, lambda out: F.ctc_loss(out.transpose(0, 1), targets, frames, target_lengths, blank=0,
+        return outputs, lambda out: F.ctc_loss(out.transpose(0, 1), targets, frames, target_lengths, blank=BLANK,
                                                zero_infinity=True)
     if task == "kws":
         waves, lengths, labels = batch

@@ -112,6 +112,21 @@ def data_path(relative: str, data_dir: Path | None = None) -> Path:
     return path
 
 
+def checkpoint_file(relative: str, folder: str | Path | None = None, train_command: str = "") -> Path:
+    """A trained file: ``<folder>/<name>`` from a run of the user's own when ``folder`` is given, else the shipped,
+    checksum-verified ``data/checkpoints/<relative>``; a missing file's error says which command makes it."""
+    hint = f" (train it with `{train_command}`)" if train_command else ""
+    if folder is not None:
+        path = Path(folder) / Path(relative).name
+        if not path.is_file():
+            raise DataFileError(f"{path} is missing{hint}")
+        return path
+    try:
+        return data_path(f"checkpoints/{relative}")
+    except DataFileError as err:
+        raise DataFileError(f"{err}{hint}") from None
+
+
 def write_manifest(data_dir: Path | None = None, patterns: Sequence[str] = ("**/*",)) -> Path:
     """Rewrite ``data/SHA256SUMS`` from the files on disk (maintainers: after adding a data file or checkpoint)."""
     data_dir = Path(data_dir or DATA_DIR)

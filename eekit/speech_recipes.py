@@ -49,7 +49,8 @@ __all__ = ["SpeechRecipe", "SPEECH_RECIPES", "LABELS", "TESTS", "CRITERIA", "EPO
            "cell_results", "build_cell", "train_cell", "train_grid", "load_cell_card", "load_cell_profile",
            "load_cell_model", "report", "comparisons", "claims", "CLAIMS", "MAX_DROP"]
 
-OUT_DIR = "checkpoints/speech-recipes"  # inside data/
+CELL_DIR = "speech-recipes"  # inside data/checkpoints/
+OUT_DIR = f"checkpoints/{CELL_DIR}"  # inside data/
 LABELS = (250, 1000, "all")  # labelled training utterances ("all" = 4,000)
 TESTS = ("clean", "snr10", "held_out_speaker", "unseen_voices")
 CRITERIA = ("ctc_entropy", "ctc_posterior")  # HuBERT-EE's frame-averaged entropy; 2309.09546's posterior
@@ -338,17 +339,9 @@ def train_grid(labels=None, recipes=None, out_dir: str | Path | None = None, for
 
 
 def _cell_path(name: str, suffix: str, out_dir: str | Path | None) -> Path:
-    if out_dir is not None:
-        path = Path(out_dir) / f"{name}{suffix}"
-        if not path.is_file():
-            raise data.DataFileError(f"{path} is missing")
-        return path
-    try:
-        return data.data_path(f"{OUT_DIR}/{name}{suffix}")
-    except data.DataFileError as err:
-        recipe, labels = name.split("-")
-        raise data.DataFileError(f"{err} (train it with `python -m eekit train speech-recipe --recipe {recipe} "
-                                 f"--labels {labels}`)") from None
+    recipe, labels = name.split("-")
+    return data.checkpoint_file(f"{CELL_DIR}/{name}{suffix}", out_dir,
+                                f"python -m eekit train speech-recipe --recipe {recipe} --labels {labels}")
 
 
 def load_cell_card(recipe: str, labels, out_dir: str | Path | None = None) -> dict:

@@ -263,15 +263,7 @@ def load_encoder(name: str = NAME, checkpoint_dir: str | Path | None = None
 
 
 def _checkpoint(filename: str, checkpoint_dir: str | Path | None = None) -> Path:
-    if checkpoint_dir is not None:
-        path = Path(checkpoint_dir) / filename
-        if not path.is_file():
-            raise data.DataFileError(f"{path} is missing (run `python -m eekit train {NAME}`)")
-        return path
-    try:
-        return data.data_path(f"checkpoints/{filename}")
-    except data.DataFileError as err:
-        raise data.DataFileError(f"{err} (train it with `python -m eekit train {NAME}`)") from None
+    return data.checkpoint_file(filename, checkpoint_dir, f"python -m eekit train {NAME}")
 
 
 def load_ssl_profile(stem: str, checkpoint_dir: str | Path | None = None):

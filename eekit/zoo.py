@@ -156,10 +156,7 @@ _recipe = get_recipe
 
 def _shipped(name: str, suffix: str) -> Path:
     _recipe(name)
-    try:
-        return data.data_path(f"{CHECKPOINT_DIR}/{name}{suffix}")
-    except data.DataFileError as err:
-        raise data.DataFileError(f"{err} (train it with `python -m eekit train {name}`)") from None
+    return data.checkpoint_file(f"{name}{suffix}", train_command=f"python -m eekit train {name}")
 
 
 def load_card(name: str) -> dict:

@@ -50,6 +50,21 @@ def noise_controls(levels: list) -> tuple[W.Dropdown, W.SelectionSlider]:
     return dropdown, slider
 
 
+def move_noise_controls(dropdown: W.Dropdown, slider: W.SelectionSlider, levels: list, noise: str | None,
+                        snr_db="keep") -> None:
+    """Set :func:`noise_controls` from Python, refusing a noise or SNR the controls cannot show
+    (``snr_db=None`` is clean, ``"keep"`` leaves the slider alone)."""
+    if noise is not None:
+        choices = [value for _, value in dropdown.options]
+        if noise not in choices:
+            raise ValueError(f"noise must be one of {choices}, got {noise!r}")
+        dropdown.value = noise
+    if snr_db != "keep":
+        if snr_db not in levels:
+            raise ValueError(f"SNR {snr_db!r} is not on the slider; choose from {levels} (None = clean)")
+        slider.value = levels.index(snr_db)
+
+
 def ctc_layers_figure(log_probs: list[torch.Tensor], frames: int, exit_names: list[str], reference: str,
                       frame_ms: float = 40.0) -> go.FigureWidget:
     """Heat map of one utterance: for every layer (rows) and frame (columns), the most likely CTC label and its
@@ -119,12 +134,7 @@ class NoiseExplorer:
     # --------------------------------------------------------------------------------------------- public
     def set(self, noise: str | None = None, snr_db="keep") -> ExitProfile | None:
         """Move the controls from Python (``snr_db=None`` is clean); returns the profile now shown."""
-        if noise is not None:
-            self.noise_dropdown.value = noise
-        if snr_db != "keep":
-            if snr_db not in self.levels:
-                raise ValueError(f"SNR {snr_db!r} is not on the slider; choose from {self.levels} (None = clean)")
-            self.snr_slider.value = self.levels.index(snr_db)
+        move_noise_controls(self.noise_dropdown, self.snr_slider, self.levels, noise, snr_db)
         return self.profile
 
     def profile_at(self, noise: str, snr_db) -> ExitProfile:

@@ -16,9 +16,9 @@ import plotly.graph_objects as go
 import torch
 
 from .. import data
-from ..daisy import NOISE_CHOICES, NOISY_SNRS, noise_slice
+from ..daisy import NOISY_SNRS, noise_slice
 from ..profile import ExitProfile
-from .speech import audio_player, noise_controls
+from .speech import audio_player, move_noise_controls, noise_controls
 from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace
 
 __all__ = ["masked_units_figure", "entropy_by_layer_figure", "UnitExitExplorer"]
@@ -117,14 +117,7 @@ class UnitExitExplorer:
     # --------------------------------------------------------------------------------------------- public
     def set(self, noise: str | None = None, snr_db="keep") -> dict[str, ExitProfile] | None:
         """Move the controls from Python (``snr_db=None`` is clean); returns the profiles now shown."""
-        if noise is not None:
-            if noise not in NOISE_CHOICES:
-                raise ValueError(f"noise must be one of {list(NOISE_CHOICES)}, got {noise!r}")
-            self.noise_dropdown.value = noise
-        if snr_db != "keep":
-            if snr_db not in self.levels:
-                raise ValueError(f"SNR {snr_db!r} is not on the slider; choose from {self.levels} (None = clean)")
-            self.snr_slider.value = self.levels.index(snr_db)
+        move_noise_controls(self.noise_dropdown, self.snr_slider, self.levels, noise, snr_db)
         return self.profiles
 
     def profile_at(self, name: str, noise: str, snr_db) -> ExitProfile:

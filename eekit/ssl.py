@@ -1,17 +1,19 @@
-"""Self-supervised pretraining, HuBERT iteration 1 in miniature: no labels, only masked unit prediction.
+"""Self-supervised pretraining, HuBERT's two iterations in miniature: no labels, only masked unit prediction.
 
 Recipe (``python -m eekit train ssl-hubert``):
 
 1. **Corpus** (:func:`pretraining_corpus`): Speech Commands clips of the 97 ``"train"`` speakers (every word) and
    FSDD takes 5-49 of the five speakers other than ``george``, with no labels. Nothing of the 142 Speech Commands
    test speakers (the 118 digit speakers among them), FSDD takes 0-4 or ``george`` is heard.
-2. **Targets**: a 100-unit k-means codebook on MFCC + deltas of that corpus (:mod:`eekit.units`), one unit per 40 ms.
+2. **Targets**, one unit per 40 ms (:mod:`eekit.units`): iteration 1, a 100-unit k-means codebook on MFCC + deltas
+   of that corpus; iteration 2, a 100-unit codebook on layer 4 (of 6) of the iteration-1 encoder, and a fresh
+   encoder trained on those, as HuBERT's second iteration (the shipped encoder is iteration 2's).
 3. **Masked prediction**: spans of 5 frames (200 ms) replaced by the mask embedding (about half the frames), loss =
    cross-entropy on masked frames + ``unmasked_weight`` x cross-entropy on the rest (HuBERT's alpha = 1 drops the
    second term; a small weight keeps the head's predictions on *unmasked* speech, which DAISY's exits read, sane).
 
-Training checkpoints after every epoch (``<out>/ssl-hubert.resume.pt``) and resumes from it, so an interrupted run
-loses at most one epoch.
+Training checkpoints after every epoch (``<out>/ssl-hubert.iter<i>.resume.pt``) and resumes from it, so an
+interrupted run loses at most one epoch.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .models.ssl import MaskedUnitEncoder, span_mask
 from .units import UnitCodebook
 
 __all__ = ["PretrainConfig", "UnitClips", "pretraining_corpus", "pretrain", "masked_unit_accuracy", "build_encoder",
-           "run_recipe", "output_files", "held_out_clips", "load_encoder", "load_ssl_profile", "NAME", "RANDOM_NAME"]
+           "run_recipe", "output_files", "resume_files", "held_out_clips", "load_encoder", "load_ssl_profile", "NAME", "RANDOM_NAME"]
 
 NAME = "ssl-hubert"
 RANDOM_NAME = "ssl-hubert-random"  # the random-weight twin: the same seed-fixed init, never pretrained
@@ -51,11 +53,16 @@ class PretrainConfig:
     mask_span: int = 5  # ... with 200 ms spans (HuBERT: 10 frames of 20 ms)
     unmasked_weight: float = 0.1
     clip_norm: float = 1.0
+    iterations: int = 2  # HuBERT's: MFCC units, then units of the iteration-1 encoder's teacher_layer
+    teacher_layer: int = 4  # HuBERT Base clusters layer 6 of 12; here layer 4 of 6
     seed: int = 0
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.num_units < 2:
             raise ValueError("epochs, batch_size >= 1, lr > 0 and num_units >= 2 are required")
+        if self.iterations not in (1, 2) or not 1 <= self.teacher_layer <= 6:
+            raise ValueError(f"iterations must be 1 or 2 and teacher_layer 1..6, got {self.iterations}, "
+                             f"{self.teacher_layer}")
 
 
 @dataclass
@@ -121,20 +128,46 @@ def _loss(model: MaskedUnitEncoder, batch, config: PretrainConfig, generator: to
 
 def pretrain(out_dir: str | Path, config: PretrainConfig | None = None, progress: bool = True,
              name: str = "ssl-hubert") -> tuple[MaskedUnitEncoder, UnitCodebook, dict]:
-    """Fit the unit codebook and pretrain the encoder; checkpoints every epoch to ``<out_dir>/<name>.resume.pt`` and
-    resumes from it. Returns the model (eval mode), the codebook and the training log."""
+    """Run every pretraining iteration (each a fresh encoder from the same seed, on the previous one's units) and
+    return the last model (eval mode), its codebook and the training log. Each iteration checkpoints every epoch to
+    ``<out_dir>/<name>.iter<i>.resume.pt`` and resumes from it."""
     config = config or PretrainConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    resume_file = out_dir / f"{name}.resume.pt"
     waves, heard = pretraining_corpus()
+    held = held_out_clips()
+    teacher, logs = None, []
+    for iteration in range(1, config.iterations + 1):
+        teacher, codebook, log = _pretrain_iteration(waves, teacher, iteration, out_dir / f"{name}.iter{iteration}"
+                                                     f".resume.pt", config, progress)
+        # each iteration's encoder on its own units of unseen speakers: what iterating bought
+        log["held_out_masked_accuracy"] = round(masked_unit_accuracy(
+            teacher, UnitClips(held.waveforms, [codebook.units(w) for w in held.waveforms]), config), 4)
+        logs.append(log)
+    log = {"heard": heard, "config": asdict(config), "iterations": logs,
+           "pretraining_seconds": round(sum(x["kmeans_seconds"] + x["training_seconds"] for x in logs), 1)}
+    return teacher, codebook, log
+
+
+def resume_files(out_dir: str | Path, config: PretrainConfig | None = None, name: str = NAME) -> list[Path]:
+    """The per-iteration checkpoints :func:`pretrain` writes (the last one holds the final encoder)."""
+    config = config or PretrainConfig()
+    return [Path(out_dir) / f"{name}.iter{i}.resume.pt" for i in range(1, config.iterations + 1)]
+
+
+def _pretrain_iteration(waves: list[torch.Tensor], teacher: MaskedUnitEncoder | None, iteration: int,
+                        resume_file: Path, config: PretrainConfig, progress: bool
+                        ) -> tuple[MaskedUnitEncoder, UnitCodebook, dict]:
+    """One HuBERT iteration: fit the codebook (MFCC units without a teacher, else the teacher's layer), then train
+    a fresh seeded encoder to predict those units at masked frames."""
     state = torch.load(resume_file, map_location="cpu", weights_only=True) if resume_file.exists() else None
     if state is not None and state["config"] != asdict(config):
         raise ValueError(f"{resume_file} was written with another configuration ({state['config']}); delete it to "
                          "start again")
     if state is None:
         start = time.perf_counter()
-        codebook = UnitCodebook.fit(waves, config.num_units, config.kmeans_iters, config.seed)
+        codebook = UnitCodebook.fit(waves, config.num_units, config.kmeans_iters, config.seed, teacher,
+                                    None if teacher is None else config.teacher_layer)
         state = {"config": asdict(config), "codebook": codebook.state_dict(), "epoch": 0, "log": [],
                  "kmeans_seconds": time.perf_counter() - start}
     codebook = UnitCodebook.from_state_dict(state["codebook"])
@@ -157,7 +190,7 @@ def pretrain(out_dir: str | Path, config: PretrainConfig | None = None, progress
     if "mask_generator" in state:
         mask_gen.set_state(state["mask_generator"])
     bar = tqdm(total=config.epochs * len(loader), initial=state["epoch"] * len(loader), disable=not progress,
-               desc="pretraining", unit="batch")
+               desc=f"pretraining, iteration {iteration}", unit="batch")
     for epoch in range(state["epoch"], config.epochs):
         model.train()
         start, total, count, correct, masked = time.perf_counter(), 0.0, 0, 0, 0
@@ -182,9 +215,9 @@ def pretrain(out_dir: str | Path, config: PretrainConfig | None = None, progress
         torch.save(state, tmp)
         tmp.replace(resume_file)
     bar.close()
-    log = {"heard": heard, "config": state["config"], "epochs": state["log"],
+    log = {"iteration": iteration, "targets": codebook.targets, "epochs": state["log"],
            "kmeans_seconds": round(state["kmeans_seconds"], 1),
-           "pretraining_seconds": round(sum(e["seconds"] for e in state["log"]), 1)}
+           "training_seconds": round(sum(e["seconds"] for e in state["log"]), 1)}
     return model.eval(), codebook, log
 
 
@@ -322,7 +355,8 @@ def run_recipe(out_dir: str | Path, epochs: int | None = None, progress: bool = 
     card["trained_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     card["report"] = daisy.report(out_dir, card["masked_unit_accuracy"])
     (out_dir / f"{NAME}.json").write_text(json.dumps(card, indent=2) + "\n")
-    (out_dir / f"{NAME}.resume.pt").unlink(missing_ok=True)
+    for resume in resume_files(out_dir, config):
+        resume.unlink(missing_ok=True)
     if out_dir.resolve() == (data.DATA_DIR / "checkpoints").resolve():
         data.update_manifest(files)
     return card

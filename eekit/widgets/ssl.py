@@ -33,7 +33,7 @@ def masked_units_figure(targets: np.ndarray, predicted: np.ndarray, mask: np.nda
     wrong = mask & (predicted != targets)
     fig = figure_widget(f"Masked unit prediction: {int(right.sum())} of {int(mask.sum())} masked frames right",
                         "time (s)", "unit (k-means cluster index)", height=340, traces=[
-        go.Scatter(x=t, y=targets, mode="lines+markers", name="target unit (k-means on MFCC)",
+        go.Scatter(x=t, y=targets, mode="lines+markers", name="target unit (k-means)",
                    line={"color": "#999999", "shape": "hv"}),
         go.Scatter(x=t[right], y=predicted[right], mode="markers", name="predicted, right",
                    marker={"color": PALETTE[2], "size": 11, "symbol": "circle"}),

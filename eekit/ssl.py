@@ -33,7 +33,8 @@ from .models.ssl import MaskedUnitEncoder, span_mask
 from .units import UnitCodebook
 
 __all__ = ["PretrainConfig", "UnitClips", "pretraining_corpus", "pretrain", "masked_unit_accuracy", "build_encoder",
-           "run_recipe", "output_files", "resume_files", "held_out_clips", "load_encoder", "load_ssl_profile", "NAME", "RANDOM_NAME"]
+           "run_recipe", "output_files", "resume_files", "held_out_clips", "load_encoder", "load_ssl_profile", "NAME",
+           "RANDOM_NAME"]
 
 NAME = "ssl-hubert"
 RANDOM_NAME = "ssl-hubert-random"  # the random-weight twin: the same seed-fixed init, never pretrained
@@ -137,9 +138,8 @@ def pretrain(out_dir: str | Path, config: PretrainConfig | None = None, progress
     waves, heard = pretraining_corpus()
     held = held_out_clips()
     teacher, logs = None, []
-    for iteration in range(1, config.iterations + 1):
-        teacher, codebook, log = _pretrain_iteration(waves, teacher, iteration, out_dir / f"{name}.iter{iteration}"
-                                                     f".resume.pt", config, progress)
+    for iteration, resume_file in enumerate(resume_files(out_dir, config, name), start=1):
+        teacher, codebook, log = _pretrain_iteration(waves, teacher, iteration, resume_file, config, progress)
         # each iteration's encoder on its own units of unseen speakers: what iterating bought
         log["held_out_masked_accuracy"] = round(masked_unit_accuracy(
             teacher, UnitClips(held.waveforms, [codebook.units(w) for w in held.waveforms]), config), 4)

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 import torch
 import torchaudio
 
+from . import validate
+
 if TYPE_CHECKING:
     from .models.ssl import MaskedUnitEncoder
 
@@ -47,8 +49,7 @@ def _mfcc(sample_rate: int) -> torchaudio.transforms.MFCC:
 def mfcc_frames(wave: torch.Tensor, sample_rate: int = 8000) -> torch.Tensor:
     """One waveform ``[S]`` -> ``[encoder_frames(S), 39]``: 13 MFCCs with deltas and delta-deltas, normalized over
     the utterance (zero mean, unit variance per coefficient, as the encoder's frontend does), 40 ms frames."""
-    if wave.ndim != 1 or len(wave) == 0:
-        raise ValueError(f"expected one non-empty waveform [samples], got shape {tuple(wave.shape)}")
+    validate.waveform("wave", wave)
     mfcc = _mfcc(sample_rate)(wave)  # [13, T], T = S // 80 + 1
     d1 = torchaudio.functional.compute_deltas(mfcc)
     feats = torch.cat([mfcc, d1, torchaudio.functional.compute_deltas(d1)])  # [39, T]
@@ -103,8 +104,7 @@ class UnitCodebook:
         """``[encoder_frames(len(wave)), D]``: MFCC + deltas, or the teacher's hidden states at its layer."""
         if self.teacher is None:
             return mfcc_frames(wave)
-        if wave.ndim != 1 or len(wave) == 0:
-            raise ValueError(f"expected one non-empty waveform [samples], got shape {tuple(wave.shape)}")
+        validate.waveform("wave", wave)
         with torch.inference_mode():
             hidden, frames = self.teacher.eval().hidden(wave[None], torch.tensor([len(wave)]))
         return hidden[self.teacher_layer - 1][0, : int(frames[0])].clone()
@@ -149,12 +149,12 @@ class UnitCodebook:
     def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "UnitCodebook":
         teacher = layer = None
         if "teacher_layer" in state:
-            from .models.ssl import MaskedUnitEncoder
+            from .models.ssl import ENCODER_PREFIXES, MaskedUnitEncoder
 
             teacher = MaskedUnitEncoder()
             missing, unexpected = teacher.load_state_dict(
                 {k[8:]: v for k, v in state.items() if k.startswith("teacher.")}, strict=False)
-            if unexpected or any(k.startswith(("frontend.", "subsample.", "layers.")) for k in missing):
+            if unexpected or any(k.startswith(ENCODER_PREFIXES) for k in missing):
                 raise ValueError(f"the codebook's teacher encoder is incomplete: missing {missing}, unexpected "
                                  f"{unexpected}")
             teacher, layer = teacher.eval(), int(state["teacher_layer"])

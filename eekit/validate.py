@@ -19,8 +19,8 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-__all__ = ["number", "whole", "instance", "one_of", "names", "finite", "image_batch", "log_probs", "model_input",
-           "writable_dir", "no_overwrite", "IMAGE_RANGE"]
+__all__ = ["number", "whole", "instance", "one_of", "names", "finite", "waveform", "image_batch", "log_probs",
+           "model_input", "writable_dir", "no_overwrite", "IMAGE_RANGE"]
 
 IMAGE_RANGE = (0.0, 1.0)  # what eekit's image models take: floats in [0, 1], as ImageDataset returns them
 
@@ -126,6 +126,13 @@ def finite(name: str, x, allow_neg_inf: bool = False) -> None:
         accepted = "finite numbers or -inf" if allow_neg_inf else "finite numbers"
         raise ValueError(f"{name} holds {n} non-finite value(s) (NaN or inf) out of {t.numel()}; "
                          f"only {accepted} are accepted")
+
+
+def waveform(name: str, x) -> None:
+    """One waveform ``[samples]`` with at least one sample (speech features are computed clip by clip)."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 1 or len(x) == 0:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name}: expected one non-empty waveform [samples], got {shape}")
 
 
 def image_batch(name: str, x, channels: int | None = None) -> None:

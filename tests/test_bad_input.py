@@ -642,3 +642,11 @@ def test_more_entry_points_say_what_they_accept():
     for call, accepted in calls.items():
         with pytest.raises(ValueError, match=accepted):
             call()
+
+
+def test_unit_features_refuse_anything_but_one_nonempty_waveform():
+    from eekit.units import mfcc_frames
+
+    for bad in (torch.zeros(2, 800), torch.zeros(0), [0.0] * 800):
+        with pytest.raises(ValueError, match=r"wave: expected one non-empty waveform \[samples\]"):
+            mfcc_frames(bad)

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from . import data
 from .criteria import CRITERIA
 from .models.ssl import MaskedUnitEncoder, span_mask
+from .units import encoder_frames
 from .profile import ExitProfile
 
 __all__ = ["fit_unit_head", "fit_exit_heads", "unit_profile", "noisy_unit_profile", "noise_slice", "layer_outputs",
@@ -50,12 +51,6 @@ def layer_outputs(model: MaskedUnitEncoder, dataset, batch_size: int = BATCH_SIZ
             yield torch.stack(hidden), model.heads_log_probs(hidden), frames, batch
 
 
-def _frames(hidden: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-    """Valid frames of ``hidden [..., B, T, D]`` flattened to ``[..., sum(frames), D]``."""
-    mask = torch.arange(hidden.shape[-2])[None, :] < frames[:, None]
-    return hidden[..., mask, :]
-
-
 def fit_unit_head(model: MaskedUnitEncoder, clips, unmasked_weight: float = 0.1, epochs: int = 30,
                   seed: int = 0, progress: bool = False) -> list[float]:
     """Train only ``model.unit_head`` on the frozen encoder with the pretraining loss (one seed-fixed span mask per
@@ -69,7 +64,7 @@ def fit_unit_head(model: MaskedUnitEncoder, clips, unmasked_weight: float = 0.1,
     loader = DataLoader(clips, batch_size=64, shuffle=False, collate_fn=clips.collate)
     with torch.no_grad():
         for waves, lengths, units in loader:
-            frames = (units >= 0).sum(1)
+            frames = torch.tensor([encoder_frames(int(n)) for n in lengths])
             mask = span_mask(frames, units.shape[1], config.mask_prob, config.mask_span, gen)
             hidden, _ = model.hidden(waves, lengths, mask)
             valid = units >= 0
@@ -109,11 +104,12 @@ def fit_exit_heads(model: MaskedUnitEncoder, dataset, epochs: int = 20, seed: in
                    ) -> list[list[float]]:
     """DAISY's exits: every layer's unit head learns, on the frozen encoder and unmasked speech, the unit the
     pretrained head (``model.unit_head``, on the last layer) predicts for each frame (cross-entropy; no labels).
-    Returns each head's loss per epoch."""
+    ``dataset`` yields unit targets (:class:`~eekit.ssl.UnitClips`): only frames that have one (speech frames, see
+    :func:`eekit.units.speech_frames`) are used. Returns each head's loss per epoch."""
     hidden, target = [], []
     with torch.no_grad():
-        for h, _, frames, _ in layer_outputs(model, dataset, batch_size=64):
-            hidden.append(_frames(h, frames))  # [L, n, D]
+        for h, _, _, batch in layer_outputs(model, dataset, batch_size=64):
+            hidden.append(h[:, batch[2] >= 0])  # [L, n, D]: the frames that have a unit (speech)
             target.append(model.unit_head(hidden[-1][-1]).argmax(-1))  # [n]
     hidden, target = torch.cat(hidden, 1), torch.cat(target)
     return [_fit(head, hidden[k], lambda out, idx: F.cross_entropy(out, target[idx]), epochs, seed + k, progress)

@@ -7,7 +7,8 @@ Recipe (``python -m eekit train ssl-hubert``):
    test speakers (the 118 digit speakers among them), FSDD takes 0-4 or ``george`` is heard.
 2. **Targets**, one unit per 40 ms (:mod:`eekit.units`): iteration 1, a 100-unit k-means codebook on MFCC + deltas
    of that corpus; iteration 2, a 100-unit codebook on layer 4 (of 6) of the iteration-1 encoder, and a fresh
-   encoder trained on those, as HuBERT's second iteration (the shipped encoder is iteration 2's).
+   encoder trained on those, as HuBERT's second iteration (the shipped encoder is iteration 2's). Only speech frames
+   (:func:`eekit.units.speech_frames`) are clustered and get a unit; the losses skip the others.
 3. **Masked prediction**: spans of 5 frames (200 ms) replaced by the mask embedding (about half the frames), loss =
    cross-entropy on masked frames + ``unmasked_weight`` x cross-entropy on the rest (HuBERT's alpha = 1 drops the
    second term; a small weight keeps the head's predictions on *unmasked* speech, which DAISY's exits read, sane).
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 
 from . import data
 from .models.ssl import MaskedUnitEncoder, span_mask
-from .units import UnitCodebook
+from .units import NO_UNIT, UnitCodebook, encoder_frames
 
 __all__ = ["PretrainConfig", "UnitClips", "pretraining_corpus", "pretrain", "masked_unit_accuracy", "build_encoder",
            "run_recipe", "output_files", "resume_files", "held_out_clips", "load_encoder", "load_ssl_profile", "NAME",
@@ -56,6 +57,7 @@ class PretrainConfig:
     clip_norm: float = 1.0
     iterations: int = 2  # HuBERT's: MFCC units, then units of the iteration-1 encoder's teacher_layer
     teacher_layer: int = 4  # HuBERT Base clusters layer 6 of 12; here layer 4 of 6
+    speech_only: bool = True  # units (and so every loss) only on speech frames, as on HuBERT's LibriSpeech
     seed: int = 0
 
     def __post_init__(self):
@@ -81,9 +83,9 @@ class UnitClips(Dataset):
 
     @staticmethod
     def collate(batch):
-        """``(waves [B, S], lengths [B], units [B, T])``, units padded with -100 (ignored by the loss)."""
+        """``(waves [B, S], lengths [B], units [B, T])``, units padded with NO_UNIT (ignored by the loss)."""
         waves, units = zip(*batch)
-        padded = torch.nn.utils.rnn.pad_sequence(list(units), batch_first=True, padding_value=-100)
+        padded = torch.nn.utils.rnn.pad_sequence(list(units), batch_first=True, padding_value=NO_UNIT)
         return (*data._pad(waves), padded)
 
 
@@ -112,12 +114,12 @@ def build_encoder(num_units: int = 100, seed: int = 0) -> MaskedUnitEncoder:
 
 def _loss(model: MaskedUnitEncoder, batch, config: PretrainConfig, generator: torch.Generator):
     waves, lengths, units = batch
-    frames = torch.tensor([(u >= 0).sum() for u in units])
+    frames = torch.tensor([encoder_frames(int(n)) for n in lengths])
     mask = span_mask(frames, units.shape[1], config.mask_prob, config.mask_span, generator)
     logits, model_frames = model(waves, lengths, mask)
     if not torch.equal(model_frames, frames) or logits.shape[1] != units.shape[1]:
         raise RuntimeError("unit targets and encoder frames disagree in length (see eekit.units.encoder_frames)")
-    ce = F.cross_entropy(logits.transpose(1, 2), units, ignore_index=-100, reduction="none")  # [B, T]
+    ce = F.cross_entropy(logits.transpose(1, 2), units, ignore_index=NO_UNIT, reduction="none")  # [B, T]
     valid = units >= 0
     masked, unmasked = valid & mask, valid & ~mask
     loss = (ce * masked).sum() / masked.sum().clamp_min(1)
@@ -167,7 +169,7 @@ def _pretrain_iteration(waves: list[torch.Tensor], teacher: MaskedUnitEncoder | 
     if state is None:
         start = time.perf_counter()
         codebook = UnitCodebook.fit(waves, config.num_units, config.kmeans_iters, config.seed, teacher,
-                                    None if teacher is None else config.teacher_layer)
+                                    None if teacher is None else config.teacher_layer, config.speech_only)
         state = {"config": asdict(config), "codebook": codebook.state_dict(), "epoch": 0, "log": [],
                  "kmeans_seconds": time.perf_counter() - start}
     codebook = UnitCodebook.from_state_dict(state["codebook"])

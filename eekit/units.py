@@ -7,7 +7,12 @@ The clusters need no labels: k-means (k-means++ seeding, then Lloyd iterations, 
 frontend normalizes every utterance, so the targets do not depend on loudness or microphone gain the encoder never
 sees), then standardized over the pretraining corpus. Iteration 2 clusters a middle layer of the iteration-1
 encoder, as HuBERT does: on unseen Speech Commands speakers iteration 1's MFCC units were predicted at masked
-frames only 12-15 % of the time (with or without CMVN, with or without speed perturbation), iteration 2's 44 %.
+frames only 12-15 % of the time (with or without CMVN, with or without speed perturbation), iteration 2's 43-44 %.
+
+Only **speech frames** get a unit (:func:`speech_frames`, an energy detector; the rest get :data:`NO_UNIT` and no
+loss). HuBERT's LibriSpeech is nearly all speech; a Speech Commands clip is one second of a volunteer's room around a
+short word. With units on every frame, the encoder learned units for room noise, named added noise confidently and
+exited *earlier* under noise, the opposite of DAISY; with speech-only units noise is the unfamiliar thing again.
 
 Frames are computed **at the encoder's frame rate**: the conformer turns 10 ms log-mel frames into 40 ms frames
 (two stride-2 convolutions), so its frame ``i`` is centred on log-mel frame ``4 i``. :func:`mfcc_frames` averages
@@ -29,10 +34,14 @@ from . import validate
 if TYPE_CHECKING:
     from .models.ssl import MaskedUnitEncoder
 
-__all__ = ["mfcc_frames", "encoder_frames", "kmeans", "UnitCodebook", "HOP", "FRAMES_PER_UNIT"]
+__all__ = ["mfcc_frames", "encoder_frames", "speech_frames", "kmeans", "UnitCodebook", "HOP", "FRAMES_PER_UNIT",
+           "NO_UNIT", "SPEECH_WITHIN_DB", "SPEECH_ABOVE_FLOOR_DB"]
 
 HOP = 80  # 10 ms at 8 kHz, the log-mel hop of eekit's speech frontend
 FRAMES_PER_UNIT = 4  # the conformer's subsampling: one encoder frame (and one unit) per 40 ms
+NO_UNIT = -100  # the unit of a frame that has none (not speech, or padding): cross-entropy's ignore_index
+SPEECH_WITHIN_DB = 30.0  # a speech frame is within this many dB of the clip's loudest 40 ms frame ...
+SPEECH_ABOVE_FLOOR_DB = 6.0  # ... and this many dB above its noise floor (its 10th-percentile frame)
 
 
 def encoder_frames(num_samples: int) -> int:
@@ -57,6 +66,18 @@ def mfcc_frames(wave: torch.Tensor, sample_rate: int = 8000) -> torch.Tensor:
     n = encoder_frames(len(wave))
     padded = torch.cat([feats[:, :1].expand(-1, 2), feats, feats[:, -1:].expand(-1, FRAMES_PER_UNIT)], 1)
     return padded[:, : FRAMES_PER_UNIT * n].reshape(39, n, FRAMES_PER_UNIT).mean(-1).T.contiguous()
+
+
+def speech_frames(wave: torch.Tensor) -> torch.Tensor:
+    """Which 40 ms encoder frames of ``wave [S]`` hold speech, ``[encoder_frames(S)]`` bools: an energy detector
+    (frame power within :data:`SPEECH_WITHIN_DB` of the clip's loudest frame and :data:`SPEECH_ABOVE_FLOOR_DB` above
+    its 10th-percentile frame). Speech Commands clips are one second of a volunteer's room around a half-second
+    word; HuBERT's LibriSpeech is nearly all speech, so its units name speech sounds, never the room."""
+    validate.waveform("wave", wave)
+    n, width = encoder_frames(len(wave)), HOP * FRAMES_PER_UNIT
+    frames = torch.nn.functional.pad(wave, (width // 2, n * width))[: n * width].reshape(n, width)
+    power = 10 * torch.log10(frames.pow(2).mean(1) + 1e-10)
+    return (power > power.max() - SPEECH_WITHIN_DB) & (power > torch.quantile(power, 0.1) + SPEECH_ABOVE_FLOOR_DB)
 
 
 def kmeans(x: torch.Tensor, k: int, iters: int = 50, seed: int = 0) -> torch.Tensor:
@@ -92,13 +113,15 @@ class UnitCodebook:
 
     Iteration 1 clusters MFCC frames (:func:`mfcc_frames`); HuBERT's iteration 2 clusters the hidden states of a
     ``teacher`` encoder (the iteration-1 model) at layer ``teacher_layer``, each clip run alone in eval mode, so a
-    frame's unit never depends on what else is in a batch. The teacher's weights travel with the codebook."""
+    frame's unit never depends on what else is in a batch. The teacher's weights travel with the codebook. With
+    ``speech_only``, k-means sees only :func:`speech_frames` and every other frame's unit is :data:`NO_UNIT`."""
 
     mean: torch.Tensor  # [D] (D = 39 for MFCC, the encoder width for a teacher)
     std: torch.Tensor  # [D]
     centroids: torch.Tensor  # [K, D] in standardized units
     teacher: "MaskedUnitEncoder | None" = None
     teacher_layer: int | None = None
+    speech_only: bool = False
 
     def features(self, wave: torch.Tensor) -> torch.Tensor:
         """``[encoder_frames(len(wave)), D]``: MFCC + deltas, or the teacher's hidden states at its layer."""
@@ -111,14 +134,15 @@ class UnitCodebook:
 
     @classmethod
     def fit(cls, waves, num_units: int = 100, iters: int = 50, seed: int = 0, teacher=None,
-            teacher_layer: int | None = None) -> "UnitCodebook":
-        """k-means on every frame of ``waves``: of their MFCCs, or of ``teacher``'s layer ``teacher_layer``."""
+            teacher_layer: int | None = None, speech_only: bool = False) -> "UnitCodebook":
+        """k-means on every frame (or every speech frame) of ``waves``: of their MFCCs, or of ``teacher``'s layer
+        ``teacher_layer``."""
         if (teacher is None) != (teacher_layer is None):
             raise ValueError("give both teacher and teacher_layer (iteration 2) or neither (MFCC units)")
         if teacher is not None and not 1 <= teacher_layer <= len(teacher.layers):
             raise ValueError(f"teacher_layer must be 1..{len(teacher.layers)}, got {teacher_layer}")
-        book = cls(torch.zeros(0), torch.zeros(0), torch.zeros(0), teacher, teacher_layer)
-        feats = torch.cat([book.features(w) for w in waves])
+        book = cls(torch.zeros(0), torch.zeros(0), torch.zeros(0), teacher, teacher_layer, speech_only)
+        feats = torch.cat([book.features(w)[speech_frames(w)] if speech_only else book.features(w) for w in waves])
         book.mean, book.std = feats.mean(0), feats.std(0).clamp_min(1e-5)
         book.centroids = kmeans((feats - book.mean) / book.std, num_units, iters, seed)
         return book
@@ -130,16 +154,20 @@ class UnitCodebook:
     @property
     def targets(self) -> str:
         """What the units cluster, in words (for cards and plots)."""
-        return ("k-means on MFCC + deltas" if self.teacher is None else
+        what = ("k-means on MFCC + deltas" if self.teacher is None else
                 f"k-means on layer {self.teacher_layer} of the iteration-1 encoder")
+        return what + (", speech frames only" if self.speech_only else "")
 
     def units(self, wave: torch.Tensor) -> torch.Tensor:
-        """The nearest centroid of each 40 ms frame, ``[encoder_frames(len(wave))]``."""
+        """The nearest centroid of each 40 ms frame, ``[encoder_frames(len(wave))]`` (:data:`NO_UNIT` where a
+        ``speech_only`` codebook finds no speech)."""
         z = (self.features(wave) - self.mean) / self.std
-        return torch.cdist(z, self.centroids).argmin(1)
+        units = torch.cdist(z, self.centroids).argmin(1)
+        return torch.where(speech_frames(wave), units, NO_UNIT) if self.speech_only else units
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        state = {"mean": self.mean, "std": self.std, "centroids": self.centroids}
+        state = {"mean": self.mean, "std": self.std, "centroids": self.centroids,
+                 "speech_only": torch.tensor(self.speech_only)}
         if self.teacher is not None:
             state["teacher_layer"] = torch.tensor(self.teacher_layer)
             state.update({f"teacher.{k}": v for k, v in self.teacher.encoder_state().items()})
@@ -158,4 +186,5 @@ class UnitCodebook:
                 raise ValueError(f"the codebook's teacher encoder is incomplete: missing {missing}, unexpected "
                                  f"{unexpected}")
             teacher, layer = teacher.eval(), int(state["teacher_layer"])
-        return cls(state["mean"], state["std"], state["centroids"], teacher, layer)
+        return cls(state["mean"], state["std"], state["centroids"], teacher, layer,
+                   bool(state.get("speech_only", False)))

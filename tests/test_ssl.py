@@ -16,7 +16,7 @@ from eekit import data
 from eekit.criteria import CRITERIA, get_criterion, normalized_entropy
 from eekit.models.speech import conformer_ctc, conformer_kws
 from eekit.models.ssl import MaskedUnitEncoder, span_mask
-from eekit.units import UnitCodebook, encoder_frames, kmeans, mfcc_frames
+from eekit.units import NO_UNIT, UnitCodebook, encoder_frames, kmeans, mfcc_frames, speech_frames
 
 # ----------------------------------------------------------------------------------------------- mechanism
 
@@ -50,6 +50,38 @@ def test_codebook_round_trips_and_assigns_one_unit_per_frame():
     assert units.shape == (26,) and units.max() < 8 and torch.equal(units, book.units(waves[0]))
     for i in range(len(waves)):  # CMVN: a clip's units do not depend on its loudness (the encoder's input cannot)
         assert torch.equal(book.units(waves[i] * 3.0), book.units(waves[i]))
+
+
+def test_speech_frames_find_a_word_in_a_quiet_room_and_nothing_in_steady_noise():
+    gen = torch.Generator().manual_seed(0)
+    room = torch.randn(8000, generator=gen) * 1e-3  # one second at -60 dB
+    word = room.clone()
+    word[3000:6000] += 0.3 * torch.sin(torch.arange(3000) * 0.3)  # 375 ms of a loud tone: frames 9-18
+    found = speech_frames(word)
+    assert found.shape == (encoder_frames(8000),)
+    assert found[10:18].all() and not found[:8].any() and not found[20:].any()
+    assert found.sum() <= 11  # the word, its two edge frames at most
+    assert not speech_frames(room).any()  # steady noise never rises 6 dB above its own floor
+    with pytest.raises(ValueError, match="wave"):
+        speech_frames(torch.zeros(2, 100))
+
+
+def test_a_speech_only_codebook_gives_silence_no_unit_and_clusters_only_speech():
+    gen = torch.Generator().manual_seed(0)
+    waves = []
+    for i in range(6):
+        w = torch.randn(8000, generator=gen) * 1e-3
+        w[2000 + 100 * i : 6000] += 0.2 * torch.randn(4000 - 100 * i, generator=gen)
+        waves.append(w)
+    book = UnitCodebook.fit(waves, num_units=4, iters=5, speech_only=True)
+    units = book.units(waves[0])
+    speech = speech_frames(waves[0])
+    assert (units[~speech] == NO_UNIT).all() and (units[speech] >= 0).all() and 0 < speech.sum() < len(units)
+    assert "speech frames only" in book.targets
+    again = UnitCodebook.from_state_dict(book.state_dict())
+    assert again.speech_only and torch.equal(again.units(waves[0]), units)
+    everything = UnitCodebook.fit(waves, num_units=4, iters=5)
+    assert (everything.units(waves[0]) >= 0).all()  # the default codebook names every frame
 
 
 def test_iteration_two_codebook_clusters_a_teacher_layer_and_carries_the_teacher():
@@ -179,8 +211,10 @@ def test_card_lists_who_was_heard_and_no_test_speaker_is_among_them(card):
     assert data.HELD_OUT_SPEAKER not in heard["fsdd_speakers"] and heard["fsdd_takes"] == "5-49"
     config, iterations = card["pretraining"]["config"], card["pretraining"]["iterations"]
     assert [it["iteration"] for it in iterations] == [1, 2] == list(range(1, config["iterations"] + 1))
-    assert iterations[0]["targets"] == "k-means on MFCC + deltas"
-    assert iterations[1]["targets"] == f"k-means on layer {config['teacher_layer']} of the iteration-1 encoder"
+    assert config["speech_only"]
+    assert iterations[0]["targets"] == "k-means on MFCC + deltas, speech frames only"
+    assert iterations[1]["targets"] == (f"k-means on layer {config['teacher_layer']} of the iteration-1 encoder, "
+                                        "speech frames only")
     assert all(len(it["epochs"]) == config["epochs"] for it in iterations)
 
 
@@ -199,23 +233,21 @@ def test_report_has_the_issues_keys(numbers):
 
 def test_ssl_learned_the_units_well_above_its_twin(numbers):
     ssl, twin = numbers["masked_unit_accuracy"], numbers["masked_unit_accuracy_random"]
-    # Issue 14: >= 0.35 and >= 0.2 above the twin on held-out speech (unseen Speech Commands speakers). Iteration 1
-    # (MFCC units) reached only 0.15; iteration 2 (units of its layer 4) 0.44 against the twin's 0.08.
+    # Issue 14: >= 0.35 and >= 0.2 above the twin on held-out speech (the speech frames of unseen Speech Commands
+    # speakers). Iteration 1 (MFCC units) reached only 0.13; iteration 2 (units of its layer 4) 0.43, the twin 0.06.
     assert ssl >= 0.35 and ssl >= twin + 0.2
-    assert ssl == pytest.approx(0.4388, abs=0.005) and twin == pytest.approx(0.0779, abs=0.005)
+    assert ssl == pytest.approx(0.4305, abs=0.005) and twin == pytest.approx(0.0626, abs=0.005)
 
 
-def test_at_the_last_layer_ssl_beats_its_twin_on_every_task_by_10_points_except_speaker_identity(numbers):
+def test_at_the_last_layer_ssl_beats_its_twin_on_every_task_by_10_points(numbers):
     for task, t in numbers["tasks"].items():
         gain = t["at_last_layer"] - t["random_at_last_layer"]
         if t["metric"] == "der":  # connected digits: a lower digit error rate is better
             gain = -gain
-        if task == "speaker":
-            # Issue 14 asked for 10 points; measured 72.9 vs 64.0 %: the pretrained encoder's last layer keeps less
-            # speaker identity than its middle layers (77.4 % at layers 1-5), and random convolutions keep a lot.
-            assert 0.05 < gain < 0.10 and max(t["by_layer"][:5]) >= t["random_at_last_layer"] + 0.10
-        else:
-            assert gain >= 0.10, task
+        assert gain >= 0.10, task
+    # the narrowest margin, pinned: speaker identity 74.5 vs 64.0 % (random convolutions keep a lot of who speaks)
+    speaker = numbers["tasks"]["speaker"]
+    assert speaker["at_last_layer"] - speaker["random_at_last_layer"] == pytest.approx(0.1052, abs=0.002)
 
 
 def test_unit_entropy_falls_with_depth_for_ssl_and_not_for_the_twin(numbers):
@@ -232,22 +264,28 @@ def test_one_clean_threshold_saves_a_quarter_of_the_layers_and_every_task_stays_
             assert t["at_exit"] >= t["at_last_layer"] - 0.02, task
         else:
             assert t["at_exit"] <= t["at_last_layer"] + 0.02, task
-        # every task's own clips still exit early (connected FSDD digits least: 12.7 % of layers saved)
-        assert t["layers_saved_at_exit"] > 0.10, task
+        assert abs(t["at_exit"] - t["at_last_layer"]) <= 0.01, task  # the issue's aim: within 1 point
+    # each task's own clips save what their speech allows: the long, clean connected FSDD digit strings hardly exit
+    # early at this threshold (they are not the speech it was calibrated on)
+    saved = {task: t["layers_saved_at_exit"] for task, t in numbers["tasks"].items()}
+    assert saved == pytest.approx({"kws": 0.2525, "digits": 0.1188, "speaker": 0.193, "ctc": 0.02}, abs=0.005)
 
 
-def test_daisys_noise_finding_does_not_reproduce_and_the_twin_moves_the_other_way(numbers):
+def test_daisys_noise_finding_reproduces_batch_wide_and_per_clip_but_for_a_dip_from_5_to_0_db(numbers):
     order = ["clean", "20", "10", "5", "0"]
     per_clip = [numbers["mean_exit_layer_by_snr"][k] for k in order]
     batch = [numbers["mean_exit_layer_by_snr_batch"][k] for k in order]
     twin = [numbers["mean_exit_layer_by_snr_random"][k] for k in order]
-    # DAISY (and issue 14): exits never earlier as the SNR falls, 0 dB a whole layer deeper. Measured: the pretrained
-    # encoder exits EARLIER under noise, per clip (4.40 -> 3.53) and batch-wide (4.60 -> 4.10): its units include
-    # noise, and at 0 dB it names noise confidently (lesson 22, section 8). Pinned, whichever way it comes out.
-    assert per_clip[-1] < per_clip[0] - 0.5 and batch[-1] < batch[0]
-    assert all(b <= a for a, b in zip(per_clip, per_clip[1:]))
-    # the random twin's exits move more than a layer deeper: noise flattens a random network's softmax
-    assert all(b >= a for a, b in zip(twin, twin[1:])) and twin[-1] - twin[0] > 1.0
+    # DAISY (and issue 14): exits never earlier as the SNR falls, 0 dB at least a whole layer deeper than clean.
+    # Batch-wide: met (4.9 -> 5.75 -> 6.0 -> 6.0 -> 6.0).
+    assert all(b >= a for a, b in zip(batch, batch[1:])) and batch[-1] >= batch[0] + 1
+    # Per clip: 0 dB is 1.2 layers deeper than clean, and every step down to 5 dB goes deeper; NOT met: from 5 to
+    # 0 dB the mean falls by 0.07 layer (steady noises at 0 dB; about 80 % of clips already reach layer 6 at 5 dB).
+    assert per_clip[-1] >= per_clip[0] + 1
+    assert all(b > a for a, b in zip(per_clip[:4], per_clip[1:4]))
+    assert per_clip[3] - per_clip[4] == pytest.approx(0.072, abs=0.005)
+    # the control: noise moves the random twin's exits too (flatter softmax), but by far less, and not steadily
+    assert twin[-1] - twin[0] < 0.5 and max(twin) - twin[0] < 0.7 < per_clip[2] - per_clip[0]
 
 
 @pytest.mark.slow  # mixes 320 clips for each of the 28 noisy settings (about 40 s)
@@ -256,7 +294,7 @@ def test_unit_exit_explorer_moves_with_every_control_and_refuses_unknown_setting
     from eekit.widgets.ssl import UnitExitExplorer
 
     explorer = UnitExitExplorer()
-    assert explorer.summary().startswith("clean: pretrained: mean exit layer 4.40")
+    assert explorer.summary().startswith("clean: pretrained: mean exit layer 4.50")
     for noise in NOISE_CHOICES:
         for snr in (None,) + NOISY_SNRS:
             profiles = explorer.set(noise, snr)
@@ -277,7 +315,7 @@ def test_cli_reports_ssl_daisy_and_refuses_flags_that_do_not_apply(capsys, tmp_p
 
     assert main(["report", "ssl-daisy", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["threshold"] == pytest.approx(0.125) and printed["tasks"]["ctc"]["metric"] == "der"
+    assert printed["threshold"] == pytest.approx(0.14) and printed["tasks"]["ctc"]["metric"] == "der"
     assert main(["report", "ssl-daisy", "--max-drop", "0.1"]) == 2
     assert main(["train", "ssl-hubert", "--subset", "10", "--out", str(tmp_path)]) == 2
     assert "--epochs, --out, --force and --quiet only" in capsys.readouterr().err

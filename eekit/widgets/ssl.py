@@ -26,15 +26,16 @@ __all__ = ["masked_units_figure", "entropy_by_layer_figure", "UnitExitExplorer"]
 
 def masked_units_figure(targets: np.ndarray, predicted: np.ndarray, mask: np.ndarray, frame_ms: float = 40.0
                         ) -> go.FigureWidget:
-    """Unit index per 40 ms frame: the k-means target (grey), the encoder's prediction where the frame was masked
-    (green when right, orange when wrong), masked spans shaded."""
+    """Unit index per 40 ms frame: the k-means target (grey; a gap where the frame is not speech and has no unit),
+    the encoder's prediction at masked speech frames (green when right, orange when wrong), masked spans shaded."""
     t = np.arange(len(targets)) * frame_ms / 1000
-    right = mask & (predicted == targets)
-    wrong = mask & (predicted != targets)
-    fig = figure_widget(f"Masked unit prediction: {int(right.sum())} of {int(mask.sum())} masked frames right",
-                        "time (s)", "unit (k-means cluster index)", height=340, traces=[
-        go.Scatter(x=t, y=targets, mode="lines+markers", name="target unit (k-means)",
-                   line={"color": "#999999", "shape": "hv"}),
+    scored = mask & (targets >= 0)  # only speech frames have a unit to predict
+    right = scored & (predicted == targets)
+    wrong = scored & (predicted != targets)
+    title = f"Masked unit prediction: {int(right.sum())} of {int(scored.sum())} masked speech frames right"
+    fig = figure_widget(title, "time (s)", "unit (k-means cluster index)", height=340, traces=[
+        go.Scatter(x=t, y=np.where(targets >= 0, targets, np.nan), mode="lines+markers",
+                   name="target unit (k-means)", line={"color": "#999999", "shape": "hv"}),
         go.Scatter(x=t[right], y=predicted[right], mode="markers", name="predicted, right",
                    marker={"color": PALETTE[2], "size": 11, "symbol": "circle"}),
         go.Scatter(x=t[wrong], y=predicted[wrong], mode="markers", name="predicted, wrong",

@@ -64,7 +64,7 @@ def fit_unit_head(model: MaskedUnitEncoder, clips, unmasked_weight: float = 0.1,
     loader = DataLoader(clips, batch_size=64, shuffle=False, collate_fn=clips.collate)
     with torch.no_grad():
         for waves, lengths, units in loader:
-            frames = torch.tensor([encoder_frames(int(n)) for n in lengths])
+            frames = encoder_frames(lengths)
             mask = span_mask(frames, units.shape[1], config.mask_prob, config.mask_span, gen)
             hidden, _ = model.hidden(waves, lengths, mask)
             valid = units >= 0

@@ -114,7 +114,7 @@ def build_encoder(num_units: int = 100, seed: int = 0) -> MaskedUnitEncoder:
 
 def _loss(model: MaskedUnitEncoder, batch, config: PretrainConfig, generator: torch.Generator):
     waves, lengths, units = batch
-    frames = torch.tensor([encoder_frames(int(n)) for n in lengths])
+    frames = encoder_frames(lengths)
     mask = span_mask(frames, units.shape[1], config.mask_prob, config.mask_span, generator)
     logits, model_frames = model(waves, lengths, mask)
     if not torch.equal(model_frames, frames) or logits.shape[1] != units.shape[1]:

@@ -44,8 +44,9 @@ SPEECH_WITHIN_DB = 30.0  # a speech frame is within this many dB of the clip's l
 SPEECH_ABOVE_FLOOR_DB = 6.0  # ... and this many dB above its noise floor (its 10th-percentile frame)
 
 
-def encoder_frames(num_samples: int) -> int:
-    """How many 40 ms frames the conformer makes of ``num_samples`` samples (8 kHz)."""
+def encoder_frames(num_samples: int | torch.Tensor) -> int | torch.Tensor:
+    """How many 40 ms frames the conformer makes of ``num_samples`` samples (8 kHz); elementwise on a tensor of
+    lengths."""
     return -(-(num_samples // HOP + 1) // FRAMES_PER_UNIT)
 
 

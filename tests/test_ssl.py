@@ -29,6 +29,7 @@ def test_units_come_at_exactly_the_encoders_frame_rate(samples):
         _, frames = model(wave[None], torch.tensor([samples]))
     feats = mfcc_frames(wave)
     assert feats.shape == (int(frames[0]), 39) == (encoder_frames(samples), 39)
+    assert torch.equal(encoder_frames(torch.tensor([samples])), frames)  # elementwise on a batch's lengths
 
 
 def test_kmeans_is_seeded_and_finds_separated_clusters():
@@ -99,6 +100,35 @@ def test_iteration_two_codebook_clusters_a_teacher_layer_and_carries_the_teacher
         UnitCodebook.fit(waves, 6, teacher=teacher)
     with pytest.raises(ValueError, match="teacher_layer must be 1..6"):
         UnitCodebook.fit(waves, 6, teacher=teacher, teacher_layer=7)
+
+
+def test_a_tiny_pretraining_run_learns_resumes_and_feeds_daisys_heads(tmp_path):
+    from eekit import daisy, ssl
+
+    gen = torch.Generator().manual_seed(0)
+    waves = []
+    for i in range(6):  # a quiet room with a noisy "word" in the middle
+        w = torch.randn(4000 + 500 * i, generator=gen) * 1e-3
+        w[1000:3000] += 0.2 * torch.randn(2000, generator=gen) * torch.linspace(0.2, 1.0, 2000)
+        waves.append(w)
+    config = ssl.PretrainConfig(num_units=4, kmeans_iters=3, epochs=2, batch_size=3, iterations=1)
+    resume = tmp_path / "tiny.iter1.resume.pt"
+    model, book, log = ssl._pretrain_iteration(waves, None, 1, resume, config, progress=False)
+    assert book.speech_only and [e["epoch"] for e in log["epochs"]] == [1, 2]
+    assert all(np.isfinite(e["loss"]) for e in log["epochs"])
+    clips = ssl.UnitClips(waves, [book.units(w) for w in waves])
+    assert all((u == NO_UNIT).any() and (u >= 0).any() for u in clips.units)  # silence has no unit
+    accuracy = ssl.masked_unit_accuracy(model, clips, config)
+    assert 0.0 <= accuracy <= 1.0
+    again, _, log2 = ssl._pretrain_iteration(waves, None, 1, resume, config, progress=False)  # finished: no training
+    assert log2["epochs"] == log["epochs"]
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(ValueError, match="another configuration"):
+        ssl._pretrain_iteration(waves, None, 1, resume, ssl.PretrainConfig(num_units=4, epochs=3), progress=False)
+    twin = ssl.build_encoder(4)
+    assert len(daisy.fit_unit_head(twin, clips, epochs=2)) == 2
+    losses = daisy.fit_exit_heads(model, clips, epochs=2)
+    assert len(losses) == model.num_exits and all(np.isfinite(x).all() for x in losses)
 
 
 def test_span_masks_cover_about_half_of_the_valid_frames_and_never_padding():

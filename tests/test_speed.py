@@ -14,7 +14,7 @@ from eekit.__main__ import main
 from eekit.bench import bench_speedup
 from eekit.evaluate import profile_speech
 from eekit.models import branchy_lenet, resnet_ee
-from eekit.models.contract import ExitModel, fold_batchnorm, inference_copy
+from eekit.models.contract import PAIRWISE_FROM, ExitModel, PairMaxPool, WindowMaxPool, fold_batchnorm, inference_copy
 from eekit.models.speech import conformer_ctc, conformer_kws
 from eekit.runtime import check_device, infer, infer_full
 from eekit.zoo import load_pretrained
@@ -68,6 +68,30 @@ def test_the_inference_copy_is_made_once_and_follows_new_weights():
         model.exits.heads[-1][-1].bias.add_(10.0)  # an in-place update, as an optimizer step makes
     assert inference_copy(model) is not first
     assert torch.allclose(infer_full(model, x).logits, before + 10.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("batch", [1, 64])  # below and above PAIRWISE_FROM: max_pool2d, then pairwise maxima
+def test_fast_pools_give_the_same_maxima_at_every_batch_size(batch):
+    x = torch.randn(batch, 24, 32, 32).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(PairMaxPool()(x), nn.functional.max_pool2d(x, 2))
+    assert torch.equal(WindowMaxPool(nn.AdaptiveMaxPool2d(4))(x), nn.functional.adaptive_max_pool2d(x, 4))
+    assert (x.numel() >= PAIRWISE_FROM) == (batch > 1)
+
+
+def test_compaction_copies_the_newest_features_once():
+    torch.manual_seed(0)
+    x, keep = torch.rand(5, 3, 32, 32), torch.tensor([0, 2, 3])
+    plain = resnet_ee(width=8).eval()  # its heads read only the newest features
+    with torch.no_grad():
+        state = plain.advance(plain.begin(x), 0)
+        kept = plain.select(state, keep)
+    assert kept.features == [kept.h] and kept.features[0] is kept.h and torch.equal(kept.h, state.h[keep])
+    shared = branchy_lenet(shared_head=True).eval()  # its shared head reads every exit point reached so far
+    with torch.no_grad():
+        state = shared.advance(shared.advance(shared.begin(torch.rand(5, 1, 28, 28)), 0), 1)
+        kept = shared.select(state, keep)
+    assert [f.shape[0] for f in kept.features] == [3, 3] and torch.equal(kept.features[0], state.features[0][keep])
+    assert kept.features[-1] is kept.h
 
 
 @pytest.fixture(scope="module")

@@ -134,7 +134,10 @@ class EarlyExitNet(nn.Module):
         return None  # one label per image
 
     def select(self, state: FeatureState, keep: torch.Tensor) -> FeatureState:
-        return FeatureState(state.h[keep], [f[keep] for f in state.features])
+        """The rows ``keep`` of every tensor in ``state``; the newest features are copied once even when the list of
+        exit-point features holds them too (without history it holds only them: half of the compaction's copying)."""
+        h = state.h[keep]
+        return FeatureState(h, [h if f is state.h else f[keep] for f in state.features])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         state, outputs = self.begin(x), []

@@ -101,6 +101,8 @@ def _bench(args) -> int:
 
     if args.what == "speedup":
         result = bench.bench_speedup(args.model, device=args.device, threads=args.threads)
+    elif args.what == "stages":
+        result = bench.bench_stages(args.model, batch=args.batch, device=args.device, threads=args.threads)
     elif args.what == "notebooks":
         result = bench.bench_notebooks()
     elif args.what == "energy":
@@ -160,12 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for eekit_model.h, eekit_model.c, main.c")
     p.set_defaults(func=_export_c)
 
-    p = sub.add_parser("bench", help="measure on this machine: speedup of real early exit, dashboard latency, notebook time and memory, "
+    p = sub.add_parser("bench", help="measure on this machine: speedup of real early exit and where its time goes (stages), dashboard latency, notebook time and memory, "
                        "energy simulator speed and energy balance")
-    p.add_argument("what", choices=["speedup", "widgets", "notebooks", "energy"])
-    p.add_argument("--model", default=None, help="shipped model for `speedup` (default: cnn-cifar10, else cnn-mnist)")
-    p.add_argument("--device", default=None, help="cpu or cuda for `speedup` (default: cuda when available, else cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for `speedup` (default: torch's)")
+    p.add_argument("what", choices=["speedup", "stages", "widgets", "notebooks", "energy"])
+    p.add_argument("--model", default=None,
+                   help="shipped model for `speedup` and `stages` (default: cnn-cifar10, else cnn-mnist)")
+    p.add_argument("--device", default=None,
+                   help="cpu or cuda for `speedup` and `stages` (default: cuda when available, else cpu)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads for `speedup` and `stages` (default: torch's)")
+    p.add_argument("--batch", type=int, default=1, help="batch size for `stages` (default: 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_bench)
 

@@ -6,6 +6,7 @@ measured side by side in one run (ratios), with warm-up and medians.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 
@@ -14,7 +15,7 @@ import torch
 
 from . import data, validate
 
-__all__ = ["bench_speedup", "bench_widgets", "bench_notebooks", "bench_energy", "default_model"]
+__all__ = ["bench_speedup", "bench_stages", "bench_widgets", "bench_notebooks", "bench_energy", "default_model"]
 
 
 def default_model() -> str:
@@ -110,6 +111,55 @@ def exit_flops(model, inputs) -> tuple[np.ndarray, np.ndarray]:
     return front + np.cumsum(blocks + heads, 1), front[:, 0] + blocks.sum(1) + heads[:, -1]
 
 
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    """Run the block with ``threads`` torch CPU threads (``None``: as they are), restored afterwards; yields the
+    count in use."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(validate.whole("threads", threads, 1))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def _operating_point(model_name: str | None, criterion: str | None, max_drop: float | None, device):
+    """A shipped model on ``device`` and its card's operating point: ``(name, recipe, model, profile, criterion,
+    threshold, device)``, the threshold the cheapest within ``max_drop`` of the final exit on the cached profile."""
+    from .runtime import check_device
+    from .zoo import RECIPES, load_pretrained, load_profile
+
+    name = model_name or default_model()
+    if name not in RECIPES:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(RECIPES)}")
+    recipe = RECIPES[name]
+    criterion = criterion or recipe.criterion
+    max_drop = recipe.max_drop if max_drop is None else max_drop
+    device = check_device(device)
+    profile = load_profile(name)
+    threshold = profile.calibrate(criterion, max_drop=max_drop).threshold
+    return name, recipe, load_pretrained(name).to(device), profile, criterion, threshold, device
+
+
+def _test_inputs(recipe, device, samples: int | None):
+    """The benchmark's test inputs: ``(test set, kept rows, batch input, one-sample inputs, batch size)``; images in
+    a fixed shuffled order, speech padded as ``collate`` pads it."""
+    test = recipe.test_set()
+    if recipe.is_speech:
+        test = test if samples is None else test.subset(samples)
+        keep = np.arange(len(test))
+        waves, lengths = test.collate([test[i] for i in keep])[:2]
+        inputs = (waves.to(device), lengths.to(device))
+        return test, keep, inputs, [(w[None], n[None]) for w, n in zip(*inputs)], 32
+    keep = np.arange(len(test)) if samples is None else data.evenly_spaced(len(test), samples)
+    # in a fixed random order: the test split is stored class by class, and batches of one class (all easy or
+    # all hard) are not what a camera delivers
+    keep = keep[np.random.default_rng(0).permutation(len(keep))]
+    inputs = test.images[keep].float().div_(255).to(device)  # only the kept images as floats
+    return test, keep, inputs, list(inputs.split(1)), 256
+
+
 def _quality(result, test, keep: np.ndarray) -> float:
     """Accuracy (images, keyword spotting) or digit error rate (connected digits) of a run on ``test[keep]``."""
     if result.lengths is None:
@@ -142,35 +192,12 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     since padding shapes a conformer's outputs); elsewhere the share that does is reported.
     """
     from .evaluate import profile_speech
-    from .runtime import check_device, infer, infer_full
-    from .zoo import RECIPES, load_pretrained, load_profile
+    from .runtime import infer, infer_full
+    from .zoo import load_pretrained
 
-    name = model_name or default_model()
-    if name not in RECIPES:
-        raise ValueError(f"unknown model {name!r}; known: {sorted(RECIPES)}")
-    recipe = RECIPES[name]
-    criterion = criterion or recipe.criterion
-    max_drop = recipe.max_drop if max_drop is None else max_drop
-    device = check_device(device)
-    model = load_pretrained(name).to(device)
-    profile = load_profile(name)
-    threshold = profile.calibrate(criterion, max_drop=max_drop).threshold
-    test = recipe.test_set()
-    if recipe.is_speech:
-        batch = 32
-        test = test if samples is None else test.subset(samples)
-        keep = np.arange(len(test))
-        waves, lengths = test.collate([test[i] for i in keep])[:2]
-        inputs = (waves.to(device), lengths.to(device))
-        single = [(w[None], n[None]) for w, n in zip(*inputs)]
-    else:
-        batch = 256
-        keep = np.arange(len(test)) if samples is None else data.evenly_spaced(len(test), samples)
-        # in a fixed random order: the test split is stored class by class, and batches of one class (all easy or
-        # all hard) are not what a camera delivers
-        keep = keep[np.random.default_rng(0).permutation(len(keep))]
-        inputs = test.images[keep].float().div_(255).to(device)  # only the kept images as floats
-        single = list(inputs.split(1))
+    name, recipe, model, profile, criterion, threshold, device = _operating_point(model_name, criterion, max_drop,
+                                                                                  device)
+    test, keep, inputs, single, batch = _test_inputs(recipe, device, samples)
     pick = data.evenly_spaced(len(single), min(batch1_samples, len(single)))  # speech: 300 utterances
     single = [single[i] for i in pick]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -178,19 +205,13 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     def timed(fn):
         return lambda: (fn(), sync())
 
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(validate.whole("threads", threads, 1))
-    try:
+    with _torch_threads(threads) as used_threads:
         timing = _interleaved({
             "batch": (timed(lambda: infer_full(model, inputs, batch_size=batch)),
                       timed(lambda: infer(model, inputs, criterion, threshold, batch_size=batch))),
             "single": (timed(lambda: [infer_full(model, x) for x in single]),
                        timed(lambda: [infer(model, x, criterion, threshold) for x in single])),
         }, repeats)
-        used_threads = torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
 
     result = infer(model, inputs, criterion, threshold, batch_size=batch)
     full = infer_full(model, inputs, batch_size=batch)
@@ -242,6 +263,81 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
             f"ms_per_sample_early_exit_batch{batch}{suffix}": round(1e3 * t_ee_b / len(keep), 4),
         })
     return out
+
+
+def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 50, device: str | None = None,
+                 threads: int | None = None) -> dict:
+    """Where a model's time goes, block by block and head by head, against its FLOPs: the measurement behind
+    docs/performance.md's "where the remaining gap goes".
+
+    Times ``begin`` plus each block, and each exit head, of the inference copy that real early exit runs, on one
+    batch of ``batch`` test inputs (images: the first of :func:`bench_speedup`'s shuffled order; speech: the first
+    utterances, padded to the longest), each call the median of ``repeats`` after a warm-up, per sample; the FLOPs
+    are those of the same calls (speech: padding included). With the share of test samples that leave at each exit
+    at the card's operating point (cached profile) it gives the *time ideal*, the plain model's time over the mean
+    time to reach and evaluate the exit each sample leaves at (what early exit would realize if scoring and
+    compaction cost nothing and every block ran at this batch size), beside the FLOP ideal computed the same way.
+    """
+    from .models.contract import inference_copy
+
+    name, recipe, model, profile, criterion, threshold, device = _operating_point(model_name, None, None, device)
+    inputs = _test_inputs(recipe, device, None)[2]
+    batch = validate.whole("batch", batch, 1, len(inputs[1]) if recipe.is_speech else len(inputs))
+    if recipe.is_speech:
+        waves, lengths = inputs[0][:batch], inputs[1][:batch]
+        inputs = (waves[:, : int(lengths.max())], lengths)
+    else:
+        inputs = inputs[:batch]
+    fast = inference_copy(model)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    K = fast.num_exits
+    times = [[] for _ in range(2 * K + 1)]  # begin, then block k and head k for every k
+
+    def one_pass(record: bool):
+        state, calls = None, [(lambda: fast.begin(inputs), True)]
+        for k in range(K):
+            calls += [(lambda k=k: fast.advance(state, k), True), (lambda k=k: fast.exit_output(state, k), False)]
+        for i, (call, moves) in enumerate(calls):
+            sync()
+            start = time.perf_counter()
+            result = call()
+            sync()
+            if record:
+                times[i].append(time.perf_counter() - start)
+            state = result if moves else state
+
+    with _torch_threads(threads) as used_threads, torch.inference_mode():
+        one_pass(False)
+        for _ in range(validate.whole("repeats", repeats, 1)):
+            one_pass(True)
+        begin_flops, state = _counted(fast.begin, inputs)
+        block_flops, head_flops = _block_flops(fast, state)
+    ms = np.array([statistics.median(t) for t in times]) * 1e3 / batch
+    block_ms, head_ms = ms[1::2].copy(), ms[2::2]
+    block_ms[0] += ms[0]  # the front end (speech: log-mel and subsampling) belongs to the first block
+    block_flops = block_flops.copy()
+    block_flops[0] += begin_flops
+    share = np.bincount(profile.exit_index(criterion, threshold), minlength=K) / profile.num_samples
+
+    def ideal(blocks: np.ndarray, heads: np.ndarray) -> float:
+        return float((blocks.sum() + heads[-1]) / (share * np.cumsum(blocks + heads)).sum())
+
+    flop_ideal, time_ideal = ideal(block_flops, head_flops), ideal(block_ms, head_ms)
+    return {
+        "model": name, "criterion": criterion, "threshold": round(threshold, 4), "device": str(device),
+        "torch_threads": used_threads, "batch_size": batch, "repeats": repeats,
+        "exit_names": list(model.exit_names),
+        "exit_share": [round(float(v), 4) for v in share],
+        "block_ms_per_sample": [round(float(v), 4) for v in block_ms],
+        "head_ms_per_sample": [round(float(v), 4) for v in head_ms],
+        "block_mflops_per_sample": [round(float(v) / batch / 1e6, 4) for v in block_flops],
+        "head_mflops_per_sample": [round(float(v) / batch / 1e6, 4) for v in head_flops],
+        "block_time_share": [round(float(v), 4) for v in block_ms / block_ms.sum()],
+        "block_flop_share": [round(float(v), 4) for v in block_flops / block_flops.sum()],
+        "flop_ideal": round(flop_ideal, 3),
+        "time_ideal": round(time_ideal, 3),
+        "time_ideal_over_flop_ideal": round(time_ideal / flop_ideal, 3),
+    }
 
 
 def bench_energy(trace: str = "rf-1", hours: float = 24.0, threshold: float = 0.9) -> dict:

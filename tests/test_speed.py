@@ -4,6 +4,8 @@ Speed itself is measured by ``python -m eekit bench speedup`` (a benchmark, not 
 the speed-ups must not change: the same exits and answers as the simulation.
 """
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from torch import nn
 
 from eekit import data
 from eekit.__main__ import main
-from eekit.bench import bench_speedup
+from eekit.bench import bench_speedup, bench_stages
 from eekit.evaluate import profile_speech
 from eekit.models import branchy_lenet, resnet_ee
 from eekit.models.contract import PAIRWISE_FROM, ExitModel, PairMaxPool, WindowMaxPool, fold_batchnorm, inference_copy
@@ -148,6 +150,26 @@ def test_speedup_benchmark_runs_on_a_speech_model_on_the_cpu():
     assert result["device"] == "cpu" and result["batch_size"] == 32 and result["exits_as_simulated"] == 1.0
     assert result["ideal_speedup"] > 1 and result["realized_speedup_batch32"] > 0
     assert 0 <= result["der_early_exit"] <= 1 and 0 <= result["der_full"] <= 1
+
+
+def test_stage_profile_counts_the_cards_flops_and_every_exit(capsys):
+    """``bench stages``: its FLOP ideal from the cached profile's exit shares is the card's (1 / (1 - FLOPs saved)),
+    and the shares and per-sample figures cover every exit."""
+    from eekit.zoo import load_card
+
+    assert main(["bench", "stages", "--model", "cnn-cifar10", "--threads", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    card = load_card("cnn-cifar10")
+    assert out["flop_ideal"] == pytest.approx(1 / (1 - card["early_exit"]["flops_saved"]), abs=2e-3)
+    assert out["block_mflops_per_sample"][1] == pytest.approx(card["exit_mflops"][1] - card["exit_mflops"][0]
+                                                              - out["head_mflops_per_sample"][1], abs=1e-3)
+    for key in ("exit_share", "block_time_share", "block_flop_share"):
+        assert len(out[key]) == 5 and sum(out[key]) == pytest.approx(1, abs=1e-3)
+    assert min(out["block_ms_per_sample"] + out["head_ms_per_sample"]) > 0 and out["time_ideal"] > 1
+    speech = bench_stages("speech-fsdd", batch=4, repeats=1, device="cpu")
+    assert speech["batch_size"] == 4 and len(speech["block_ms_per_sample"]) == 6 and speech["flop_ideal"] > 1
+    assert main(["bench", "stages", "--batch", "0"]) == 2
+    assert "batch must be" in capsys.readouterr().err
 
 
 def test_device_option(capsys, tmp_path, monkeypatch):

@@ -280,6 +280,7 @@ def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 5
     """
     from .models.contract import inference_copy
 
+    repeats = validate.whole("repeats", repeats, 1)
     name, recipe, model, profile, criterion, threshold, device = _operating_point(model_name, None, None, device)
     inputs = _test_inputs(recipe, device, None)[2]
     batch = validate.whole("batch", batch, 1, len(inputs[1]) if recipe.is_speech else len(inputs))
@@ -291,31 +292,28 @@ def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 5
     fast = inference_copy(model)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     K = fast.num_exits
-    times = [[] for _ in range(2 * K + 1)]  # begin, then block k and head k for every k
 
-    def one_pass(record: bool):
-        state, calls = None, [(lambda: fast.begin(inputs), True)]
-        for k in range(K):
-            calls += [(lambda k=k: fast.advance(state, k), True), (lambda k=k: fast.exit_output(state, k), False)]
-        for i, (call, moves) in enumerate(calls):
-            sync()
-            start = time.perf_counter()
-            result = call()
-            sync()
-            if record:
-                times[i].append(time.perf_counter() - start)
-            state = result if moves else state
+    def timed(fn, *args):
+        sync()
+        start = time.perf_counter()
+        out = fn(*args)
+        sync()
+        return out, time.perf_counter() - start
 
+    rows = []  # per pass: begin, then block k and head k for every k
     with _torch_threads(threads) as used_threads, torch.inference_mode():
-        one_pass(False)
-        for _ in range(validate.whole("repeats", repeats, 1)):
-            one_pass(True)
+        for rep in range(repeats + 1):  # the first pass warms up
+            state, seconds = timed(fast.begin, inputs)
+            row = [seconds]
+            for k in range(K):
+                state, seconds = timed(fast.advance, state, k)
+                row += [seconds, timed(fast.exit_output, state, k)[1]]
+            rows += [row] if rep else []
         begin_flops, state = _counted(fast.begin, inputs)
         block_flops, head_flops = _block_flops(fast, state)
-    ms = np.array([statistics.median(t) for t in times]) * 1e3 / batch
+    ms = np.median(np.array(rows), axis=0) * 1e3 / batch
     block_ms, head_ms = ms[1::2].copy(), ms[2::2]
     block_ms[0] += ms[0]  # the front end (speech: log-mel and subsampling) belongs to the first block
-    block_flops = block_flops.copy()
     block_flops[0] += begin_flops
     share = np.bincount(profile.exit_index(criterion, threshold), minlength=K) / profile.num_samples
 

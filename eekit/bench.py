@@ -278,6 +278,7 @@ def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 5
     time to reach and evaluate the exit each sample leaves at (what early exit would realize if scoring and
     compaction cost nothing and every block ran at this batch size), beside the FLOP ideal computed the same way.
     """
+    from .costs import block_times
     from .models.contract import inference_copy
 
     repeats = validate.whole("repeats", repeats, 1)
@@ -290,31 +291,15 @@ def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 5
     else:
         inputs = inputs[:batch]
     fast = inference_copy(model)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with _torch_threads(threads) as used_threads:
+        block_ms, head_ms = block_times(fast, inputs, repeats, warmup=1,
+                                        sync=torch.cuda.synchronize if device.type == "cuda" else None)
+        with torch.inference_mode():
+            begin_flops, state = _counted(fast.begin, inputs)
+            block_flops, head_flops = _block_flops(fast, state)
+    block_ms, head_ms = block_ms / batch, head_ms / batch
+    block_flops[0] += begin_flops  # the front end (speech: log-mel and subsampling) belongs to the first block
     K = fast.num_exits
-
-    def timed(fn, *args):
-        sync()
-        start = time.perf_counter()
-        out = fn(*args)
-        sync()
-        return out, time.perf_counter() - start
-
-    rows = []  # per pass: begin, then block k and head k for every k
-    with _torch_threads(threads) as used_threads, torch.inference_mode():
-        for rep in range(repeats + 1):  # the first pass warms up
-            state, seconds = timed(fast.begin, inputs)
-            row = [seconds]
-            for k in range(K):
-                state, seconds = timed(fast.advance, state, k)
-                row += [seconds, timed(fast.exit_output, state, k)[1]]
-            rows += [row] if rep else []
-        begin_flops, state = _counted(fast.begin, inputs)
-        block_flops, head_flops = _block_flops(fast, state)
-    ms = np.median(np.array(rows), axis=0) * 1e3 / batch
-    block_ms, head_ms = ms[1::2].copy(), ms[2::2]
-    block_ms[0] += ms[0]  # the front end (speech: log-mel and subsampling) belongs to the first block
-    block_flops[0] += begin_flops
     share = np.bincount(profile.exit_index(criterion, threshold), minlength=K) / profile.num_samples
 
     def ideal(blocks: np.ndarray, heads: np.ndarray) -> float:

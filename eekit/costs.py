@@ -7,7 +7,6 @@ stage but only the final head.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass
 
@@ -15,9 +14,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .models.contract import ExitModel
 from .models.exits import EarlyExitNet
 
-__all__ = ["ExitCosts", "count_flops", "exit_costs", "measure_latency"]
+__all__ = ["ExitCosts", "count_flops", "exit_costs", "measure_latency", "block_times"]
 
 
 @dataclass(frozen=True)
@@ -79,19 +79,40 @@ def exit_costs(model: EarlyExitNet, example: torch.Tensor) -> ExitCosts:
     return ExitCosts(np.asarray(stage_flops, float), np.asarray(head_flops, float), np.asarray(params))
 
 
+def block_times(model: ExitModel, inputs, repeats: int = 30, warmup: int = 5, sync=None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Median wall-clock milliseconds on this machine of each block (``begin`` counted with the first) and of each
+    exit head of ``model`` (any :class:`~eekit.models.contract.ExitModel`), on ``inputs`` as they are batched. Each
+    call is timed on its own, after ``warmup`` untimed passes; ``sync`` (e.g. ``torch.cuda.synchronize``) runs around
+    each call so that asynchronous devices are timed too. Medians resist a noisy shared machine."""
+    sync = sync or (lambda: None)
+
+    def timed(fn, *args):
+        sync()
+        start = time.perf_counter()
+        out = fn(*args)
+        sync()
+        return out, (time.perf_counter() - start) * 1e3
+
+    rows = []  # per pass: begin, then block k and head k for every k
+    with torch.inference_mode():
+        for r in range(warmup + repeats):
+            state, ms = timed(model.begin, inputs)
+            row = [ms]
+            for k in range(model.num_exits):
+                state, ms = timed(model.advance, state, k)
+                row += [ms, timed(model.exit_output, state, k)[1]]
+            if r >= warmup:
+                rows.append(row)
+    ms = np.median(np.asarray(rows), axis=0)
+    blocks, heads = ms[1::2].copy(), ms[2::2]
+    blocks[0] += ms[0]
+    return blocks, heads
+
+
 def measure_latency(model: EarlyExitNet, example: torch.Tensor, repeats: int = 30, warmup: int = 5) -> np.ndarray:
     """Median wall-clock milliseconds on this CPU to reach and evaluate each exit (heads 0..k included),
-    at the batch size of ``example``. Warm-up runs first; the median resists a noisy shared machine."""
+    at the batch size of ``example`` (:func:`block_times`, summed)."""
     model.eval()
-    times = [[] for _ in range(model.num_exits)]
-    with torch.no_grad():
-        for r in range(warmup + repeats):
-            x, features = example, []
-            start = time.perf_counter()
-            for k, stage in enumerate(model.stages):
-                x = stage(x)
-                features.append(x)
-                model.exits(k, features)
-                if r >= warmup:
-                    times[k].append((time.perf_counter() - start) * 1e3)
-    return np.asarray([statistics.median(t) for t in times])
+    blocks, heads = block_times(model, example, repeats, warmup)
+    return np.cumsum(blocks + heads)

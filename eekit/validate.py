@@ -181,8 +181,10 @@ def model_input(model, x) -> None:
     float waveforms ``[N, S]`` or ``(waves [N, S], lengths [N])`` with ``1 <= lengths <= S``."""
     from .models.contract import ExitModel
     from .models.exits import EarlyExitNet
+    from .models.speech import SpeechEarlyExit
 
-    if not isinstance(model, ExitModel):
+    # eekit's own model classes first: the Protocol's structural check costs ~20 us, a lot at batch 1
+    if not isinstance(model, (EarlyExitNet, SpeechEarlyExit)) and not isinstance(model, ExitModel):
         raise ValueError(f"model must be an eekit early-exit model (an EarlyExitNet such as "
                          f"zoo.load_pretrained('cnn-mnist') or models.attach_exits(...), or a speech model), got "
                          f"{type(model).__name__}")
@@ -207,8 +209,9 @@ def model_input(model, x) -> None:
     first = model.stages[0] if isinstance(model, EarlyExitNet) else None
     if first is None:
         return
-    conv = next((m for m in first.modules() if isinstance(m, torch.nn.Conv2d)), None)
-    if any(isinstance(m, Normalize) for m in first.modules()):  # normalizes inside: takes [0, 1] pixels
+    layers = list(first.modules())
+    conv = next((m for m in layers if isinstance(m, torch.nn.Conv2d)), None)
+    if any(isinstance(m, Normalize) for m in layers):  # normalizes inside: takes [0, 1] pixels
         image_batch("x", x, channels=conv.in_channels if conv is not None else None)
     elif not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2 or not len(x):
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__

@@ -113,8 +113,8 @@ def _ctc_batch_entropy(out: torch.Tensor, lengths=None, **_) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Criterion:
-    """An exit rule: ``score_fn`` maps exits ``[K, N, ...]`` to scores ``[K, N]``; a sample exits at the first exit
-    whose score is ``>= threshold`` (``higher_is_confident``) or ``<= threshold`` (entropies)."""
+    """An exit rule: ``score_fn`` maps exits ``[K, N, ...]`` to float32 scores ``[K, N]``; a sample exits at the
+    first exit whose score is ``>= threshold`` (``higher_is_confident``) or ``<= threshold`` (entropies)."""
 
     name: str
     description: str

@@ -77,3 +77,27 @@ def test_full_model_and_bad_input(mnist):
         infer(model, images[:2], "confidence", 0.5)
     with pytest.raises(ValueError, match="non-empty batch"):
         infer(model, images[:0], "max_prob", 0.5)
+
+
+def test_a_single_row_compares_with_the_threshold_as_a_batch_does():
+    """At batch 1 the exit test is one Python comparison; it must round the threshold to float32 as torch (and
+    numpy, for the cached profile) do, or a score equal to the rounded threshold would leave at another exit."""
+    from eekit.criteria import CRITERIA
+    from eekit.models import ExitHeads
+
+    model = EarlyExitNet([torch.nn.Identity(), torch.nn.Identity()], ExitHeads([torch.nn.Identity()] * 2)).eval()
+    x = torch.tensor([[2.0, 0.5, -1.0]])  # logits: the stages pass them through, the heads answer with them
+    score = CRITERIA["max_prob"].scores(x[None])[0, 0]
+    assert score.dtype == torch.float32
+    ulp = float(np.spacing(np.float32(score)))
+    threshold = float(score) + ulp / 4  # above the score in float64, equal to it once rounded to float32
+    assert float(np.float32(threshold)) == float(score) < threshold
+    assert np.float32(score) >= threshold  # numpy compares in float32: the cached profile's exit test
+    assert int(infer(model, x, "max_prob", threshold).exit_index) == 0  # one row
+    assert infer(model, x.repeat(2, 1), "max_prob", threshold).exit_index.tolist() == [0, 0]  # a batch
+    assert int(infer(model, x, "max_prob", threshold + ulp).exit_index) == 1  # just above: the last exit
+    for name, c in CRITERIA.items():  # the rounding is right for every criterion: they all score in float32
+        out = torch.randn(2, 3, 4, 5 if c.kind != "classification" else 4, dtype=torch.float64).log_softmax(-1)
+        out = out[:, :, 0] if c.kind == "classification" else out
+        labels = torch.zeros(3, dtype=torch.long) if c.needs_labels else None
+        assert c.score_fn(out, labels=labels, lengths=None).dtype == torch.float32, name

@@ -16,7 +16,8 @@ from eekit.__main__ import main
 from eekit.bench import bench_speedup, bench_stages
 from eekit.evaluate import profile_speech
 from eekit.models import branchy_lenet, resnet_ee
-from eekit.models.contract import PAIRWISE_FROM, ExitModel, PairMaxPool, WindowMaxPool, fold_batchnorm, inference_copy
+from eekit.models.contract import (PAIRWISE_FROM, ExitModel, FewChannelConv2d, PairMaxPool, PooledLinear, WindowMaxPool,
+                                   fold_batchnorm, inference_copy)
 from eekit.models.speech import conformer_ctc, conformer_kws
 from eekit.runtime import check_device, infer, infer_full
 from eekit.zoo import load_pretrained
@@ -78,6 +79,36 @@ def test_fast_pools_give_the_same_maxima_at_every_batch_size(batch):
     assert torch.equal(PairMaxPool()(x), nn.functional.max_pool2d(x, 2))
     assert torch.equal(WindowMaxPool(nn.AdaptiveMaxPool2d(4))(x), nn.functional.adaptive_max_pool2d(x, 4))
     assert (x.numel() >= PAIRWISE_FROM) == (batch > 1)
+
+
+def test_fast_pools_give_the_same_maxima_in_the_default_layout_at_batch_1():
+    x = torch.randn(1, 24, 32, 32)  # what FewChannelConv2d leaves at batch 1: pairwise maxima there too
+    assert torch.equal(PairMaxPool()(x), nn.functional.max_pool2d(x, 2))
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+def test_fused_heads_and_few_channel_convolutions_change_only_rounding(batch):
+    torch.manual_seed(0)
+    model = resnet_ee(width=8).eval()
+    _random_batchnorm_stats(model)
+    fast = inference_copy(model)
+    assert sum(isinstance(m, PooledLinear) for m in fast.modules()) == 5  # every head, the 1x1 final one included
+    assert [type(m) for m in fast.stages[0].modules()].count(FewChannelConv2d) == 1  # the 3-channel input only
+    x = torch.rand(batch, 3, 32, 32)
+    with torch.inference_mode():
+        for a, b in zip(fold_batchnorm(model)(x), fast(x)):
+            assert torch.allclose(a, b, atol=1e-5, rtol=1e-4) and not torch.equal(a, torch.zeros_like(a))
+    head = model.exits.heads[0]  # max pool to 4x4, flatten, linear: the same logits in either layout
+    fused = PooledLinear(WindowMaxPool(head[0]), head[2], channels=16)
+    h = torch.randn(batch, 16, 16, 16)
+    with torch.no_grad():
+        for layout in (torch.contiguous_format, torch.channels_last):
+            assert torch.allclose(fused(h.contiguous(memory_format=layout)), head(h), atol=1e-5)
+    with pytest.raises(ValueError, match="cannot read 7 pooled channels"):
+        PooledLinear(head[0], head[2], channels=7)
+    conv = FewChannelConv2d(nn.Conv2d(3, 4, 3, padding=1).to(memory_format=torch.channels_last))
+    with torch.no_grad():
+        assert torch.allclose(conv(x), conv.conv(x), atol=1e-6)
 
 
 def test_compaction_copies_the_newest_features_once():

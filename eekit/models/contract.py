@@ -10,13 +10,14 @@ real inference run the very same code.
 
 :func:`inference_copy` makes the copy inference runs on, once per set of weights: eval mode, batch norm folded into
 the convolution before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``), and a few exact rewrites that save
-memory traffic (:func:`_fast_layers`: max pools before ReLU, faster kernels for the same maxima, channels-last
-convolutions).
+memory traffic (:func:`_fast_layers`: max pools before ReLU, faster kernels for the same maxima, heads that read
+the pooled map where it lies, channels-last convolutions).
 """
 
 from __future__ import annotations
 
 import copy
+import operator
 import weakref
 from typing import Any, Protocol, runtime_checkable
 
@@ -116,12 +117,79 @@ class PairMaxPool(nn.Module):
     """``MaxPool2d(2)`` as two pairwise maxima, first across columns, then across rows (the same maxima, bitwise).
     On channels-last activations it runs about 2.8x faster than ``max_pool2d``, which always writes an index per
     output on CPUs; CIFAR-10's first stage spends a quarter of its time pooling at 32x32 (docs/performance.md).
-    Below :data:`PAIRWISE_FROM` values (batch 1) it calls ``max_pool2d``, which is faster there."""
+    Below :data:`PAIRWISE_FROM` values (batch 1) it calls ``max_pool2d`` on channels-last maps, which is faster
+    there, but not on the default layout that :class:`FewChannelConv2d` leaves at batch 1 (``[1, 24, 32, 32]``:
+    30 us against 14 us pairwise)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[-1] % 2 or x.shape[-2] % 2 or x.numel() < PAIRWISE_FROM:
+        if x.ndim != 4 or x.shape[-1] % 2 or x.shape[-2] % 2 or (
+                x.numel() < PAIRWISE_FROM and x.is_contiguous(memory_format=torch.channels_last)):
             return F.max_pool2d(x, 2)
         return _pair_max(x)
+
+
+FEW_CHANNELS = 4  # convolutions with at most this many input channels (an image's first layer): FewChannelConv2d
+
+
+class FewChannelConv2d(nn.Module):
+    """A convolution of an image with few channels that runs single images in the default (NCHW) layout.
+
+    Channels-last pays for every other convolution, but PyTorch convolves a single image with its own im2col
+    kernel, which on channels-last weights with 3 input channels (27 products per output) runs at a third of its
+    speed elsewhere: CIFAR-10's first convolution took 50 us at batch 1, 25 us in NCHW, and its first stage 164
+    against 133 us (docs/performance.md). Batches keep channels-last, where oneDNN is faster in any case. The same
+    products in another kernel: float rounding only."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.conv = conv
+        self.register_buffer("weight_nchw", conv.weight.detach().contiguous(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 4 and x.shape[0] == 1:
+            return self.conv._conv_forward(x.contiguous(), self.weight_nchw, self.conv.bias)
+        return self.conv(x)
+
+
+class PooledLinear(nn.Module):
+    """A head's ``pool -> Flatten(1) -> Linear`` as one module that never copies the pooled features.
+
+    On channels-last activations the pooled map ``[N, C, p, p]`` lies in memory as ``[N, p, p, C]``, so
+    ``Flatten(1)`` (channel-major order) has to copy it, and three module calls cost microseconds each: at batch 1
+    a CIFAR-10 head took 14.5 us, 4 of them in the copy (docs/performance.md). Here the linear layer's weight is
+    permuted once to the memory order, so the flattening is a view; the same products, summed in another order
+    (float rounding only). Other layouts take the plain path with the original weight."""
+
+    def __init__(self, pool: nn.Module, linear: nn.Linear, channels: int):
+        super().__init__()
+        self.pool, self.linear = pool, linear
+        side = round((linear.in_features // channels) ** 0.5)
+        if channels * side * side != linear.in_features:
+            raise ValueError(f"a linear layer of {linear.in_features} inputs cannot read {channels} pooled channels")
+        nhwc = linear.weight.detach().view(linear.out_features, channels, side, side).permute(0, 2, 3, 1)
+        self.register_buffer("weight_nhwc", nhwc.reshape(linear.out_features, -1).contiguous(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pool(x)
+        if y.ndim == 4 and y.shape[-1] * y.shape[-2] > 1 and y.is_contiguous(memory_format=torch.channels_last):
+            return F.linear(y.permute(0, 2, 3, 1).reshape(len(y), -1), self.weight_nhwc, self.linear.bias)
+        return self.linear(y.flatten(1))
+
+
+def _fuse_heads(model: nn.Module) -> None:
+    """Every ``nn.Sequential`` that is exactly ``adaptive pool to p x p, Flatten(1), Linear`` (a
+    :func:`~eekit.models.pooled_head` without a hidden layer) becomes :class:`PooledLinear`, in place."""
+    for module in list(model.modules()):
+        for name, child in module._modules.items():
+            if not (isinstance(child, nn.Sequential) and len(child) == 3):
+                continue
+            pool, flat, linear = child
+            size = getattr(pool, "output_size", None)
+            side = size if isinstance(size, int) else size[0] if isinstance(size, tuple) and size[0] == size[1] else None
+            if (isinstance(pool, (nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d)) and side
+                    and isinstance(flat, nn.Flatten) and (flat.start_dim, flat.end_dim) == (1, -1)
+                    and isinstance(linear, nn.Linear) and linear.in_features % (side * side) == 0):
+                module._modules[name] = PooledLinear(pool, linear, linear.in_features // (side * side))
 
 
 def _is_pool2(m: nn.Module) -> bool:
@@ -136,8 +204,10 @@ def _fast_layers(model: nn.Module) -> nn.Module:
     """Exact rewrites of ``model`` (a private copy): ``ReLU -> MaxPool2d`` becomes ``MaxPool2d -> ReLU`` (ReLU is
     monotonic, so the maxima are the same, and ReLU touches 4x fewer values); 2x2 max pools become
     :class:`PairMaxPool` and evenly dividing adaptive max pools :class:`WindowMaxPool` (the same maxima, faster
-    kernels); 4-d weights go channels-last, the layout oneDNN's convolutions run fastest in on CPUs (CIFAR-10's
-    first stage at batch 256 takes half the time; docs/performance.md)."""
+    kernels); pooled linear heads become :class:`PooledLinear` (no copy of the pooled map; float rounding only);
+    4-d weights go channels-last, the layout oneDNN's convolutions run fastest in on CPUs (CIFAR-10's first stage
+    at batch 256 takes half the time; docs/performance.md), and a convolution of the few-channel input image keeps
+    NCHW weights for single images (:class:`FewChannelConv2d`)."""
     for module in model.modules():
         if isinstance(module, nn.Sequential):
             names = list(module._modules)
@@ -145,13 +215,19 @@ def _fast_layers(model: nn.Module) -> nn.Module:
                 relu, pool = module._modules[a], module._modules[b]
                 if isinstance(relu, nn.ReLU) and isinstance(pool, nn.MaxPool2d) and not pool.return_indices:
                     module._modules[a], module._modules[b] = pool, relu
+    _fuse_heads(model)
     for module in model.modules():
         for name, child in module._modules.items():
             if isinstance(child, nn.AdaptiveMaxPool2d) and not child.return_indices:
                 module._modules[name] = WindowMaxPool(child)
             elif _is_pool2(child):
                 module._modules[name] = PairMaxPool()
-    return model.to(memory_format=torch.channels_last)
+    model.to(memory_format=torch.channels_last)
+    for module in list(model.modules()):  # after the layout change, so that the NCHW weights stay NCHW
+        for name, child in module._modules.items():
+            if isinstance(child, nn.Conv2d) and child.in_channels <= FEW_CHANNELS:
+                module._modules[name] = FewChannelConv2d(child)
+    return model
 
 
 class _Copy:
@@ -162,10 +238,12 @@ class _Copy:
         self.stamp = self.current()
         self.model = _fast_layers(fold_batchnorm(model))
 
-    def current(self) -> list:
-        return [(t._version, t.data_ptr()) for t in self.tensors]
+    def current(self) -> tuple:
+        # two passes in C (map) instead of a Python loop: batch-1 inference checks this on every call
+        return (*map(_VERSION, self.tensors), *map(torch.Tensor.data_ptr, self.tensors))
 
 
+_VERSION = operator.attrgetter("_version")
 _COPIES: "weakref.WeakKeyDictionary[nn.Module, _Copy]" = weakref.WeakKeyDictionary()
 
 

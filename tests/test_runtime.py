@@ -101,3 +101,22 @@ def test_a_single_row_compares_with_the_threshold_as_a_batch_does():
         out = out[:, :, 0] if c.kind == "classification" else out
         labels = torch.zeros(3, dtype=torch.long) if c.needs_labels else None
         assert c.score_fn(out, labels=labels, lengths=None).dtype == torch.float32, name
+
+
+def test_the_shipped_cifar_model_exits_as_its_profile_predicts_at_batch_256_and_1():
+    """The CIFAR-10 CNN is where the inference copy rewrites most (channels-last, fused 4x4 heads, the RGB
+    convolution in NCHW for single images): its real exits must still be the shipped profile's, image for image."""
+    from eekit.zoo import load_card
+
+    model, profile = load_pretrained("cnn-cifar10"), load_profile("cnn-cifar10")
+    threshold = load_card("cnn-cifar10")["early_exit"]["threshold"]
+    test = data.load_cifar10("test")
+    rows = data.evenly_spaced(len(test), 1000)  # every class (the split is stored class by class)
+    images = test.images[rows].float().div_(255)
+    expected = profile.exit_index("max_prob", threshold)[rows]
+    assert len(set(expected.tolist())) == model.num_exits  # every exit is used
+    result = infer(model, images, "max_prob", threshold, batch_size=256)
+    assert result.exit_index.tolist() == expected.tolist()
+    assert result.predictions.tolist() == profile.predictions[rows, expected].tolist()
+    single = [int(infer(model, images[i : i + 1], "max_prob", threshold).exit_index) for i in range(0, 1000, 5)]
+    assert single == expected[::5].tolist()

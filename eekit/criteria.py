@@ -144,6 +144,11 @@ class Criterion:
         with torch.no_grad():
             return self.score_fn(out, labels=labels, lengths=lengths)
 
+    def confident(self, scores, threshold):
+        """``scores`` (a tensor, an array or one float) against an already checked ``threshold``: ``>=`` for
+        confidences, ``<=`` for entropies. The one place the direction is decided (:func:`passes`, real inference)."""
+        return scores >= threshold if self.higher_is_confident else scores <= threshold
+
     def check_threshold(self, threshold: float) -> float:
         if self.needs_labels:
             return 0.5
@@ -164,7 +169,7 @@ def passes(criterion: Criterion, scores, threshold):
     else:
         for value in np.unique(np.asarray(threshold, dtype=float)):  # every threshold, not just the extremes
             criterion.check_threshold(float(value))
-    return scores >= threshold if criterion.higher_is_confident else scores <= threshold
+    return criterion.confident(scores, threshold)
 
 
 def first_exit(passed):

@@ -130,11 +130,11 @@ def _early_exit(model: ExitModel, inputs, c: Criterion, threshold: float) -> Inf
         # (input shape, finite values) were made once on the model's input
         score = c.score_fn(torch.stack(history) if history else out[None], lengths=lengths)[-1]
         if len(score) == 1:  # one row (batch 1): one Python comparison instead of three tensor ops (~4 us)
-            if score.item() >= cut if c.higher_is_confident else score.item() <= cut:
+            if c.confident(score.item(), cut):
                 left.append((rows, k, out, lengths))
                 break
             continue
-        done = score >= threshold if c.higher_is_confident else score <= threshold
+        done = c.confident(score, threshold)
         n_done = int(done.sum())
         if n_done == len(done):  # everyone left (always the case at batch 1 when it passes)
             left.append((rows, k, out, lengths))

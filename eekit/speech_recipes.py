@@ -170,9 +170,9 @@ def shipped_encoder_fingerprint() -> str:
 
 def _ssl_encoder_state(checkpoint: str | Path | None) -> tuple[dict, str]:
     """The SSL encoder's weights (``SpeechEarlyExit`` names) and where they came from: the shipped ``ssl-hubert``
-    (checksum-verified), or a pretraining checkpoint (``.resume.pt``): the last epoch's holds the same encoder as
-    the shipped file (DAISY's heads are fitted afterwards on the frozen encoder), earlier ones are for development
-    only. The card's ``ssl_encoder_fingerprint`` says which encoder it was."""
+    (checksum-verified), or a pretraining checkpoint (``.resume.pt``): the utterance-mixing phase's last epoch holds
+    the same encoder as the shipped file (DAISY's heads are fitted afterwards on the frozen encoder), every other
+    one is for development only. The card's ``ssl_encoder_fingerprint`` says which encoder it was."""
     from .models.ssl import ENCODER_PREFIXES
     from .ssl import NAME, load_encoder
 
@@ -181,9 +181,12 @@ def _ssl_encoder_state(checkpoint: str | Path | None) -> tuple[dict, str]:
         return encoder.encoder_state(), f"{NAME}.pt (shipped)"
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     encoder = {k: v for k, v in state["model"].items() if k.startswith(ENCODER_PREFIXES)}
-    final = state["epoch"] == state["config"]["epochs"]
-    return encoder, (f"pretraining checkpoint, epoch {state['epoch']} of {state['config']['epochs']}"
-                                     + ("" if final else " (PROVISIONAL: development only, never ship)"))
+    config = state["config"]
+    mixing = "codebook" not in state  # the utterance-mixing phase's checkpoint (iterations keep their codebook)
+    total = config["mix_epochs"] if mixing else config["epochs"]
+    final = state["epoch"] == total and (mixing or not config.get("mix_epochs"))
+    return encoder, (f"pretraining checkpoint{' (utterance mixing)' if mixing else ''}, epoch {state['epoch']} of "
+                     f"{total}" + ("" if final else " (PROVISIONAL: development only, never ship)"))
 
 
 def build_cell(recipe: str, ssl_checkpoint: str | Path | None = None) -> tuple[SpeechEarlyExit, str]:

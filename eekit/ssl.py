@@ -7,7 +7,7 @@ Recipe (``python -m eekit train ssl-hubert``):
    test speakers (the 118 digit speakers among them), FSDD takes 0-4 or ``george`` is heard.
 2. **Targets**, one unit per 40 ms (:mod:`eekit.units`): iteration 1, a 100-unit k-means codebook on MFCC + deltas
    of that corpus; iteration 2, a 100-unit codebook on layer 4 (of 6) of the iteration-1 encoder, and a fresh
-   encoder trained on those, as HuBERT's second iteration (the shipped encoder is iteration 2's). Only speech frames
+   encoder trained on those, as HuBERT's second iteration (step 4 continues iteration 2's). Only speech frames
    (:func:`eekit.units.speech_frames`) are clustered and get a unit; the losses skip the others.
 3. **Masked prediction**: spans of 5 frames (200 ms) replaced by the mask embedding (about half the frames), loss =
    cross-entropy on masked frames + ``unmasked_weight`` x cross-entropy on the rest (HuBERT's alpha = 1 drops the
@@ -19,8 +19,8 @@ Recipe (``python -m eekit train ssl-hubert``):
    had to guess through interference, it learns to be unsure when it cannot hear. No noise recording and no test
    speaker is heard: the interferers are the corpus' own clips.
 
-Training checkpoints after every epoch (``<out>/ssl-hubert.iter<i>.resume.pt``) and resumes from it, so an
-interrupted run loses at most one epoch.
+Training checkpoints after every epoch (``<out>/ssl-hubert.iter<i>.resume.pt``, then ``ssl-hubert.mix.resume.pt``)
+and resumes from it, so an interrupted run loses at most one epoch and ends with the same weights.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ SIGNS = {
     "joint_vs_two_stage_final": {"250": -1, "1000": -1, "all": -1},  # C - D, final exit, clean
     "scratch_multi_vs_single_final": {"250": +1, "1000": -1, "all": -1},  # A - B, final exit, clean
     "ssl_exits_vs_single_final": {"250": -1, "1000": -1, "all": -1},  # C - E, final exit, clean
-    "ssl_vs_scratch_250_unseen": {"250": -1},  # best SSL - best scratch, final exit, unseen voices
+    "ssl_vs_scratch_250_unseen": {"250": +1},  # best SSL - best scratch, final exit, unseen voices
 }
 # whether each comparison matches its paper (None: neither model learned, see speech_recipes.claims)
 MATCHES = {**{("joint_vs_two_stage_shallow", n): True for n in ("250", "1000", "all")},

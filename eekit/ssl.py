@@ -190,10 +190,7 @@ def _pretrain_iteration(waves: list[torch.Tensor], teacher: MaskedUnitEncoder | 
                         ) -> tuple[MaskedUnitEncoder, UnitCodebook, dict]:
     """One HuBERT iteration: fit the codebook (MFCC units without a teacher, else the teacher's layer), then train
     a fresh seeded encoder to predict those units at masked frames."""
-    state = torch.load(resume_file, map_location="cpu", weights_only=True) if resume_file.exists() else None
-    if state is not None and state["config"] != asdict(config):
-        raise ValueError(f"{resume_file} was written with another configuration ({state['config']}); delete it to "
-                         "start again")
+    state = _resume_state(resume_file, config)
     if state is None:
         start = time.perf_counter()
         codebook = UnitCodebook.fit(waves, config.num_units, config.kmeans_iters, config.seed, teacher,
@@ -227,9 +224,18 @@ def _pretrain_iteration(waves: list[torch.Tensor], teacher: MaskedUnitEncoder | 
     return model.eval(), codebook, log
 
 
+def _resume_state(resume_file: Path, config: PretrainConfig) -> dict | None:
+    """The checkpoint a step resumes from (None: start fresh); one written with another configuration is refused."""
+    state = torch.load(resume_file, map_location="cpu", weights_only=True) if resume_file.exists() else None
+    if state is not None and state["config"] != asdict(config):
+        raise ValueError(f"{resume_file} was written with another configuration ({state['config']}); delete it to "
+                         "start again")
+    return state
+
+
 def _train_epochs(model: MaskedUnitEncoder, loader: DataLoader, opt, sched, gen: torch.Generator,
                   mask_gen: torch.Generator, state: dict, resume_file: Path, config: PretrainConfig, epochs: int,
-                  desc: str, progress: bool, mix=None) -> None:
+                  desc: str, progress: bool, mix: UtteranceMixer | None = None) -> None:
     """Masked-prediction epochs ``state["epoch"]..epochs`` (``mix``: a function that overlays interference on a
     batch's waveforms), checkpointing ``state`` to ``resume_file`` after every epoch. Dropout draws from torch's
     global generator: its state goes into every checkpoint and comes back on resume, so a resumed run trains exactly
@@ -250,7 +256,8 @@ def _train_epochs(model: MaskedUnitEncoder, loader: DataLoader, opt, sched, gen:
             if sched is not None:
                 sched.step()
             if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; lower lr (now {config.lr})")
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1} of {desc}; lower the "
+                                         f"learning rate (now {opt.param_groups[0]['lr']:g})")
             total, count, correct, masked = total + loss.item(), count + 1, correct + c, masked + m
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{total / count:.3f}", masked_acc=f"{correct / max(masked, 1):.3f}")
@@ -296,10 +303,7 @@ def _mixing_phase(model: MaskedUnitEncoder, clips: UnitClips, resume_file: Path,
                   progress: bool) -> dict:
     """Step 4 of the recipe: ``config.mix_epochs`` epochs of masked prediction through utterance mixing, from the
     last iteration's encoder (``model``, trained in place), on the same units."""
-    state = torch.load(resume_file, map_location="cpu", weights_only=True) if resume_file.exists() else None
-    if state is not None and state["config"] != asdict(config):
-        raise ValueError(f"{resume_file} was written with another configuration ({state['config']}); delete it to "
-                         "start again")
+    state = _resume_state(resume_file, config)
     state = state or {"config": asdict(config), "epoch": 0, "log": []}
     opt = torch.optim.Adam(model.parameters(), lr=config.mix_lr)
     gen = torch.Generator().manual_seed(config.seed + 2)

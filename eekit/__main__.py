@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m eekit", description="eekit: early-exit networks, hands-on")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="rerun a shipped model's training recipe")
+    p = sub.add_parser("train", help="rerun a shipped model's training recipe",
+                       description="Rerun a shipped recipe. Seeded: the same torch version and thread count "
+                       "(the card's machine.torch_threads; set OMP_NUM_THREADS) give the shipped card bit for bit.")
     p.add_argument("model", help="recipe name, e.g. cnn-mnist, cnn-mnist-two-stage, cnn-cifar10, ssl-hubert")
     p.add_argument("--out", default="eekit-runs", help="output folder, created if its parent exists (data/checkpoints "
                    "replaces the shipped files, with --force)")

@@ -107,11 +107,23 @@ def f1(x: float) -> str:
     return f"{x:.1f}"
 
 
+def _thread_counts() -> tuple[str, int, int]:
+    """The README's reproduction note: the thread count most shipped cards were trained with, and the others."""
+    from collections import Counter
+
+    threads = {p.stem: json.loads(p.read_text())["machine"]["torch_threads"]
+               for p in sorted((data.DATA_DIR / "checkpoints").rglob("*.json")) if "machine" in json.loads(p.read_text())}
+    usual = Counter(threads.values()).most_common(1)[0][0]
+    others = ", ".join(f"{name} ({n})" for name, n in threads.items() if n != usual)
+    return others, usual, usual
+
+
 SLOW = "slow"  # claims that run simulations or the speech model: marked slow, still in `make test`
 
 # file -> [(template, values, marks)]; values() returns the strings for the template's {}
 CLAIMS: dict[str, list[tuple]] = {
     "README.md": [
+        ("All but {} were trained with {}: run OMP_NUM_THREADS={}", _thread_counts, ()),
         ("{} | {}", lambda: (pcts(card("cnn-mnist")["exit_accuracy"], 2),
                              " / ".join(f"{c:.2f}" for c in card("cnn-mnist")["exit_mflops"])), ()),
         ("{} | {}", lambda: (pcts(card("cnn-mnist-two-stage")["exit_accuracy"], 2),

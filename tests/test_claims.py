@@ -107,15 +107,14 @@ def f1(x: float) -> str:
     return f"{x:.1f}"
 
 
-def _thread_counts() -> tuple[str, int, int]:
-    """The README's reproduction note: the thread count most shipped cards were trained with, and the others."""
+def _thread_counts() -> tuple[str, int]:
+    """The README's reproduction note: the shipped cards not trained with the usual thread count, and that count."""
     from collections import Counter
 
-    threads = {p.stem: json.loads(p.read_text())["machine"]["torch_threads"]
-               for p in sorted((data.DATA_DIR / "checkpoints").rglob("*.json")) if "machine" in json.loads(p.read_text())}
+    cards = {p.stem: json.loads(p.read_text()) for p in sorted((data.DATA_DIR / "checkpoints").rglob("*.json"))}
+    threads = {name: c["machine"]["torch_threads"] for name, c in cards.items() if "machine" in c}
     usual = Counter(threads.values()).most_common(1)[0][0]
-    others = ", ".join(f"{name} ({n})" for name, n in threads.items() if n != usual)
-    return others, usual, usual
+    return ", ".join(f"{name} ({n})" for name, n in threads.items() if n != usual), usual
 
 
 SLOW = "slow"  # claims that run simulations or the speech model: marked slow, still in `make test`
@@ -123,7 +122,7 @@ SLOW = "slow"  # claims that run simulations or the speech model: marked slow, s
 # file -> [(template, values, marks)]; values() returns the strings for the template's {}
 CLAIMS: dict[str, list[tuple]] = {
     "README.md": [
-        ("All but {} were trained with {}: run OMP_NUM_THREADS={}", _thread_counts, ()),
+        ("All but {0} were trained with {1}: run OMP_NUM_THREADS={1}", _thread_counts, ()),
         ("{} | {}", lambda: (pcts(card("cnn-mnist")["exit_accuracy"], 2),
                              " / ".join(f"{c:.2f}" for c in card("cnn-mnist")["exit_mflops"])), ()),
         ("{} | {}", lambda: (pcts(card("cnn-mnist-two-stage")["exit_accuracy"], 2),

@@ -176,6 +176,29 @@ def _ctc_probe(batches, epochs: int = 15, lr: float = 5e-3, seed: int = 0):
     return lambda v: probe(v).log_softmax(-1)
 
 
+def _fold_splits(x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor) -> list[tuple]:
+    """Cross-validation: per fold, (features ``[L, n, F]`` and labels of the clips of the other folds, the mask of
+    the fold's own clips), so no clip is answered by a probe that learned on it."""
+    return [(x[:, folds != f], y[folds != f], folds == f) for f in folds.unique()]
+
+
+def _layer_predictions(splits: list[tuple], x_test: torch.Tensor, classes: int, progress: bool = False,
+                       desc: str = "probes") -> np.ndarray:
+    """Class predictions ``[N, L]``: for each ``(x_train, y_train, tested)`` split and each layer ``k``, a probe
+    on layers 1..k learns on the split's training clips and answers the ``tested`` rows of ``x_test``."""
+    L = x_test.shape[0]
+    preds = torch.empty(x_test.shape[1], L, dtype=torch.long)
+    bar = tqdm(total=len(splits) * L, disable=not progress, desc=desc, unit="probe")
+    for x_train, y_train, tested in splits:
+        for k in range(L):
+            predict = _logistic(x_train[: k + 1], y_train, classes)
+            with torch.no_grad():
+                preds[tested, k] = predict(x_test[: k + 1, tested])
+            bar.update()
+    bar.close()
+    return preds.numpy()
+
+
 def task_profile(model: MaskedUnitEncoder, task: str, progress: bool = False, meta: dict | None = None
                  ) -> ExitProfile:
     """Train ``task``'s per-layer probes on the frozen ``model`` and profile its test set (kind ``"units"``: task
@@ -187,13 +210,12 @@ def task_profile(model: MaskedUnitEncoder, task: str, progress: bool = False, me
     common = dict(cost=np.arange(1, L + 1, dtype=np.float64), full_cost=float(L), exit_names=list(model.exit_names),
                   kind="units", cost_unit="layers")
     folds = getattr(test_set, "folds", None)
-    fold_ids = [] if folds is None else list(range(int(folds.max()) + 1))
     meta = {**(meta or {}), "task": task, "metric": TASK_METRICS[task],
-            "train_samples": len(train_set) if folds is None else [int((folds != f).sum()) for f in fold_ids],
+            "train_samples": len(train_set) if folds is None else [int((folds != f).sum()) for f in folds.unique()],
             "test_samples": len(test_set),
             "batch_size": BATCH_SIZE, "probe": __doc__.split("\n\n")[-1].strip()}
     if folds is not None:
-        meta["cross_validated"] = (f"{len(fold_ids)} folds by clip; each clip's predictions come from the "
+        meta["cross_validated"] = (f"{len(folds.unique())} folds by clip; each clip's predictions come from the "
                                    "probes of the fold it is in, trained on the other folds")
     if task != "ctc":
         with torch.no_grad():
@@ -202,19 +224,10 @@ def task_profile(model: MaskedUnitEncoder, task: str, progress: bool = False, me
             with torch.no_grad():
                 x_train, _, y_train = _encode(model, train_set, True, progress)
             splits = [(x_train, y_train, torch.ones(len(y_test), dtype=torch.bool))]
-        else:  # cross-validated: per fold, probes trained on the clips of the other folds
-            splits = [(x_test[:, folds != f], y_test[folds != f], folds == f) for f in fold_ids]
+        else:
+            splits = _fold_splits(x_test, y_test, folds)
         classes = len(getattr(test_set, "classes", range(10)))
-        preds = torch.empty(len(y_test), L, dtype=torch.long)
-        bar = tqdm(total=len(splits) * L, disable=not progress, desc=f"{task} probes", unit="probe")
-        for x_train, y_train, tested in splits:
-            for k in range(L):
-                predict = _logistic(x_train[: k + 1], y_train, classes)
-                with torch.no_grad():
-                    preds[tested, k] = predict(x_test[: k + 1, tested])
-                bar.update()
-        bar.close()
-        preds = preds.numpy()
+        preds = _layer_predictions(splits, x_test, classes, progress, desc=f"{task} probes")
         errors = (preds != y_test.numpy()[:, None]).astype(np.float32)
         return ExitProfile(predictions=preds, errors=errors, totals=np.ones(len(errors), np.float32),
                            labels=y_test.numpy(), scores=scores, meta=meta, **common)

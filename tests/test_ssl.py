@@ -352,6 +352,19 @@ def test_speaker_identity_is_cross_validated_so_every_clip_is_tested_by_probes_t
     assert profile.num_samples == len(clips) and "4 folds" in profile.meta["cross_validated"]
 
 
+def test_cross_validated_probes_never_answer_a_clip_they_learned_on():
+    # random features, random labels: a probe answers a clip it learned on right (it memorizes 96 points in 200
+    # dimensions) and any other at chance (1 in 4), so near-chance accuracy shows each fold was held out
+    from eekit import probes
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, 96, 200, generator=g), torch.randint(4, (96,), generator=g)
+    everyone = [(x, y, torch.ones(96, dtype=torch.bool))]
+    seen = probes._layer_predictions(everyone, x, 4) == y[:, None].numpy()
+    held_out = probes._layer_predictions(probes._fold_splits(x, y, torch.arange(96) % 4), x, 4) == y[:, None].numpy()
+    assert seen.mean() == 1.0 and held_out.mean() < 0.4, (seen.mean(), held_out.mean())
+
+
 def test_unit_entropy_falls_with_depth_for_ssl_and_not_for_the_twin(numbers):
     ssl, twin = numbers["entropy_by_layer"], numbers["entropy_by_layer_random"]
     assert ssl[-1] <= 0.7 * ssl[0]

@@ -69,7 +69,7 @@ class LabelledClips(Dataset):
     collate = staticmethod(data.SpokenDigits.collate)
 
 
-def _speakers_by_clip() -> LabelledClips:
+def _speaker_clips_in_folds() -> LabelledClips:
     clips = data.load_speech_commands("test")
     counts: dict[str, int] = {}
     for s in clips.speakers:
@@ -96,7 +96,7 @@ def task_data(task: str) -> tuple[Dataset | None, Dataset]:
     if task == "digits":
         return data.load_fsdd("all"), data.load_speech_commands("digits")
     if task == "speaker":
-        return None, _speakers_by_clip()
+        return None, _speaker_clips_in_folds()
     if task == "ctc":
         return data.load_digit_strings("train", count=CTC_TRAIN_UTTERANCES), data.load_digit_strings("test")
     raise ValueError(f"unknown task {task!r}; known: {list(TASKS)}")
@@ -210,12 +210,13 @@ def task_profile(model: MaskedUnitEncoder, task: str, progress: bool = False, me
     common = dict(cost=np.arange(1, L + 1, dtype=np.float64), full_cost=float(L), exit_names=list(model.exit_names),
                   kind="units", cost_unit="layers")
     folds = getattr(test_set, "folds", None)
+    fold_ids = [] if folds is None else folds.unique()
     meta = {**(meta or {}), "task": task, "metric": TASK_METRICS[task],
-            "train_samples": len(train_set) if folds is None else [int((folds != f).sum()) for f in folds.unique()],
+            "train_samples": len(train_set) if folds is None else [int((folds != f).sum()) for f in fold_ids],
             "test_samples": len(test_set),
             "batch_size": BATCH_SIZE, "probe": __doc__.split("\n\n")[-1].strip()}
     if folds is not None:
-        meta["cross_validated"] = (f"{len(folds.unique())} folds by clip; each clip's predictions come from the "
+        meta["cross_validated"] = (f"{len(fold_ids)} folds by clip; each clip's predictions come from the "
                                    "probes of the fold it is in, trained on the other folds")
     if task != "ctc":
         with torch.no_grad():

@@ -124,6 +124,10 @@ RECIPES: dict[str, Recipe] = {
         Recipe("cnn-cifar10", "ResNet-9-style CNN (width 24) on CIFAR-10 with 5 exits (SDN-style max-pooled heads), "
                "trained jointly from scratch with the Shallow-Deep Networks loss schedule",
                phases=(TrainConfig(loss_weights="sdn", **_CIFAR_CFG),), **_CIFAR),
+        Recipe("cnn-cifar10-wide", "The same CNN and recipe at twice the width (48): 4x the FLOPs per stage, so "
+               "each PyTorch call does more work and real early exit realizes its FLOP promise at batch 1 "
+               "(docs/performance.md)", phases=(TrainConfig(loss_weights="sdn", **_CIFAR_CFG),),
+               **{**_CIFAR, "builder_kwargs": {"width": 48}}),
         Recipe("cnn-cifar10-two-stage", "The same CNN trained two-stage: backbone with the final exit only, then the "
                "early heads on the frozen backbone (HuBERT-EE / DeeBERT)",
                phases=(TrainConfig(loss_weights="final-only", **_CIFAR_CFG),

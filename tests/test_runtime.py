@@ -103,13 +103,14 @@ def test_a_single_row_compares_with_the_threshold_as_a_batch_does():
         assert c.score_fn(out, labels=labels, lengths=None).dtype == torch.float32, name
 
 
-def test_the_shipped_cifar_model_exits_as_its_profile_predicts_at_batch_256_and_1():
-    """The CIFAR-10 CNN is where the inference copy rewrites most (channels-last, fused 4x4 heads, the RGB
-    convolution in NCHW for single images): its real exits must still be the shipped profile's, image for image."""
+@pytest.mark.parametrize("name", ["cnn-cifar10", "cnn-cifar10-wide"])
+def test_the_shipped_cifar_model_exits_as_its_profile_predicts_at_batch_256_and_1(name):
+    """The CIFAR-10 CNNs are where the inference copy rewrites most (channels-last, fused 4x4 heads, the RGB
+    convolution in NCHW for single images): their real exits must still be the shipped profile's, image for image."""
     from eekit.zoo import load_card
 
-    model, profile = load_pretrained("cnn-cifar10"), load_profile("cnn-cifar10")
-    threshold = load_card("cnn-cifar10")["early_exit"]["threshold"]
+    model, profile = load_pretrained(name), load_profile(name)
+    threshold = load_card(name)["early_exit"]["threshold"]
     test = data.load_cifar10("test")
     rows = data.evenly_spaced(len(test), 1000)  # every class (the split is stored class by class)
     images = test.images[rows].float().div_(255)

@@ -33,6 +33,20 @@ def test_shipped_models_meet_their_bars():
     assert all(j > t + 0.01 for j, t in zip(joint["exit_accuracy"][:4], two["exit_accuracy"][:4]))
 
 
+def test_the_wide_cifar_cnn_differs_from_the_shipped_one_only_in_width():
+    """``cnn-cifar10-wide`` exists to show what bigger blocks do to real early exit (docs/performance.md): the same
+    recipe, seed and operating point rule, twice the channels, so 4x the FLOPs per stage and the same exits."""
+    narrow, wide = zoo.load_card("cnn-cifar10"), zoo.load_card("cnn-cifar10-wide")
+    assert (narrow["model"]["kwargs"], wide["model"]["kwargs"]) == ({"width": 24}, {"width": 48})
+    assert wide["recipe"]["phases"] == narrow["recipe"]["phases"]
+    assert wide["model"]["exit_names"] == narrow["model"]["exit_names"]
+    assert wide["early_exit"]["criterion"] == narrow["early_exit"]["criterion"]
+    assert wide["early_exit"]["max_drop"] == narrow["early_exit"]["max_drop"]
+    ratio = [w / n for w, n in zip(wide["exit_mflops"], narrow["exit_mflops"])]
+    # 4x for every convolution but the first (3 input channels either way: 2x), 2x for the heads' linear layers
+    assert 3.55 < ratio[0] < 3.65 and all(3.85 < r < 4 for r in ratio[1:]), ratio
+
+
 def test_cifar_cnn_saves_half_the_flops_within_one_point():
     # Shallow-Deep Networks' headline (> 50 % on CIFAR-10), in miniature
     assert zoo.report("cnn-cifar10")["flops_saved"] >= 0.50

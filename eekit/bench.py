@@ -7,6 +7,7 @@ measured side by side in one run (ratios), with warm-up and medians.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 
@@ -201,6 +202,7 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     pick = data.evenly_spaced(len(single), min(batch1_samples, len(single)))  # speech: 300 utterances
     single = [single[i] for i in pick]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    load_before = os.getloadavg()[0]
 
     def timed(fn):
         return lambda: (fn(), sync())
@@ -243,6 +245,8 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
         "batch1_samples": len(single),
         "batch_size": batch,
         "repeats": repeats,
+        # the host's 1-minute load average before and after the timing: its neighbours move the third digit
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "exits_as_simulated": as_simulated,
         "ideal_speedup": round(ideal_batch, 3),
         "ideal_speedup_batch1_samples": round(ideal_1, 3),

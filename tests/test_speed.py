@@ -181,6 +181,7 @@ def test_speedup_benchmark_runs_on_a_speech_model_on_the_cpu():
     assert result["device"] == "cpu" and result["batch_size"] == 32 and result["exits_as_simulated"] == 1.0
     assert result["ideal_speedup"] > 1 and result["realized_speedup_batch32"] > 0
     assert 0 <= result["der_early_exit"] <= 1 and 0 <= result["der_full"] <= 1
+    assert len(result["load_average"]) == 2 and min(result["load_average"]) >= 0  # recorded with every run
 
 
 def test_stage_profile_counts_the_cards_flops_and_every_exit(capsys):
@@ -236,3 +237,32 @@ def test_speech_flops_fit_equals_a_direct_count():
         assert cost[i].tolist() == (begin + np.cumsum(blocks + heads)).tolist()
         assert full[i] == begin + blocks.sum() + heads[-1]
     assert full[0] > full[1] and (np.diff(cost, axis=1) > 0).all()
+
+
+RECORDED = sorted((data.DATA_DIR.parent / "docs" / "bench").glob("*.speedup.json"))
+
+
+def test_recorded_benchmark_runs_exist_for_both_cifar_widths():
+    assert {p.name for p in RECORDED} >= {"cnn-cifar10.speedup.json", "cnn-cifar10-wide.speedup.json"}
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.name)
+def test_a_recorded_benchmark_run_is_of_the_shipped_model(path):
+    """The README and lesson 12 quote recorded ``bench speedup --threads 1 --json`` runs (docs/bench/): each must be a
+    full run of the shipped weights at their card's operating point, or its numbers describe some other model."""
+    from eekit.zoo import load_card
+
+    run = json.loads(path.read_text())
+    card = load_card(run["model"])
+    assert path.name == f"{run['model']}.speedup.json"
+    assert run["device"] == "cpu" and run["torch_threads"] == 1 and run["exits_as_simulated"] == 1.0
+    assert run["samples"] == card["dataset"]["test_samples"] and run["batch1_samples"] == 500 and run["repeats"] == 5
+    assert (run["criterion"], run["threshold"]) == (card["early_exit"]["criterion"], card["early_exit"]["threshold"])
+    assert run["accuracy_full"] == card["final_accuracy"]
+    assert run["accuracy_early_exit"] == card["early_exit"]["accuracy"]
+    assert run["ideal_speedup"] == pytest.approx(1 / (1 - card["early_exit"]["flops_saved"]), abs=2e-3)
+    assert run["realized_over_ideal_batch1"] == pytest.approx(
+        run["realized_speedup_batch1"] / run["ideal_speedup_batch1_samples"], abs=2e-3)
+    assert run["realized_over_ideal_batch256"] == pytest.approx(
+        run["realized_speedup_batch256"] / run["ideal_speedup"], abs=2e-3)
+    assert len(run["load_average"]) == 2

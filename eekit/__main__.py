@@ -100,9 +100,11 @@ def _bench(args) -> int:
     from . import bench
 
     if args.what == "speedup":
-        result = bench.bench_speedup(args.model, device=args.device, threads=args.threads)
+        result = bench.bench_speedup(args.model, device=args.device, threads=args.threads,
+                                     keep_freed_memory=not args.default_malloc)
     elif args.what == "stages":
-        result = bench.bench_stages(args.model, batch=args.batch, device=args.device, threads=args.threads)
+        result = bench.bench_stages(args.model, batch=args.batch, device=args.device, threads=args.threads,
+                                    keep_freed_memory=not args.default_malloc)
     elif args.what == "notebooks":
         result = bench.bench_notebooks()
     elif args.what == "energy":
@@ -174,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads for `speedup` and `stages` (default: torch's)")
     p.add_argument("--batch", type=int, default=1, help="batch size for `stages` (default: 1)")
+    p.add_argument("--default-malloc", action="store_true", help="`speedup` and `stages`: time with glibc's default "
+                   "policy, big buffers returned to the OS after every call and page-faulted back in (default: kept)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_bench)
 

@@ -7,7 +7,9 @@ measured side by side in one run (ratios), with warm-up and medians.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import platform
 import statistics
 import time
 
@@ -125,6 +127,36 @@ def _torch_threads(threads: int | None):
         torch.set_num_threads(before)
 
 
+# glibc's mallopt parameters (malloc.h) and the values its dynamic thresholds settle at after a big free
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+_GLIBC_SETTLED = ((_M_MMAP_MAX, 65536), (_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 64 << 20))
+
+
+@contextlib.contextmanager
+def _freed_memory_kept(keep: bool):
+    """Run the block with glibc's allocator keeping freed memory (``keep``), restored afterwards; yields the policy
+    in use for the report: ``"keep-freed"``, ``"default"``, or ``"platform"`` where the C library is not glibc.
+
+    glibc serves every buffer over 32 MiB (the wide CIFAR-10 CNN's first activation at batch 256 is 50 MiB) with a
+    fresh ``mmap`` and unmaps it on free, so each call page-faults it back in, zeroed by the kernel: that first
+    convolution took 34 ms instead of 8 (docs/performance.md), a cost of bytes, not FLOPs, that lands on the early
+    blocks. With ``mmap`` off and no trimming, freed buffers are reused as PyTorch's CPU tuning guide arranges with
+    jemalloc or tcmalloc. Both sides of a benchmark run under the same policy; afterwards glibc gets the thresholds
+    its dynamic tuning settles at and the kept memory goes back to the OS."""
+    if not keep or platform.libc_ver()[0] != "glibc":
+        yield "default" if not keep else "platform"
+        return
+    libc = ctypes.CDLL(None)
+    libc.mallopt(_M_MMAP_MAX, 0)
+    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    try:
+        yield "keep-freed"
+    finally:
+        for param, value in _GLIBC_SETTLED:
+            libc.mallopt(param, value)
+        libc.malloc_trim(0)
+
+
 def _operating_point(model_name: str | None, criterion: str | None, max_drop: float | None, device):
     """A shipped model on ``device`` and its card's operating point: ``(name, recipe, model, profile, criterion,
     threshold, device)``, the threshold the cheapest within ``max_drop`` of the final exit on the cached profile."""
@@ -175,7 +207,7 @@ def _quality(result, test, keep: np.ndarray) -> float:
 
 def bench_speedup(model_name: str | None = None, criterion: str | None = None, max_drop: float | None = None,
                   batch1_samples: int = 500, repeats: int = 5, samples: int | None = None,
-                  device: str | None = None, threads: int | None = None) -> dict:
+                  device: str | None = None, threads: int | None = None, keep_freed_memory: bool = True) -> dict:
     """Full model vs real early exit at the model card's operating point (its criterion, the cheapest threshold
     within ``max_drop`` of the final exit, calibrated on the whole test split).
 
@@ -187,9 +219,10 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     timed alternately; ``threads`` sets torch's CPU threads for the run (default: as they are). The ``*_cpu_time``
     figures use this process's CPU time instead of the wall clock: on a machine shared with other jobs, that is
     the work each side did, while the wall clock also counts waiting for a core (and, with two or more threads,
-    threads spinning at barriers for a sibling that lost its core). Both sides run the same
-    batch-norm-folded copy under ``torch.inference_mode``. On the CPU the
-    real exits must equal the simulated ones (the cached profile; speech: ``profile_speech`` at the same batching,
+    threads spinning at barriers for a sibling that lost its core). ``keep_freed_memory`` (glibc) keeps the
+    allocator from returning big buffers to the OS between calls, so neither side pays page faults per call
+    (``malloc`` in the report). Both sides run the same batch-norm-folded copy under ``torch.inference_mode``. On
+    the CPU the real exits must equal the simulated ones (the cached profile; speech: ``profile_speech`` at the same batching,
     since padding shapes a conformer's outputs); elsewhere the share that does is reported.
     """
     from .evaluate import profile_speech
@@ -207,7 +240,7 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     def timed(fn):
         return lambda: (fn(), sync())
 
-    with _torch_threads(threads) as used_threads:
+    with _torch_threads(threads) as used_threads, _freed_memory_kept(keep_freed_memory) as malloc:
         timing = _interleaved({
             "batch": (timed(lambda: infer_full(model, inputs, batch_size=batch)),
                       timed(lambda: infer(model, inputs, criterion, threshold, batch_size=batch))),
@@ -241,6 +274,7 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
         "threshold": round(threshold, 4),
         "device": str(device),
         "torch_threads": used_threads,
+        "malloc": malloc,
         "samples": len(keep),
         "batch1_samples": len(single),
         "batch_size": batch,
@@ -270,7 +304,7 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
 
 
 def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 50, device: str | None = None,
-                 threads: int | None = None) -> dict:
+                 threads: int | None = None, keep_freed_memory: bool = True) -> dict:
     """Where a model's time goes, block by block and head by head, against its FLOPs: the measurement behind
     docs/performance.md's "where the remaining gap goes".
 
@@ -281,6 +315,7 @@ def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 5
     at the card's operating point (cached profile) it gives the *time ideal*, the plain model's time over the mean
     time to reach and evaluate the exit each sample leaves at (what early exit would realize if scoring and
     compaction cost nothing and every block ran at this batch size), beside the FLOP ideal computed the same way.
+    ``threads`` and ``keep_freed_memory`` as in :func:`bench_speedup`.
     """
     from .costs import block_times
     from .models.contract import inference_copy
@@ -295,7 +330,7 @@ def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 5
     else:
         inputs = inputs[:batch]
     fast = inference_copy(model)
-    with _torch_threads(threads) as used_threads:
+    with _torch_threads(threads) as used_threads, _freed_memory_kept(keep_freed_memory) as malloc:
         block_ms, head_ms = block_times(fast, inputs, repeats, warmup=1,
                                         sync=torch.cuda.synchronize if device.type == "cuda" else None)
         with torch.inference_mode():
@@ -312,7 +347,7 @@ def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 5
     flop_ideal, time_ideal = ideal(block_flops, head_flops), ideal(block_ms, head_ms)
     return {
         "model": name, "criterion": criterion, "threshold": round(threshold, 4), "device": str(device),
-        "torch_threads": used_threads, "batch_size": batch, "repeats": repeats,
+        "torch_threads": used_threads, "malloc": malloc, "batch_size": batch, "repeats": repeats,
         "exit_names": list(model.exit_names),
         "exit_share": [round(float(v), 4) for v in share],
         "block_ms_per_sample": [round(float(v), 4) for v in block_ms],

@@ -222,8 +222,8 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     threads spinning at barriers for a sibling that lost its core). ``keep_freed_memory`` (glibc) keeps the
     allocator from returning big buffers to the OS between calls, so neither side pays page faults per call
     (``malloc`` in the report). Both sides run the same batch-norm-folded copy under ``torch.inference_mode``. On
-    the CPU the real exits must equal the simulated ones (the cached profile; speech: ``profile_speech`` at the same batching,
-    since padding shapes a conformer's outputs); elsewhere the share that does is reported.
+    the CPU the real exits must equal the simulated ones (the cached profile; speech: ``profile_speech`` at the
+    same batching, since padding shapes a conformer's outputs); elsewhere the share that does is reported.
     """
     from .evaluate import profile_speech
     from .runtime import infer, infer_full

@@ -97,7 +97,8 @@ def _ab(name: str, key: str, policy: str | None = None, digits: int = 3) -> str:
     ``"lo-hi"``, or one value when they agree."""
     runs = sorted((ROOT / "docs" / "bench" / "malloc-ab").glob(f"{name}.{policy or '*'}-*.speedup.json"))
     assert len(runs) == (2 if policy else 4), runs
-    lo, hi = (f"{v:.{digits}f}" for v in (lambda vs: (min(vs), max(vs)))([json.loads(p.read_text())[key] for p in runs]))
+    values = [recorded(f"malloc-ab/{p.name.removesuffix('.json')}")[key] for p in runs]
+    lo, hi = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
     return lo if lo == hi else f"{lo}-{hi}"
 
 

@@ -277,9 +277,14 @@ RECORDED = sorted(BENCH_DIR.glob("*.speedup.json"))
 MALLOC_AB = sorted((BENCH_DIR / "malloc-ab").glob("*.speedup.json"))
 
 
+def _ab_policy(path) -> str:
+    """``keep`` or ``default``: the allocator policy an A/B run's file name says."""
+    return path.name.split(".")[1].split("-")[0]
+
+
 def test_recorded_benchmark_runs_exist_for_both_cifar_widths():
     assert {p.name for p in RECORDED} >= {"cnn-cifar10.speedup.json", "cnn-cifar10-wide.speedup.json"}
-    ab = {p.name.split(".")[0] + "." + p.name.split(".")[1].split("-")[0] for p in MALLOC_AB}
+    ab = {p.name.split(".")[0] + "." + _ab_policy(p) for p in MALLOC_AB}
     assert ab == {f"{m}.{policy}" for m in ("cnn-cifar10", "cnn-cifar10-wide") for policy in ("keep", "default")}
 
 
@@ -293,7 +298,7 @@ def test_a_recorded_benchmark_run_is_of_the_shipped_model(path):
     run = json.loads(path.read_text())
     card = load_card(run["model"])
     if path.parent.name == "malloc-ab":
-        policy = path.name.split(".")[1].split("-")[0]
+        policy = _ab_policy(path)
         assert path.name.startswith(run["model"] + ".") and run["malloc"] == {"keep": "keep-freed"}.get(policy, policy)
     else:
         assert path.name == f"{run['model']}.speedup.json" and run["malloc"] == "keep-freed"

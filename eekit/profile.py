@@ -243,8 +243,19 @@ class ExitProfile:
 
     # ------------------------------------------------------------------------------------------- save / load
     def save(self, path: str | Path) -> Path:
-        """Write a plain ``.npz`` (no pickle) that :meth:`load` reads back; returns the path written (numpy adds
-        ``.npz`` to a name without it)."""
+        """Write a plain ``.npz`` (no pickle) that :meth:`load` reads back, all at once (a crash leaves the old file
+        or the new one, :func:`eekit.files.write_atomic`); returns the path written (``.npz`` is added to a name
+        without it)."""
+        from .files import write_atomic
+
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        return write_atomic(path, self.write)
+
+    def write(self, path: str | Path) -> None:
+        """Write the ``.npz`` bytes to exactly ``path`` (no atomic rename: :meth:`save`, or a
+        :class:`eekit.files.FileSet` stage, wraps this)."""
         arrays = {
             "predictions": self.predictions, "errors": self.errors, "totals": self.totals, "cost": self.cost,
         }
@@ -257,11 +268,8 @@ class ExitProfile:
                 arrays[f"scores__{name}"] = value
         header = {"full_cost": self.full_cost, "exit_names": self.exit_names, "kind": self.kind,
                   "cost_unit": self.cost_unit, "meta": self.meta, "format": 1}
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_name(path.name + ".npz")
-        np.savez_compressed(path, header=np.array(json.dumps(header)), **arrays)
-        return path
+        with open(path, "wb") as f:  # a file object: numpy adds no ".npz" to a temporary's name
+            np.savez_compressed(f, header=np.array(json.dumps(header)), **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> "ExitProfile":

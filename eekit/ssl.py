@@ -414,16 +414,26 @@ def run_recipe(out_dir: str | Path, epochs: int | None = None, progress: bool = 
     """``python -m eekit train ssl-hubert``: pretrain (resumable), then give the random twin its unit head, train
     DAISY's exit heads on both encoders, profile clean and noisy held-out speech and the four tasks, and write the
     weights, card and profiles (:func:`output_files`) into ``out_dir``. Returns the card."""
-    from datetime import datetime, timezone
-    import json
-
-    from . import daisy, probes, validate
-    from .recipes import _machine
+    from . import files, validate
 
     config = PretrainConfig(**({"epochs": validate.whole("epochs", epochs, 1)} if epochs is not None else {}))
     out_dir = validate.writable_dir("output folder", out_dir)
-    files = output_files(out_dir)
-    validate.no_overwrite(files, force)
+    validate.no_overwrite(output_files(out_dir), force)
+    with files.claim_folder(out_dir), files.temp_dir(out_dir, NAME) as staging:
+        validate.no_overwrite(output_files(out_dir), force)  # the folder's last holder may have written
+        return _run_recipe(out_dir, Path(staging), config, epochs, progress)
+
+
+def _run_recipe(out_dir: Path, staging: Path, config: PretrainConfig, epochs: int | None, progress: bool) -> dict:
+    """:func:`run_recipe` once ``out_dir`` is held: every output is made in ``staging`` (the report reads the
+    profiles from there), then moved into ``out_dir`` as one set, the card last."""
+    from datetime import datetime, timezone
+    import json
+    import os
+
+    from . import daisy, probes
+    from .recipes import _machine
+
     model, codebook, log = pretrain(out_dir, config, progress)
     start = time.perf_counter()
     waves, _ = pretraining_corpus()
@@ -441,25 +451,25 @@ def run_recipe(out_dir: str | Path, epochs: int | None = None, progress: bool = 
         card["masked_unit_accuracy"][name] = round(masked_unit_accuracy(encoder, held_units, config), 4)
         card["exit_head_loss_per_epoch"][name] = daisy.fit_exit_heads(encoder, corpus, seed=config.seed,
                                                                       progress=progress)
-        _save_weights(encoder, codebook, out_dir / f"{name}.pt")
+        _save_weights(encoder, codebook, staging / f"{name}.pt")
         meta = {"model": name, "clips": "Speech Commands test speakers, 320 evenly spaced clips"}
-        daisy.unit_profile(encoder, held, meta=meta).save(out_dir / f"{name}.profile.npz")
+        daisy.unit_profile(encoder, held, meta=meta).save(staging / f"{name}.profile.npz")
         daisy.unit_profile(encoder, calibration_clips(), meta={
             "model": name, "clips": "Speech Commands test speakers, 320 evenly spaced clips not in the held-out "
                                     "profile (calibration, unlabelled)"}).save(
-            out_dir / f"{name}-calibration.profile.npz")
-        daisy.noisy_unit_profile(encoder, held, progress, meta=meta).save(out_dir / f"{name}-noisy.profile.npz")
+            staging / f"{name}-calibration.profile.npz")
+        daisy.noisy_unit_profile(encoder, held, progress, meta=meta).save(staging / f"{name}-noisy.profile.npz")
         for task in probes.TASKS:
             probes.task_profile(encoder, task, progress, meta={"model": name}).save(
-                out_dir / f"{name}-{task}.profile.npz")
+                staging / f"{name}-{task}.profile.npz")
     card["measurement_seconds"] = round(time.perf_counter() - start, 1)
     card["command"] = f"python -m eekit train {NAME}" + (f" --epochs {epochs}" if epochs else "")
     card["machine"] = _machine()
     card["trained_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    card["report"] = daisy.report(out_dir, card["masked_unit_accuracy"])
-    (out_dir / f"{NAME}.json").write_text(json.dumps(card, indent=2) + "\n")
+    card["report"] = daisy.report(staging, card["masked_unit_accuracy"])
+    (staging / f"{NAME}.json").write_text(json.dumps(card, indent=2) + "\n")
+    moves = sorted(output_files(out_dir), key=lambda f: f.name == f"{NAME}.json")  # the card last
+    data.write_run(out_dir, {f: lambda p, src=staging / f.name: os.replace(src, p) for f in moves})
     for resume in resume_files(out_dir, config):
         resume.unlink(missing_ok=True)
-    if out_dir.resolve() == (data.DATA_DIR / "checkpoints").resolve():
-        data.update_manifest(files)
     return card

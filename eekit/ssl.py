@@ -72,23 +72,23 @@ class PretrainConfig:
 
     def __post_init__(self):
         for name, low in (("num_units", 2), ("kmeans_iters", 1), ("epochs", 1), ("batch_size", 1), ("mask_span", 1),
-                          ("mix_epochs", 0), ("seed", 0)):
+                          ("seed", 0)):
             validate.whole(name, getattr(self, name), low)
         validate.number("lr (learning rate)", self.lr, 0, low_open=True)
-        validate.number("mix_lr (learning rate)", self.mix_lr, 0, low_open=True)
         validate.number("mask_prob (share of frames that start a masked span)", self.mask_prob, 0, 1, low_open=True)
         validate.number("unmasked_weight", self.unmasked_weight, 0)
         validate.number("clip_norm (gradient norm clip)", self.clip_norm, 0, low_open=True)
-        validate.number("mix_prob", self.mix_prob, 0, 1)
         validate.instance("speech_only", self.speech_only, bool, "True or False")
         if self.iterations not in (1, 2) or not 1 <= self.teacher_layer <= 6:
             raise ValueError(f"iterations must be 1 or 2 and teacher_layer 1..6, got {self.iterations}, "
                              f"{self.teacher_layer}")
         low, high = (validate.number("mix_snr_db (low, high)", v) for v in self.mix_snr_db)
-        if self.mix_epochs < 0 or self.mix_lr <= 0 or not 0 <= self.mix_prob <= 1 or not low <= high:
+        if self.mix_epochs < 0 or not self.mix_lr > 0 or not 0 <= self.mix_prob <= 1 or not low <= high:
             raise ValueError("mix_epochs >= 0, mix_lr > 0, mix_prob in [0, 1] and mix_snr_db = (low, high) with "
                              f"low <= high are required, got {self.mix_epochs}, {self.mix_lr}, {self.mix_prob}, "
                              f"{self.mix_snr_db}")
+        validate.whole("mix_epochs", self.mix_epochs, 0)
+        validate.number("mix_lr (learning rate)", self.mix_lr, 0, low_open=True)
 
 
 @dataclass

@@ -180,7 +180,7 @@ def _ssl_encoder_state(checkpoint: str | Path | None) -> tuple[dict, str]:
     if checkpoint is None:
         encoder, _ = load_encoder(NAME)
         return encoder.encoder_state(), f"{NAME}.pt (shipped)"
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = data.read_torch(checkpoint)
     encoder = {k: v for k, v in state["model"].items() if k.startswith(ENCODER_PREFIXES)}
     config = state["config"]
     mixing = "codebook" not in state  # the utterance-mixing phase's checkpoint (iterations keep their codebook)
@@ -314,9 +314,9 @@ def _stage_one(model, source: str, labels, out: Path, train_set, config: TrainCo
     e_name = cell_name("E", labels)
     card_file, weights = out / f"{e_name}.json", out / f"{e_name}.pt"
     if card_file.is_file() and weights.is_file():
-        e_card = json.loads(card_file.read_text())
+        e_card = data.read_json(card_file)
         if e_card.get("ssl_encoder_fingerprint") == source.rsplit(" ", 1)[-1]:
-            model = _from_half(torch.load(weights, map_location="cpu", weights_only=True))
+            model = _from_half(data.read_torch(weights))
             return model.train(), {"from": f"recipe E's cell {e_name} (its shipped fp16 weights)",
                                    "loss_per_epoch": e_card["loss_per_epoch"][0],
                                    "training_seconds": e_card["training_seconds"]}

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from . import data, validate
+from . import data, files, validate
 from .models.ssl import MaskedUnitEncoder, span_mask
 from .units import NO_UNIT, UnitCodebook, encoder_frames
 
@@ -277,9 +277,7 @@ def _train_epochs(model: MaskedUnitEncoder, loader: DataLoader, opt, sched, gen:
                      mask_generator=mask_gen.get_state(), torch_rng=torch.get_rng_state())
         if mix is not None:
             state["mix_generator"] = mix.generator.get_state()
-        tmp = resume_file.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(resume_file)
+        files.write_atomic(resume_file, lambda p: torch.save(state, p))
     bar.close()
 
 
@@ -422,8 +420,6 @@ def run_recipe(out_dir: str | Path, epochs: int | None = None, progress: bool = 
     """``python -m eekit train ssl-hubert``: pretrain (resumable), then give the random twin its unit head, train
     DAISY's exit heads on both encoders, profile clean and noisy held-out speech and the four tasks, and write the
     weights, card and profiles (:func:`output_files`) into ``out_dir``. Returns the card."""
-    from . import files
-
     config = PretrainConfig(**({"epochs": validate.whole("epochs", epochs, 1)} if epochs is not None else {}))
     out_dir = validate.writable_dir("output folder", out_dir)
     validate.no_overwrite(output_files(out_dir), force)

@@ -198,6 +198,7 @@ def write_run(out_dir: str | Path, writers: dict[Path, Callable[[Path], None]]) 
     root = manifest_root(out_dir)
     shared = root.resolve() != Path(out_dir).resolve()
     with files.claim_folder(root, wait=120) if shared else contextlib.nullcontext():
+        _finish_commits(root)
         with files.FileSet() as fs:
             for path, write in writers.items():
                 fs.stage(path, write)
@@ -207,6 +208,13 @@ def write_run(out_dir: str | Path, writers: dict[Path, Callable[[Path], None]]) 
             fs.stage(root / MANIFEST, lambda p: p.write_text(_manifest_text(entries)))
             written = [final for _, final in fs.staged]
     return written
+
+
+def _finish_commits(root: Path) -> None:
+    """Replay any killed run's journal below ``root`` before the shared checksum list is read and rewritten: its
+    pending list would otherwise replace this update's when it is replayed later."""
+    for journal in Path(root).rglob(files.JOURNAL_NAME):
+        files.recover(journal.parent)
 
 
 def _manifest_text(entries: dict[str, str]) -> str:
@@ -234,6 +242,7 @@ def update_manifest(paths: Sequence[str | Path], data_dir: Path | None = None) -
     it was, so a shipped file that was corrupted earlier keeps failing its check."""
     data_dir = Path(data_dir or DATA_DIR).resolve()
     with files.claim_folder(data_dir, wait=120):
+        _finish_commits(data_dir)
         entries = dict(_manifest(data_dir)) if (data_dir / MANIFEST).exists() else {}
         for f in paths:
             path = Path(f).resolve()

@@ -7,7 +7,7 @@ SIGKILL at any moment) sees either the old complete file or the new complete fil
 
 A set of files (weights + profile + card + checksum list) is written as one with :class:`FileSet`: every file goes
 to a temporary name first, then a journal listing the renames is written (atomically: this is the commit point), then
-the renames run, the card last. A run killed before the journal leaves the old set (and stray temporaries, removed by
+the renames run (the card after the files it describes, the checksum list last). A run killed before the journal leaves the old set (and stray temporaries, removed by
 the next claim); a run killed after it leaves a journal that :func:`recover` replays (every load and every claim calls
 it), so readers only ever see the old complete set or the new complete set.
 
@@ -212,13 +212,13 @@ def _try_lock(folder: Path) -> int:
     fails), so a live owner's lock is never removed by mistake."""
     lock = folder / LOCK_NAME
     for _ in range(3):
-        fd, mine = tempfile.mkstemp(prefix=f"{LOCK_NAME}.", dir=folder)
+        fd, mine = tempfile.mkstemp(prefix=f"{LOCK_NAME}.", suffix=".tmp", dir=folder)  # removed if we are killed
         with os.fdopen(fd, "w") as f:
             f.write(f"{os.getpid()}\n")
         try:
             os.link(mine, lock)  # atomic, fails if the lock exists
             return 0
-        except FileExistsError:
+        except (FileExistsError, FileNotFoundError):  # taken, or our temporary was swept by the owner: look again
             pass
         except OSError:  # a file system without hard links: an exclusive create (the pid follows at once)
             with contextlib.suppress(FileExistsError):
@@ -226,7 +226,7 @@ def _try_lock(folder: Path) -> int:
                     f.write(f"{os.getpid()}\n")
                 return 0
         finally:
-            os.unlink(mine)
+            Path(mine).unlink(missing_ok=True)
         try:
             owner = int(lock.read_text().strip() or 0)
         except FileNotFoundError:

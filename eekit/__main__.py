@@ -206,7 +206,7 @@ def add_bench(sub) -> None:
     p = sub.add_parser("bench", help="measure on this machine: speedup of real early exit and where its time goes "
                        "(stages), dashboard latency, notebook time and memory, energy simulator speed and balance")
     kinds = p.add_subparsers(dest="what", required=True, parser_class=_Parser)
-    helps = {"speedup": "wall-clock speedup of real early exit at batch 1", "stages": "where the time goes, stage by "
+    helps = {"speedup": "ideal vs realized speedup of real early exit", "stages": "where the time goes, stage by "
              "stage", "widgets": "dashboard slider latency", "notebooks": "every lesson's time and peak memory",
              "energy": "energy simulator speed and energy balance"}
     for what, text in helps.items():

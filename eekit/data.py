@@ -6,10 +6,14 @@ message that names it instead of producing silently wrong numbers. Splits are de
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
+import json
 import os
+import pickle
+import re
 import tarfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from . import validate
+from . import files, validate
 
 __all__ = [
     "DATA_DIR",
@@ -39,6 +43,11 @@ __all__ = [
     "load_noise",
     "load_trace",
     "write_manifest",
+    "update_manifest",
+    "write_run",
+    "read_json",
+    "read_torch",
+    "checkpoint_file",
     "SpeechCommands",
     "SC_COMMANDS",
     "SC_DIGITS",
@@ -74,16 +83,29 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-@lru_cache(maxsize=4)
 def _manifest(data_dir: Path) -> dict[str, str]:
-    path = data_dir / MANIFEST
-    if not path.exists():
-        raise DataFileError(f"{path} is missing: it lists the sha256 of every shipped data file. Restore it from git.")
+    path = Path(data_dir) / MANIFEST
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise DataFileError(f"{path} is missing: it lists the sha256 of every shipped data file. Restore it from "
+                            "git.") from None
+    return _read_manifest(path, stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _read_manifest(path: Path, size: int, mtime_ns: int) -> dict[str, str]:
+    """Parse a checksum list once per (size, mtime); a malformed line names the file and the accepted format."""
     entries = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            entries[name.strip()] = digest
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-f]{64}", parts[0]):
+            raise DataFileError(f"{path} is damaged at line {number} ({line[:60]!r}); accepted: lines of "
+                                f"'<64 hex digits>  <relative path>'. Restore it from git, or rerun the command "
+                                f"that wrote this folder")
+        entries[parts[1].strip()] = parts[0]
     return entries
 
 
@@ -97,6 +119,7 @@ def data_path(relative: str, data_dir: Path | None = None) -> Path:
     """Return ``data/<relative>`` after checking that it exists and matches its manifest sha256."""
     data_dir = Path(data_dir or DATA_DIR)
     path = data_dir / relative
+    files.recover(path.parent)  # a commit a killed run left half done: finish it before reading
     expected = _manifest(data_dir).get(relative)
     if expected is None:
         raise DataFileError(f"{relative!r} is not listed in {data_dir / MANIFEST}; the kit only reads files it ships.")
@@ -105,21 +128,35 @@ def data_path(relative: str, data_dir: Path | None = None) -> Path:
     stat = path.stat()
     actual = _verified(path, stat.st_size, stat.st_mtime_ns)
     if actual != expected:
+        shipped = data_dir.resolve() == DATA_DIR.resolve()
         raise DataFileError(
-            f"Data file {path} is corrupted: its sha256 is {actual}, the manifest expects {expected}. "
-            f"Restore it with `git checkout -- data/{relative}`."
+            f"Data file {path} is corrupted: its sha256 is {actual}, {data_dir / MANIFEST} expects {expected}. "
+            + (f"Restore it with `git checkout -- data/{relative}`." if shipped else
+               "Rerun the command that wrote it.")
         )
     return path
 
 
 def checkpoint_file(relative: str, folder: str | Path | None = None, train_command: str = "") -> Path:
     """A trained file: ``<folder>/<name>`` from a run of the user's own when ``folder`` is given, else the shipped,
-    checksum-verified ``data/checkpoints/<relative>``; a missing file's error says which command makes it."""
+    checksum-verified ``data/checkpoints/<relative>``; a missing file's error says which command makes it.
+
+    A run folder's own ``SHA256SUMS`` (written by every run since it existed) is checked too, so a damaged file of
+    the user's is named; a file the list does not know (a run from before) is read unchecked."""
     hint = f" (train it with `{train_command}`)" if train_command else ""
     if folder is not None:
-        path = Path(folder) / Path(relative).name
+        folder = Path(folder)
+        path = folder / Path(relative).name
+        files.recover(folder)
         if not path.is_file():
             raise DataFileError(f"{path} is missing{hint}")
+        root = manifest_root(folder)
+        key = path.resolve().relative_to(root.resolve()).as_posix()
+        if (root / MANIFEST).is_file() and key in _manifest(root):
+            try:
+                return data_path(key, root)
+            except DataFileError as err:
+                raise DataFileError(f"{err}{hint}") from None
         return path
     try:
         return data_path(f"checkpoints/{relative}")
@@ -127,39 +164,92 @@ def checkpoint_file(relative: str, folder: str | Path | None = None, train_comma
         raise DataFileError(f"{err}{hint}") from None
 
 
+def read_json(path: Path) -> dict:
+    """A JSON file (a card); a damaged one raises :class:`DataFileError` naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, ValueError) as err:
+        raise DataFileError(f"{path} is not valid JSON ({err}); accepted: a model card as eekit writes it. Restore "
+                            "it, or rerun the command that wrote it") from None
+
+
+def read_torch(path: Path):
+    """A ``torch.save`` file (weights), loaded with ``weights_only=True``; a damaged one raises
+    :class:`DataFileError` naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as err:
+        raise DataFileError(f"{path} cannot be read as torch weights ({' '.join(str(err).split())[:200]}); "
+                            "accepted: a file torch.save wrote. Restore it, or rerun the command that wrote it"
+                            ) from None
+
+
+def manifest_root(folder: str | Path) -> Path:
+    """The folder whose ``SHA256SUMS`` lists ``folder``'s files: ``data/`` for the shipped ones, else the folder."""
+    folder = Path(folder)
+    return DATA_DIR if folder.resolve().is_relative_to(DATA_DIR.resolve()) else folder
+
+
+def write_run(out_dir: str | Path, writers: dict[Path, Callable[[Path], None]]) -> list[Path]:
+    """Write a run's files as one set (:class:`eekit.files.FileSet`, in ``writers``' order: put the card last) and
+    record their sha256 in the folder's checksum list (``data/SHA256SUMS`` for shipped files, else
+    ``<out_dir>/SHA256SUMS``; every other entry stays). A run killed at any moment leaves the old set or the new one.
+    The caller holds ``out_dir`` (:func:`eekit.files.claim_folder`); ``data/`` is claimed here for the list."""
+    root = manifest_root(out_dir)
+    shared = root.resolve() != Path(out_dir).resolve()
+    with files.claim_folder(root, wait=120) if shared else contextlib.nullcontext():
+        _finish_commits(root)
+        with files.FileSet() as fs:
+            for path, write in writers.items():
+                fs.stage(path, write)
+            entries = dict(_manifest(root)) if (root / MANIFEST).exists() else {}
+            for tmp, final in fs.staged:
+                entries[final.resolve().relative_to(root.resolve()).as_posix()] = _sha256(tmp)
+            fs.stage(root / MANIFEST, lambda p: p.write_text(_manifest_text(entries)))
+            written = [final for _, final in fs.staged]
+    return written
+
+
+def _finish_commits(root: Path) -> None:
+    """Replay any killed run's journal below ``root`` before the shared checksum list is read and rewritten: its
+    pending list would otherwise replace this update's when it is replayed later."""
+    for journal in Path(root).rglob(files.JOURNAL_NAME):
+        files.recover(journal.parent)
+
+
+def _manifest_text(entries: dict[str, str]) -> str:
+    return "".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items()))
+
+
 def write_manifest(data_dir: Path | None = None, patterns: Sequence[str] = ("**/*",)) -> Path:
     """Rewrite ``data/SHA256SUMS`` from the files on disk (maintainers: after adding a data file or checkpoint)."""
     data_dir = Path(data_dir or DATA_DIR)
     skip = {MANIFEST}
-    files = sorted(
+    found = sorted(
         {p for pattern in patterns for p in data_dir.glob(pattern) if p.is_file()},
         key=lambda p: p.relative_to(data_dir).as_posix(),
     )
     lines = [
         f"{_sha256(p)}  {p.relative_to(data_dir).as_posix()}"
-        for p in files
-        if p.name not in skip and p.suffix not in {".md"} and not p.name.startswith("LICENSE")
+        for p in found
+        if p.name not in skip and p.suffix not in {".md"} and not p.name.startswith(("LICENSE", "."))
     ]
-    out = data_dir / MANIFEST
-    out.write_text("\n".join(lines) + "\n")
-    _manifest.cache_clear()
-    return out
+    return files.write_text(data_dir / MANIFEST, "\n".join(lines) + "\n")
 
 
-def update_manifest(files: Sequence[str | Path], data_dir: Path | None = None) -> Path:
-    """Record the sha256 of just ``files`` (inside ``data_dir``) in ``data/SHA256SUMS``; every other entry stays as
+def update_manifest(paths: Sequence[str | Path], data_dir: Path | None = None) -> Path:
+    """Record the sha256 of just ``paths`` (inside ``data_dir``) in ``data/SHA256SUMS``; every other entry stays as
     it was, so a shipped file that was corrupted earlier keeps failing its check."""
     data_dir = Path(data_dir or DATA_DIR).resolve()
-    entries = dict(_manifest(data_dir)) if (data_dir / MANIFEST).exists() else {}
-    for f in files:
-        path = Path(f).resolve()
-        if not path.is_relative_to(data_dir) or not path.is_file():
-            raise ValueError(f"{f} is not a file inside {data_dir}; only shipped data files go in {MANIFEST}")
-        entries[path.relative_to(data_dir).as_posix()] = _sha256(path)
-    out = data_dir / MANIFEST
-    out.write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items())))
-    _manifest.cache_clear()
-    return out
+    with files.claim_folder(data_dir, wait=120):
+        _finish_commits(data_dir)
+        entries = dict(_manifest(data_dir)) if (data_dir / MANIFEST).exists() else {}
+        for f in paths:
+            path = Path(f).resolve()
+            if not path.is_relative_to(data_dir) or not path.is_file():
+                raise ValueError(f"{f} is not a file inside {data_dir}; only shipped data files go in {MANIFEST}")
+            entries[path.relative_to(data_dir).as_posix()] = _sha256(path)
+        return files.write_text(data_dir / MANIFEST, _manifest_text(entries))
 
 
 # ------------------------------------------------------------------------------------------------------ images

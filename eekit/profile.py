@@ -94,16 +94,35 @@ class ExitProfile:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if np.ndim(self.errors) != 2:
+            raise ValueError(f"errors must be an array [N samples, K exits], got shape {np.shape(self.errors)}")
         N, K = self.errors.shape
+        if N < 1 or K < 1:
+            raise ValueError(f"a profile needs at least one sample and one exit (errors [N >= 1, K >= 1]), got "
+                             f"errors of shape {self.errors.shape}")
         if self.predictions.shape[:2] != (N, K) or self.totals.shape != (N,) or self.cost.shape != (K,):
             raise ValueError(
                 f"inconsistent profile arrays: errors {self.errors.shape}, predictions {self.predictions.shape}, "
-                f"totals {self.totals.shape}, cost {self.cost.shape}"
+                f"totals {self.totals.shape}, cost {self.cost.shape} (accepted: errors and predictions [N, K], "
+                f"totals [N], cost [K])"
             )
         if len(self.exit_names) != K:
-            raise ValueError(f"{len(self.exit_names)} exit names for {K} exits")
+            raise ValueError(f"{len(self.exit_names)} exit names for {K} exits (accepted: one name per exit)")
         if self.logits is not None and self.logits.shape[:2] != (K, N):
             raise ValueError(f"logits must be [K={K}, N={N}, C], got {self.logits.shape}")
+        if self.labels is not None and np.shape(self.labels) != (N,):
+            raise ValueError(f"labels must be one per sample [N={N}], got shape {np.shape(self.labels)}")
+        validate.values("cost (cumulative cost of each exit)", self.cost, 0, low_open=True)
+        validate.number("full_cost (cost of the plain model)", self.full_cost, 0, low_open=True)
+        validate.values("totals (units per sample: 1 per image, reference digits per utterance)", self.totals, 0,
+                        low_open=True)
+        validate.values("errors", self.errors, 0)
+        if self.kind == "classification":  # one unit per sample; CTC errors may exceed totals (insertions)
+            over = np.argwhere(self.errors > self.totals[:, None])
+            if len(over):
+                i, k = (int(v) for v in over[0])
+                raise ValueError(f"errors must be at most each sample's total (accepted: 0 or 1 per image), got "
+                                 f"{self.errors[i, k]!r} errors of {self.totals[i]!r} for sample {i} at exit {k}")
 
     # ------------------------------------------------------------------------------------------------ basics
     @property
@@ -174,9 +193,8 @@ class ExitProfile:
 
     def _checked(self, c: Criterion, threshold: float) -> float:
         threshold = c.check_threshold(threshold)
-        if c.integer and threshold > self.num_exits - 1:
-            raise ValueError(f"threshold for {c.name!r} must be in [{c.low:g}, {self.num_exits - 1}] for this "
-                             f"{self.num_exits}-exit model, got {threshold:g}")
+        if c.integer:
+            validate.exit_threshold(c.name, threshold, c.low, self.num_exits)
         return threshold
 
     # ---------------------------------------------------------------------------------------- many thresholds
@@ -243,8 +261,19 @@ class ExitProfile:
 
     # ------------------------------------------------------------------------------------------- save / load
     def save(self, path: str | Path) -> Path:
-        """Write a plain ``.npz`` (no pickle) that :meth:`load` reads back; returns the path written (numpy adds
-        ``.npz`` to a name without it)."""
+        """Write a plain ``.npz`` (no pickle) that :meth:`load` reads back, all at once (a crash leaves the old file
+        or the new one, :func:`eekit.files.write_atomic`); returns the path written (``.npz`` is added to a name
+        without it)."""
+        from .files import write_atomic
+
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        return write_atomic(path, self.write)
+
+    def write(self, path: str | Path) -> None:
+        """Write the ``.npz`` bytes to exactly ``path`` (no atomic rename: :meth:`save`, or a
+        :class:`eekit.files.FileSet` stage, wraps this)."""
         arrays = {
             "predictions": self.predictions, "errors": self.errors, "totals": self.totals, "cost": self.cost,
         }
@@ -257,11 +286,8 @@ class ExitProfile:
                 arrays[f"scores__{name}"] = value
         header = {"full_cost": self.full_cost, "exit_names": self.exit_names, "kind": self.kind,
                   "cost_unit": self.cost_unit, "meta": self.meta, "format": 1}
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_name(path.name + ".npz")
-        np.savez_compressed(path, header=np.array(json.dumps(header)), **arrays)
-        return path
+        with open(path, "wb") as f:  # a file object: numpy adds no ".npz" to a temporary's name
+            np.savez_compressed(f, header=np.array(json.dumps(header)), **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> "ExitProfile":

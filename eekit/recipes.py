@@ -5,7 +5,9 @@ registered in :data:`eekit.zoo.RECIPES`; the training loop is :func:`eekit.train
 
 Shipped files are never replaced by accident: existing outputs are refused unless ``force=True``
 (``--force``), and writing into ``data/checkpoints`` re-hashes only the files just written in
-``data/SHA256SUMS``, so a shipped file corrupted earlier still fails its check.
+``data/SHA256SUMS``, so a shipped file corrupted earlier still fails its check. A run into any other folder keeps
+that folder's own ``SHA256SUMS``. The three files are written as one set (:func:`eekit.data.write_run`): a run
+killed at any moment leaves the old set or the new one, and the folder is claimed for the whole run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 
 from . import data, validate
+from .files import claim_folder
 from .profile import ExitProfile
 from .runtime import check_device
 from .train import TrainConfig, train
@@ -62,10 +65,17 @@ def run_recipe(name: str, out_dir: str | Path, subset: int | None = None, epochs
     if epochs is not None:
         epochs = validate.whole("epochs", epochs, 1)
     out_dir = validate.writable_dir("output folder", out_dir)
-    files = output_files(name, out_dir)
-    validate.no_overwrite(files, force)
+    validate.no_overwrite(output_files(name, out_dir), force)
     device = check_device(device)
+    with claim_folder(out_dir):  # a second command writing the same folder is refused now, not after training
+        validate.no_overwrite(output_files(name, out_dir), force)  # again: the folder's last holder may have written
+        return _run(recipe, name, out_dir, subset, epochs, progress, device)
 
+
+def _run(recipe, name: str, out_dir: Path, subset: int | None, epochs: int | None, progress: bool, device) -> dict:
+    from . import zoo
+
+    smallest = max(p.batch_size for p in recipe.phases)
     torch.manual_seed(recipe.phases[0].seed)
     model = recipe.build()
     train_set, test_set = recipe.datasets()
@@ -78,11 +88,8 @@ def run_recipe(name: str, out_dir: str | Path, subset: int | None = None, epochs
     seconds = time.perf_counter() - start
     model.cpu()
 
-    out_dir.mkdir(exist_ok=True)
-    weights, card_file, profile_file = files
-    torch.save(model.state_dict(), weights)
+    weights, card_file, profile_file = output_files(name, out_dir)
     profile = recipe.profile(model, test_set, meta={"model": name, "split": "test"})
-    profile.save(profile_file)
     point = profile.calibrate(recipe.criterion, max_drop=recipe.max_drop)
     command = f"python -m eekit train {name}" + (f" --subset {subset}" if subset else "") + (
         f" --epochs {epochs}" if epochs else "")
@@ -107,7 +114,7 @@ def run_recipe(name: str, out_dir: str | Path, subset: int | None = None, epochs
         "machine": {**_machine(), "device": str(device)},
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    card_file.write_text(json.dumps(card, indent=2) + "\n")
-    if out_dir.resolve() == (data.DATA_DIR / zoo.CHECKPOINT_DIR).resolve():
-        data.update_manifest(files)
+    state = model.state_dict()
+    data.write_run(out_dir, {weights: lambda p: torch.save(state, p), profile_file: profile.write,
+                             card_file: lambda p: p.write_text(json.dumps(card, indent=2) + "\n")})  # the card last
     return card

@@ -20,7 +20,7 @@ import torch
 
 from .criteria import Criterion, get_criterion
 from .models.contract import ExitModel, inference_copy
-from .validate import model_input, whole
+from .validate import exit_threshold, model_input, whole
 
 __all__ = ["InferenceResult", "infer", "infer_full", "default_device", "check_device"]
 
@@ -89,7 +89,10 @@ def _criterion(model: ExitModel, criterion: str | Criterion, threshold: float) -
     c = get_criterion(criterion, "ctc" if model.output_kind == "ctc" else "classification")
     if c.needs_labels:
         raise ValueError("the oracle peeks at labels: it exists only in the cached profile, as an upper bound")
-    return c, c.check_threshold(threshold)
+    threshold = c.check_threshold(threshold)
+    if c.integer:  # patience / a fixed exit beyond the model's exits would silently mean "the last exit"
+        exit_threshold(c.name, threshold, c.low, model.num_exits)
+    return c, threshold
 
 
 def infer(model: ExitModel, x, criterion: str | Criterion, threshold: float,

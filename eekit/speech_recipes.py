@@ -40,6 +40,7 @@ import torch
 
 from . import data, validate
 from .evaluate import profile_speech
+from .files import claim_folder
 from .models.speech import SpeechEarlyExit, conformer_ctc
 from .profile import ExitProfile
 from .train import TrainConfig, train
@@ -179,7 +180,7 @@ def _ssl_encoder_state(checkpoint: str | Path | None) -> tuple[dict, str]:
     if checkpoint is None:
         encoder, _ = load_encoder(NAME)
         return encoder.encoder_state(), f"{NAME}.pt (shipped)"
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = data.read_torch(checkpoint)
     encoder = {k: v for k, v in state["model"].items() if k.startswith(ENCODER_PREFIXES)}
     config = state["config"]
     mixing = "codebook" not in state  # the utterance-mixing phase's checkpoint (iterations keep their codebook)
@@ -235,17 +236,22 @@ def train_cell(recipe: str, labels, out_dir: str | Path | None = None, force: bo
     speech-recipe --recipe C --labels 250``. ``ssl_checkpoint`` starts SSL recipes from a pretraining checkpoint
     instead of the shipped encoder (the card records the encoder's fingerprint; tests check that shipped cells
     match the shipped ``ssl-hubert``)."""
+    name = cell_name(recipe, labels)
+    labels = _labels(labels)
+    out = validate.writable_dir("output folder", _out_dir(out_dir))
+    validate.no_overwrite(_files(name, out), force)
+    with claim_folder(out):  # a second command writing this folder is refused now, not after training
+        validate.no_overwrite(_files(name, out), force)
+        return _train_cell(recipe, labels, name, out, progress, device, ssl_checkpoint)
+
+
+def _train_cell(recipe: str, labels, name: str, out: Path, progress: bool, device, ssl_checkpoint) -> dict:
     from . import zoo
     from .recipes import _machine
     from .runtime import check_device
 
-    name = cell_name(recipe, labels)
-    labels = _labels(labels)
     r = SPEECH_RECIPES[recipe]
-    out = validate.writable_dir("output folder", _out_dir(out_dir))
-    files = _files(name, out)
-    validate.no_overwrite(files, force)
-    out.mkdir(parents=True, exist_ok=True)
+    writers = {}
     card = {"cell": name, "recipe": recipe, "labels": labels, "init": r.init, "description": r.description,
             "single_exit": r.single_exit, "tests": list(TESTS)}
     if name in REUSED:
@@ -262,7 +268,6 @@ def train_cell(recipe: str, labels, out_dir: str | Path | None = None, force: bo
                         f" (its phase-1 share by epochs: {phase_epochs[0]} of {sum(phase_epochs)}, an estimate)"
                         if recipe == "B" else ""),
                     init_from=f"scratch (torch.manual_seed({SEED}))", machine=zoo_card["machine"])
-        files = [f for f in files if f.suffix != ".pt"]
     else:
         device = check_device(device)
         model, source = build_cell(recipe, ssl_checkpoint)
@@ -284,7 +289,7 @@ def train_cell(recipe: str, labels, out_dir: str | Path | None = None, force: bo
         seconds += time.perf_counter() - start
         model.cpu()
         state = _half(model)
-        torch.save(state, out / f"{name}.pt")
+        writers[out / f"{name}.pt"] = lambda p: torch.save(state, p)
         model = _from_half(state)  # evaluate what ships
         if r.init == "ssl":
             card["ssl_encoder_fingerprint"] = source.rsplit(" ", 1)[-1]
@@ -292,14 +297,12 @@ def train_cell(recipe: str, labels, out_dir: str | Path | None = None, force: bo
                     train_samples=len(train_set), loss_per_epoch=[[round(x, 4) for x in hist] for hist in history],
                     training_seconds=round(seconds, 1), machine={**_machine(), "device": str(device)})
     profiles = _profiles(model, name, progress)
-    for t, p in profiles.items():
-        p.save(out / f"{name}.{t}.profile.npz")
+    writers.update({out / f"{name}.{t}.profile.npz": p.write for t, p in profiles.items()})
     card["exit_der"] = {t: [round(1 - float(a), 4) for a in p.exit_accuracy] for t, p in profiles.items()}
     card["command"] = f"python -m eekit train speech-recipe --recipe {recipe} --labels {labels}"
     card["trained_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
-    if out.resolve() == (data.DATA_DIR / OUT_DIR).resolve():
-        data.update_manifest(files)
+    writers[out / f"{name}.json"] = lambda p: p.write_text(json.dumps(card, indent=2) + "\n")  # the card last
+    data.write_run(out, writers)
     return card
 
 
@@ -311,9 +314,9 @@ def _stage_one(model, source: str, labels, out: Path, train_set, config: TrainCo
     e_name = cell_name("E", labels)
     card_file, weights = out / f"{e_name}.json", out / f"{e_name}.pt"
     if card_file.is_file() and weights.is_file():
-        e_card = json.loads(card_file.read_text())
+        e_card = data.read_json(card_file)
         if e_card.get("ssl_encoder_fingerprint") == source.rsplit(" ", 1)[-1]:
-            model = _from_half(torch.load(weights, map_location="cpu", weights_only=True))
+            model = _from_half(data.read_torch(weights))
             return model.train(), {"from": f"recipe E's cell {e_name} (its shipped fp16 weights)",
                                    "loss_per_epoch": e_card["loss_per_epoch"][0],
                                    "training_seconds": e_card["training_seconds"]}
@@ -351,7 +354,7 @@ def _cell_path(name: str, suffix: str, out_dir: str | Path | None) -> Path:
 
 def load_cell_card(recipe: str, labels, out_dir: str | Path | None = None) -> dict:
     """The card of a trained cell."""
-    return json.loads(_cell_path(cell_name(recipe, labels), ".json", out_dir).read_text())
+    return data.read_json(_cell_path(cell_name(recipe, labels), ".json", out_dir))
 
 
 def load_cell_profile(recipe: str, labels, test: str, out_dir: str | Path | None = None) -> ExitProfile:
@@ -367,7 +370,7 @@ def load_cell_model(recipe: str, labels, out_dir: str | Path | None = None) -> S
     name = cell_name(recipe, labels)
     if name in REUSED:
         return zoo.load_pretrained(REUSED[name][0])
-    return _from_half(torch.load(_cell_path(name, ".pt", out_dir), map_location="cpu", weights_only=True))
+    return _from_half(data.read_torch(_cell_path(name, ".pt", out_dir)))
 
 
 def trained_cells(out_dir: str | Path | None = None) -> list[tuple[str, object]]:

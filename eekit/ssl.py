@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from . import data
+from . import data, files, validate
 from .models.ssl import MaskedUnitEncoder, span_mask
 from .units import NO_UNIT, UnitCodebook, encoder_frames
 
@@ -71,16 +71,24 @@ class PretrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.num_units < 2:
-            raise ValueError("epochs, batch_size >= 1, lr > 0 and num_units >= 2 are required")
+        for name, low in (("num_units", 2), ("kmeans_iters", 1), ("epochs", 1), ("batch_size", 1), ("mask_span", 1),
+                          ("seed", 0)):
+            validate.whole(name, getattr(self, name), low)
+        validate.number("lr (learning rate)", self.lr, 0, low_open=True)
+        validate.number("mask_prob (share of frames that start a masked span)", self.mask_prob, 0, 1, low_open=True)
+        validate.number("unmasked_weight", self.unmasked_weight, 0)
+        validate.number("clip_norm (gradient norm clip)", self.clip_norm, 0, low_open=True)
+        validate.instance("speech_only", self.speech_only, bool, "True or False")
         if self.iterations not in (1, 2) or not 1 <= self.teacher_layer <= 6:
             raise ValueError(f"iterations must be 1 or 2 and teacher_layer 1..6, got {self.iterations}, "
                              f"{self.teacher_layer}")
-        low, high = self.mix_snr_db
-        if self.mix_epochs < 0 or self.mix_lr <= 0 or not 0 <= self.mix_prob <= 1 or not low <= high:
+        low, high = (validate.number("mix_snr_db (low, high)", v) for v in self.mix_snr_db)
+        if self.mix_epochs < 0 or not self.mix_lr > 0 or not 0 <= self.mix_prob <= 1 or not low <= high:
             raise ValueError("mix_epochs >= 0, mix_lr > 0, mix_prob in [0, 1] and mix_snr_db = (low, high) with "
                              f"low <= high are required, got {self.mix_epochs}, {self.mix_lr}, {self.mix_prob}, "
                              f"{self.mix_snr_db}")
+        validate.whole("mix_epochs", self.mix_epochs, 0)
+        validate.number("mix_lr (learning rate)", self.mix_lr, 0, low_open=True)
 
 
 @dataclass
@@ -269,9 +277,7 @@ def _train_epochs(model: MaskedUnitEncoder, loader: DataLoader, opt, sched, gen:
                      mask_generator=mask_gen.get_state(), torch_rng=torch.get_rng_state())
         if mix is not None:
             state["mix_generator"] = mix.generator.get_state()
-        tmp = resume_file.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(resume_file)
+        files.write_atomic(resume_file, lambda p: torch.save(state, p))
     bar.close()
 
 
@@ -414,16 +420,24 @@ def run_recipe(out_dir: str | Path, epochs: int | None = None, progress: bool = 
     """``python -m eekit train ssl-hubert``: pretrain (resumable), then give the random twin its unit head, train
     DAISY's exit heads on both encoders, profile clean and noisy held-out speech and the four tasks, and write the
     weights, card and profiles (:func:`output_files`) into ``out_dir``. Returns the card."""
-    from datetime import datetime, timezone
-    import json
-
-    from . import daisy, probes, validate
-    from .recipes import _machine
-
     config = PretrainConfig(**({"epochs": validate.whole("epochs", epochs, 1)} if epochs is not None else {}))
     out_dir = validate.writable_dir("output folder", out_dir)
-    files = output_files(out_dir)
-    validate.no_overwrite(files, force)
+    validate.no_overwrite(output_files(out_dir), force)
+    with files.claim_folder(out_dir), files.temp_dir(out_dir, NAME) as staging:
+        validate.no_overwrite(output_files(out_dir), force)  # the folder's last holder may have written
+        return _run_recipe(out_dir, Path(staging), config, epochs, progress)
+
+
+def _run_recipe(out_dir: Path, staging: Path, config: PretrainConfig, epochs: int | None, progress: bool) -> dict:
+    """:func:`run_recipe` once ``out_dir`` is held: every output is made in ``staging`` (the report reads the
+    profiles from there), then moved into ``out_dir`` as one set, the card last."""
+    from datetime import datetime, timezone
+    import json
+    import os
+
+    from . import daisy, probes
+    from .recipes import _machine
+
     model, codebook, log = pretrain(out_dir, config, progress)
     start = time.perf_counter()
     waves, _ = pretraining_corpus()
@@ -441,25 +455,25 @@ def run_recipe(out_dir: str | Path, epochs: int | None = None, progress: bool = 
         card["masked_unit_accuracy"][name] = round(masked_unit_accuracy(encoder, held_units, config), 4)
         card["exit_head_loss_per_epoch"][name] = daisy.fit_exit_heads(encoder, corpus, seed=config.seed,
                                                                       progress=progress)
-        _save_weights(encoder, codebook, out_dir / f"{name}.pt")
+        _save_weights(encoder, codebook, staging / f"{name}.pt")
         meta = {"model": name, "clips": "Speech Commands test speakers, 320 evenly spaced clips"}
-        daisy.unit_profile(encoder, held, meta=meta).save(out_dir / f"{name}.profile.npz")
+        daisy.unit_profile(encoder, held, meta=meta).save(staging / f"{name}.profile.npz")
         daisy.unit_profile(encoder, calibration_clips(), meta={
             "model": name, "clips": "Speech Commands test speakers, 320 evenly spaced clips not in the held-out "
                                     "profile (calibration, unlabelled)"}).save(
-            out_dir / f"{name}-calibration.profile.npz")
-        daisy.noisy_unit_profile(encoder, held, progress, meta=meta).save(out_dir / f"{name}-noisy.profile.npz")
+            staging / f"{name}-calibration.profile.npz")
+        daisy.noisy_unit_profile(encoder, held, progress, meta=meta).save(staging / f"{name}-noisy.profile.npz")
         for task in probes.TASKS:
             probes.task_profile(encoder, task, progress, meta={"model": name}).save(
-                out_dir / f"{name}-{task}.profile.npz")
+                staging / f"{name}-{task}.profile.npz")
     card["measurement_seconds"] = round(time.perf_counter() - start, 1)
     card["command"] = f"python -m eekit train {NAME}" + (f" --epochs {epochs}" if epochs else "")
     card["machine"] = _machine()
     card["trained_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    card["report"] = daisy.report(out_dir, card["masked_unit_accuracy"])
-    (out_dir / f"{NAME}.json").write_text(json.dumps(card, indent=2) + "\n")
+    card["report"] = daisy.report(staging, card["masked_unit_accuracy"])
+    (staging / f"{NAME}.json").write_text(json.dumps(card, indent=2) + "\n")
+    moves = sorted(output_files(out_dir), key=lambda f: f.name == f"{NAME}.json")  # the card last
+    data.write_run(out_dir, {f: lambda p, src=staging / f.name: os.replace(src, p) for f in moves})
     for resume in resume_files(out_dir, config):
         resume.unlink(missing_ok=True)
-    if out_dir.resolve() == (data.DATA_DIR / "checkpoints").resolve():
-        data.update_manifest(files)
     return card

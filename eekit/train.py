@@ -58,6 +58,12 @@ class TrainConfig:
         validate.whole("batch_size", self.batch_size, 1)
         validate.number("lr (learning rate)", self.lr, 0, low_open=True)
         validate.number("distill (weight of self-distillation)", self.distill, 0, 1)
+        validate.number("weight_decay", self.weight_decay, 0)
+        validate.number("momentum", self.momentum, 0, 1, high_open=True)
+        validate.number("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        validate.number("temperature (of self-distillation)", self.temperature, 0, low_open=True)
+        validate.instance("freeze_backbone", self.freeze_backbone, bool, "True or False")
+        validate.whole("seed", self.seed, 0)
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -30,6 +30,7 @@ import torch
 import torchaudio
 
 from . import validate
+from .data import FSDD_SAMPLE_RATE
 
 if TYPE_CHECKING:
     from .models.ssl import MaskedUnitEncoder
@@ -60,6 +61,7 @@ def mfcc_frames(wave: torch.Tensor, sample_rate: int = 8000) -> torch.Tensor:
     """One waveform ``[S]`` -> ``[encoder_frames(S), 39]``: 13 MFCCs with deltas and delta-deltas, normalized over
     the utterance (zero mean, unit variance per coefficient, as the encoder's frontend does), 40 ms frames."""
     validate.waveform("wave", wave)
+    validate.sample_rate("sample_rate", sample_rate, FSDD_SAMPLE_RATE)  # HOP and the encoder's frames assume 8 kHz
     mfcc = _mfcc(sample_rate)(wave)  # [13, T], T = S // 80 + 1
     d1 = torchaudio.functional.compute_deltas(mfcc)
     feats = torch.cat([mfcc, d1, torchaudio.functional.compute_deltas(d1)])  # [39, T]
@@ -84,8 +86,12 @@ def speech_frames(wave: torch.Tensor) -> torch.Tensor:
 def kmeans(x: torch.Tensor, k: int, iters: int = 50, seed: int = 0) -> torch.Tensor:
     """``k`` centroids of the rows of ``x [N, D]``: k-means++ seeding, then Lloyd iterations (an empty cluster is
     re-seeded at the point farthest from its centroid). Seeded, so always the same codebook."""
-    if x.ndim != 2 or len(x) < k:
-        raise ValueError(f"k-means needs at least k={k} rows of [N, D] features, got shape {tuple(x.shape)}")
+    k = validate.whole("k (number of centroids)", k, 1)
+    iters = validate.whole("iters (Lloyd iterations)", iters, 0)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 2 or len(x) < k:
+        got = f"shape {tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"k-means needs a float tensor of at least k={k} rows of [N, D] features, got {got}")
+    validate.finite("k-means features", x)
     gen = torch.Generator().manual_seed(seed)
     x = x.double()
     centroids = x[torch.randint(len(x), (1,), generator=gen)]
@@ -138,6 +144,10 @@ class UnitCodebook:
             teacher_layer: int | None = None, speech_only: bool = False) -> "UnitCodebook":
         """k-means on every frame (or every speech frame) of ``waves``: of their MFCCs, or of ``teacher``'s layer
         ``teacher_layer``."""
+        num_units = validate.whole("num_units", num_units, 2)
+        waves = list(waves)
+        if not waves:
+            raise ValueError("a codebook needs at least one waveform [samples] to cluster, got none")
         if (teacher is None) != (teacher_layer is None):
             raise ValueError("give both teacher and teacher_layer (iteration 2) or neither (MFCC units)")
         if teacher is not None and not 1 <= teacher_layer <= len(teacher.layers):
@@ -187,5 +197,11 @@ class UnitCodebook:
                 raise ValueError(f"the codebook's teacher encoder is incomplete: missing {missing}, unexpected "
                                  f"{unexpected}")
             teacher, layer = teacher.eval(), int(state["teacher_layer"])
-        return cls(state["mean"], state["std"], state["centroids"], teacher, layer,
-                   bool(state.get("speech_only", False)))
+        mean, std, centroids = state["mean"], state["std"], state["centroids"]
+        if centroids.ndim != 2 or len(centroids) < 2 or not mean.shape == std.shape == (centroids.shape[1],):
+            raise ValueError(f"a codebook needs centroids [K >= 2, D] and mean, std [D], got {tuple(centroids.shape)}, "
+                             f"{tuple(mean.shape)}, {tuple(std.shape)}")
+        validate.values("codebook centroids", centroids)
+        validate.values("codebook mean", mean)
+        validate.values("codebook std", std, 0, low_open=True)
+        return cls(mean, std, centroids, teacher, layer, bool(state.get("speech_only", False)))

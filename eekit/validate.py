@@ -18,10 +18,11 @@ import numbers
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 
-__all__ = ["number", "whole", "instance", "one_of", "names", "finite", "waveform", "image_batch", "log_probs",
-           "model_input", "writable_dir", "no_overwrite", "IMAGE_RANGE"]
+__all__ = ["number", "whole", "instance", "one_of", "names", "finite", "values", "waveform", "sample_rate",
+           "image_batch", "log_probs", "exit_threshold", "model_input", "writable_dir", "no_overwrite", "IMAGE_RANGE"]
 
 IMAGE_RANGE = (0.0, 1.0)  # what eekit's image models take: floats in [0, 1], as ImageDataset returns them
 
@@ -129,11 +130,55 @@ def finite(name: str, x, allow_neg_inf: bool = False) -> None:
                          f"only {accepted} are accepted")
 
 
+def values(name: str, x, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           nonempty: bool = True) -> None:
+    """An array (numpy or torch) of finite numbers within the bounds (``low_open``: strictly above ``low``), e.g. a
+    profile's costs (> 0) or a sample's error count (>= 0); the message names the first bad value and its index."""
+    accepted = _bounds(low, high, low_open, False, integer=False)
+    try:
+        t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name} must be an array of numbers ({accepted}), got {type(x).__name__}") from None
+    if nonempty and t.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty array of {accepted.replace('a finite number', 'finite numbers')}"
+                         f", got an empty one of shape {tuple(t.shape)}")
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"{name} must hold numbers, got dtype {t.dtype}")
+    t = t.double()
+    bad = ~torch.isfinite(t)
+    if low is not None:
+        bad |= (t <= low) if low_open else (t < low)
+    if high is not None:
+        bad |= t > high
+    if bool(bad.any()):
+        i = tuple(int(v) for v in torch.nonzero(bad)[0])
+        raise ValueError(f"every value of {name} must be {accepted}; {int(bad.sum())} of {t.numel()} are not, e.g. "
+                         f"{float(t[i])!r} at index {i if len(i) != 1 else i[0]}")
+
+
 def waveform(name: str, x) -> None:
-    """One waveform ``[samples]`` with at least one sample (speech features are computed clip by clip)."""
+    """One waveform ``[samples]`` with at least one sample, every sample finite (speech features are computed clip
+    by clip)."""
     if not isinstance(x, torch.Tensor) or x.ndim != 1 or len(x) == 0:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{name}: expected one non-empty waveform [samples], got {shape}")
+    finite(name, x)
+
+
+def sample_rate(name: str, value: Any, expected: int) -> int:
+    """The kit's one sample rate: features and models are built for it, so another rate would be silently wrong."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != expected:
+        raise ValueError(f"{name} must be {expected} Hz (the kit's rate), got {value!r}; resample first, e.g. "
+                         f"torchaudio.functional.resample(wave, {value!r}, {expected})")
+    return expected
+
+
+def exit_threshold(criterion: str, threshold: float, low: float, num_exits: int) -> float:
+    """A whole-number-of-exits threshold (patience, fixed exit) that this model's ``num_exits`` exits can meet."""
+    if threshold > num_exits - 1:
+        raise ValueError(f"threshold for {criterion!r} must be in [{low:g}, {num_exits - 1}] for this "
+                         f"{num_exits}-exit model, got {threshold:g}")
+    return threshold
 
 
 def image_batch(name: str, x, channels: int | None = None) -> None:

@@ -12,12 +12,10 @@ A trained model is shipped in ``data/checkpoints/`` as three files, all in ``dat
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
 from torchvision.transforms import v2
 
 from . import data
@@ -159,27 +157,31 @@ def get_recipe(name: str) -> Recipe:
 _recipe = get_recipe
 
 
-def _shipped(name: str, suffix: str) -> Path:
+def _shipped(name: str, suffix: str, folder: str | Path | None = None) -> Path:
     _recipe(name)
-    return data.checkpoint_file(f"{name}{suffix}", train_command=f"python -m eekit train {name}")
+    return data.checkpoint_file(f"{name}{suffix}", folder, train_command=f"python -m eekit train {name}")
 
 
-def load_card(name: str) -> dict:
-    """The model card of a shipped checkpoint."""
-    return json.loads(_shipped(name, ".json").read_text())
+def load_card(name: str, folder: str | Path | None = None) -> dict:
+    """The model card of a shipped checkpoint (``folder``: of a run of your own, ``train --out folder``)."""
+    return data.read_json(_shipped(name, ".json", folder))
 
 
-def load_pretrained(name: str) -> EarlyExitNet:
-    """The shipped model ``name``, checksum-verified, in eval mode."""
+def load_pretrained(name: str, folder: str | Path | None = None) -> EarlyExitNet:
+    """The shipped model ``name``, checksum-verified, in eval mode (``folder``: your own run's weights)."""
     model = _recipe(name).build()
-    state = torch.load(_shipped(name, ".pt"), map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    path = _shipped(name, ".pt", folder)
+    try:
+        model.load_state_dict(data.read_torch(path))
+    except RuntimeError as err:  # the wrong tensors: another model's file under this name
+        raise data.DataFileError(f"{path} does not hold {name}'s weights ({str(err).splitlines()[0]}); "
+                                 f"accepted: the weights `python -m eekit train {name}` writes") from None
     return model.eval()
 
 
-def load_profile(name: str) -> ExitProfile:
-    """The shipped exit profile of ``name`` on its test split (no model run needed)."""
-    return ExitProfile.load(_shipped(name, ".profile.npz"))
+def load_profile(name: str, folder: str | Path | None = None) -> ExitProfile:
+    """The shipped exit profile of ``name`` on its test split (no model run needed; ``folder``: your own run's)."""
+    return ExitProfile.load(_shipped(name, ".profile.npz", folder))
 
 
 def report(name: str, criterion: str | None = None, max_drop: float | None = None) -> dict:

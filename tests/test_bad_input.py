@@ -650,3 +650,174 @@ def test_unit_features_refuse_anything_but_one_nonempty_waveform():
     for bad in (torch.zeros(2, 800), torch.zeros(0), [0.0] * 800):
         with pytest.raises(ValueError, match=r"wave: expected one non-empty waveform \[samples\]"):
             mfcc_frames(bad)
+
+
+# ---------------------------------------------------------------------- the new entry points, below the CLI too
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("lr", math.nan, "lr (learning rate) must be a finite number > 0"),
+    ("lr", math.inf, "lr (learning rate) must be a finite number > 0"),
+    ("epochs", 2.5, "epochs must be a whole number >= 1"),
+    ("mask_prob", 0.0, "mask_prob (share of frames that start a masked span) must be a finite number > 0 and <= 1"),
+    ("mask_prob", 1.5, "mask_prob"),
+    ("mask_prob", math.nan, "mask_prob"),
+    ("clip_norm", math.nan, "clip_norm (gradient norm clip) must be a finite number > 0"),
+    ("mask_span", 0, "mask_span must be a whole number >= 1"),
+    ("speech_only", "yes", "speech_only must be True or False"),
+])
+def test_pretrain_config_refuses_bad_fields(field, value, says):
+    from eekit.ssl import PretrainConfig
+
+    with pytest.raises(ValueError, match=ACCEPTED) as err:
+        PretrainConfig(**{field: value})
+    assert says in str(err.value)
+
+
+@pytest.mark.parametrize("field, value", [("weight_decay", -1.0), ("weight_decay", math.nan), ("momentum", 1.0),
+                                          ("label_smoothing", math.nan), ("temperature", 0.0),
+                                          ("freeze_backbone", "no"), ("seed", -1), ("seed", 0.5)])
+def test_train_config_refuses_its_other_fields(field, value):
+    with pytest.raises(ValueError, match=ACCEPTED) as err:
+        TrainConfig(**{field: value})
+    assert field in str(err.value)
+
+
+def test_units_refuse_another_sample_rate_and_non_finite_waves():
+    from eekit.units import mfcc_frames, speech_frames
+
+    wave = torch.randn(8000)
+    with pytest.raises(ValueError, match=r"sample_rate must be 8000 Hz .*resample"):
+        mfcc_frames(wave, sample_rate=16000)
+    assert mfcc_frames(wave).shape == (26, 39)  # encoder_frames(8000) 40 ms frames
+    bad = wave.clone()
+    bad[100] = math.nan
+    for f in (mfcc_frames, speech_frames):
+        with pytest.raises(ValueError, match="non-finite value.*only finite numbers are accepted"):
+            f(bad)
+
+
+def test_kmeans_and_codebook_refuse_what_they_cannot_cluster():
+    from eekit.units import UnitCodebook, kmeans
+
+    x = torch.randn(50, 3)
+    assert kmeans(x, 4).shape == (4, 3)
+    x[3, 1] = math.inf
+    with pytest.raises(ValueError, match="non-finite.*only finite numbers are accepted"):
+        kmeans(x, 4)
+    with pytest.raises(ValueError, match="k \\(number of centroids\\) must be a whole number >= 1"):
+        kmeans(torch.randn(50, 3), 0)
+    with pytest.raises(ValueError, match="iters \\(Lloyd iterations\\) must be a whole number >= 0"):
+        kmeans(torch.randn(50, 3), 2, iters=2.5)
+    with pytest.raises(ValueError, match="needs a float tensor of at least k=4 rows"):
+        kmeans(torch.randint(0, 5, (50, 3)), 4)
+    with pytest.raises(ValueError, match="num_units must be a whole number >= 2"):
+        UnitCodebook.fit([torch.randn(8000)], num_units=1)
+    with pytest.raises(ValueError, match="at least one waveform"):
+        UnitCodebook.fit([], num_units=4)
+    good = {"mean": torch.zeros(3), "std": torch.ones(3), "centroids": torch.randn(4, 3)}
+    assert UnitCodebook.from_state_dict(good).num_units == 4
+    for key, value, says in [("std", torch.zeros(3), "codebook std must be a finite number > 0"),
+                             ("centroids", torch.full((4, 3), math.nan), "codebook centroids must be a finite number"),
+                             ("mean", torch.zeros(5), "needs centroids \\[K >= 2, D\\] and mean, std \\[D\\]")]:
+        with pytest.raises(ValueError, match=says):
+            UnitCodebook.from_state_dict({**good, key: value})
+
+
+def test_quantize_refuses_calibration_images_outside_0_1():
+    """0..255 calibration images used to give a 12 % int8 model instead of 98.6 %, silently."""
+    from eekit.compress.quantize import quantize
+
+    model = load_pretrained("cnn-mnist-shared")
+    images = data.load_mnist("train").images[:64].float()  # 0..255, not divided
+    with pytest.raises(ValueError, match=r"pixel values in \[0, 1\].*divide by 255"):
+        quantize(model, images)
+    assert quantize(model, images / 255)["weight_bits"] == 8
+
+
+def _profile_args(n=4, k=3):
+    preds = np.zeros((n, k), np.int64)
+    return dict(predictions=preds, errors=np.zeros((n, k), np.float32), totals=np.ones(n, np.float32),
+                cost=np.array([1.0, 2.0, 3.0][:k]), full_cost=3.0, exit_names=[f"e{i}" for i in range(k)],
+                logits=np.zeros((k, n, 2), np.float32), labels=np.zeros(n, np.int64))
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"cost": np.array([1.0, math.nan, 3.0])}, "every value of cost .* must be a finite number > 0"),
+    ({"cost": np.array([0.0, 2.0, 3.0])}, "every value of cost .* must be a finite number > 0; 1 of 3"),
+    ({"full_cost": 0.0}, "full_cost .* must be a finite number > 0"),
+    ({"totals": np.array([1, 0, 1, 1], np.float32)}, "every value of totals .* must be a finite number > 0"),
+    ({"errors": np.full((4, 3), 2.0, np.float32)}, "errors must be at most each sample's total \\(accepted"),
+    ({"errors": np.full((4, 3), -1.0, np.float32)}, "every value of errors must be a finite number >= 0"),
+    ({"labels": np.zeros(3, np.int64)}, "labels must be one per sample \\[N=4\\]"),
+    ({"predictions": np.zeros((0, 3)), "errors": np.zeros((0, 3)), "totals": np.zeros(0),
+      "logits": None, "labels": None}, "at least one sample and one exit"),
+])
+def test_exit_profile_refuses_arrays_that_would_give_wrong_numbers(change, says):
+    ExitProfile(**_profile_args())  # the unchanged arrays are fine
+    with pytest.raises(ValueError, match=says):
+        ExitProfile(**{**_profile_args(), **change})
+
+
+@pytest.mark.parametrize("criterion, threshold", [("patience", 3), ("patience", 40), ("fixed", 3)])
+def test_infer_refuses_patience_or_fixed_beyond_the_models_exits(criterion, threshold):
+    model = load_pretrained("cnn-mnist")  # 3 exits
+    x = data.load_mnist("test").tensors()[0][:4]
+    with pytest.raises(ValueError, match=rf"threshold for '{criterion}' must be in \[\d, 2\] for this 3-exit model"):
+        infer(model, x, criterion, threshold)
+    assert len(infer(model, x, criterion, 2).exit_index) == 4  # the last one that exists is fine
+
+
+# ---------------------------------------------------------------------- every load failure names the file
+
+
+def _run_folder(tmp_path):
+    """A run folder as `train` writes it (weights, profile, card, SHA256SUMS), without training."""
+    from eekit.recipes import output_files
+
+    weights, card, profile = output_files("cnn-mnist", tmp_path)
+    data.write_run(tmp_path, {weights: lambda p: torch.save(load_pretrained("cnn-mnist").state_dict(), p),
+                              profile: load_profile("cnn-mnist").write,
+                              card: lambda p: p.write_text(json.dumps({"name": "cnn-mnist"}))})
+    return weights, card, profile
+
+
+def test_run_folder_manifest_catches_a_flipped_byte_and_names_the_file(tmp_path):
+    from eekit.zoo import load_card
+
+    weights, card, profile = _run_folder(tmp_path)
+    assert load_card("cnn-mnist", tmp_path) == {"name": "cnn-mnist"}
+    assert load_pretrained("cnn-mnist", tmp_path).num_exits == 3
+    assert load_profile("cnn-mnist", tmp_path).num_exits == 3
+    raw = bytearray(weights.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(data.DataFileError, match=rf"{weights} is corrupted.*Rerun the command that wrote it"):
+        load_pretrained("cnn-mnist", tmp_path)
+
+
+@pytest.mark.parametrize("suffix, damage, says", [
+    (".pt", lambda p: p.write_bytes(p.read_bytes()[:1000]), "cannot be read as torch weights.*accepted"),
+    (".json", lambda p: p.write_text('{"name": "cnn-'), "is not valid JSON.*accepted"),
+    (".profile.npz", lambda p: p.write_bytes(p.read_bytes()[:500]), "is not an eekit exit profile.*accepted"),
+])
+def test_a_damaged_file_without_a_manifest_entry_is_named(tmp_path, suffix, damage, says):
+    from eekit.zoo import load_card
+
+    _run_folder(tmp_path)
+    (tmp_path / "SHA256SUMS").unlink()  # a run from before run folders kept a checksum list: read unchecked
+    path = tmp_path / f"cnn-mnist{suffix}"
+    damage(path)
+    load = {".pt": load_pretrained, ".json": load_card, ".profile.npz": load_profile}[suffix]
+    with pytest.raises((data.DataFileError, ValueError), match=says) as err:
+        load("cnn-mnist", tmp_path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("text", ["e3b0c44298fc1c149afbf4c8996fb924\n", "not-a-digest  mnist/x.npy\n", "abc\n"])
+def test_a_damaged_sha256sums_is_named_with_the_accepted_format(tmp_path, text):
+    (tmp_path / "x.bin").write_bytes(b"x")
+    (tmp_path / "SHA256SUMS").write_text(text)
+    with pytest.raises(data.DataFileError, match=r"SHA256SUMS is damaged at line 1 .*accepted: lines of "
+                                                 r"'<64 hex digits>  <relative path>'"):
+        data.data_path("x.bin", tmp_path)

@@ -432,7 +432,7 @@ def test_cli_reports_ssl_daisy_and_refuses_flags_that_do_not_apply(capsys, tmp_p
     assert printed["threshold"] == pytest.approx(0.135) and printed["tasks"]["ctc"]["metric"] == "der"
     assert main(["report", "ssl-daisy", "--max-drop", "0.1"]) == 2
     assert main(["train", "ssl-hubert", "--subset", "10", "--out", str(tmp_path)]) == 2
-    assert "--epochs, --out, --force and --quiet only" in capsys.readouterr().err
+    assert "--subset does not apply to train ssl-hubert; it takes --out, --epochs" in capsys.readouterr().err
 
 
 def test_units_profiles_work_with_the_existing_sweeps_calibration_and_threshold_explorer(numbers):

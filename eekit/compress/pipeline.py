@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import tempfile
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import data, validate, zoo
+from .. import data, files, validate, zoo
 from ..data import ImageDataset
 from ..evaluate import collect_logits
 from ..models.exits import SharedPlusFinal
@@ -29,7 +30,7 @@ from .prune import PruneStep, prune_to_target, strip_masks
 from .quantize import (dequantized_logits, early_exit, fold_batchnorm, int_forward, load_quantized_weights, quantize,
                        quantize_weights)
 
-__all__ = ["compress", "ship", "ship_weights_only", "export", "run", "report", "exit_accuracy", "split_validation", "c_check", "int_profile", "choose_margin"]
+__all__ = ["compress", "ship", "ship_weights_only", "write_compressed", "export", "run", "report", "exit_accuracy", "split_validation", "c_check", "int_profile", "choose_margin"]
 
 
 def exit_accuracy(model, dataset) -> list[float]:
@@ -124,9 +125,26 @@ def compress(name: str, out_dir: str | Path, target_bytes: int = 32_000, explore
               "steps": rows, "seconds": round(time.perf_counter() - start, 1)}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save({"source": name, "ranks": ranks, "state_dict": model.state_dict()}, out_dir / f"{name}{SUFFIX}.float.pt")
-    (out_dir / f"{name}{SUFFIX}.history.json").write_text(json.dumps(result, indent=1) + "\n")
+    state = {"source": name, "ranks": ranks, "state_dict": model.state_dict()}
+    data.write_run(out_dir, {out_dir / f"{name}{SUFFIX}.float.pt": lambda p: torch.save(state, p),
+                             out_dir / f"{name}{SUFFIX}.history.json": _json_writer(result)})
     return model, result
+
+
+def _json_writer(obj: dict):
+    return lambda p: p.write_text(json.dumps(obj, indent=1) + "\n")
+
+
+def write_compressed(name: str, out_dir: str | Path, qmodel: dict, card: dict, profile: ExitProfile | None = None
+                     ) -> list[Path]:
+    """Write a compressed model's integer weights, profile (when there is one) and card into ``out_dir`` as one set,
+    the card last, and record them in the folder's checksum list (:func:`eekit.data.write_run`)."""
+    out_dir = Path(out_dir)
+    writers = {out_dir / f"{name}{SUFFIX}.pt": lambda p: torch.save(qmodel, p)}
+    if profile is not None:
+        writers[out_dir / f"{name}{SUFFIX}.profile.npz"] = profile.write
+    writers[out_dir / f"{name}{SUFFIX}.json"] = _json_writer(card)
+    return data.write_run(out_dir, writers)
 
 
 # ------------------------------------------------------------------------------------------ shipped results
@@ -219,9 +237,7 @@ def ship(name: str, model: torch.nn.Module, result: dict, out_dir: str | Path, b
     out_dir.mkdir(parents=True, exist_ok=True)
     profile = int_profile(qmodel, test_set.images, test_set.labels, name + SUFFIX)
     card["energy"] = energy_payoff(name, compressed_workload(qmodel, profile))
-    torch.save(qmodel, out_dir / f"{name}{SUFFIX}.pt")
-    profile.save(out_dir / f"{name}{SUFFIX}.profile.npz")
-    (out_dir / f"{name}{SUFFIX}.json").write_text(json.dumps(card, indent=1) + "\n")
+    write_compressed(name, out_dir, qmodel, card, profile)
     return card
 
 
@@ -272,12 +288,12 @@ def _path(name: str, suffix: str) -> Path:
 
 def load_compressed(name: str) -> dict:
     """The shipped integer model of ``name`` (``cnn-mnist-shared`` or ``cnn-mnist-shared-compressed``)."""
-    return torch.load(_path(name, ".pt"), map_location="cpu", weights_only=True)
+    return data.read_torch(_path(name, ".pt"))
 
 
 def load_compressed_card(name: str) -> dict:
     """The shipped card of a compressed model: bytes, accuracy per exit, memory plan, every compression step."""
-    return json.loads(_path(name, ".json").read_text())
+    return data.read_json(_path(name, ".json"))
 
 
 def load_compressed_profile(name: str) -> ExitProfile:
@@ -308,21 +324,20 @@ def run(name: str, out_dir: str | Path, target_bytes: int | None = None, force: 
     shipped files unless ``force``."""
     if name not in SETTINGS:
         raise ValueError(f"no compression settings for {name!r}; known: {sorted(SETTINGS)}")
+    if target_bytes is not None:  # 0 or a negative target used to fall back to the default or prune 60 rounds
+        target_bytes = validate.whole("target_bytes (MCU bytes to fit)", target_bytes, 1)
     out_dir = validate.writable_dir("output folder", out_dir)
     outputs = [out_dir / f"{name}{SUFFIX}{s}" for s in (".pt", ".json", ".profile.npz")]
     validate.no_overwrite(outputs, force)
     shipped = out_dir.resolve() == (data.DATA_DIR / zoo.CHECKPOINT_DIR).resolve()
-    settings = {**SETTINGS[name], **({"target_bytes": target_bytes} if target_bytes else {})}
+    settings = {**SETTINGS[name], **({"target_bytes": target_bytes} if target_bytes is not None else {})}
     work = Path("eekit-runs") if shipped else out_dir  # the float model stays out of data/
-    model, result = compress(name, work, progress=progress, **settings)
-    if isinstance(model.exits, SharedPlusFinal):
-        card = ship(name, model, result, out_dir)
-    else:
-        card = ship_weights_only(name, model, result, out_dir)
-        outputs = outputs[:2]
-    if shipped:
-        data.update_manifest(outputs)
-    return card
+    with files.claim_folder(out_dir), files.claim_folder(work) if work != out_dir else contextlib.nullcontext():
+        validate.no_overwrite(outputs, force)  # again: the folder's last holder may have written
+        model, result = compress(name, work, progress=progress, **settings)
+        if isinstance(model.exits, SharedPlusFinal):
+            return ship(name, model, result, out_dir)
+        return ship_weights_only(name, model, result, out_dir)
 
 
 CHECK_PREDICTIONS = 500  # a card keeps the first test images' predictions, so a test can rerun them quickly
@@ -373,8 +388,7 @@ def ship_weights_only(name: str, model: torch.nn.Module, result: dict, out_dir: 
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(shipped, out_dir / f"{name}{SUFFIX}.pt")
-    (out_dir / f"{name}{SUFFIX}.json").write_text(json.dumps(card, indent=1) + "\n")
+    write_compressed(name, out_dir, shipped, card)
     return card
 
 

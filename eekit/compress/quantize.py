@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import validate
 from ..models.cnn import Normalize
 from ..models.exits import EarlyExitNet, SharedPlusFinal
 
@@ -137,6 +138,7 @@ def quantize(model: EarlyExitNet, calibration: torch.Tensor, bits: int = 8, sour
     scales calibrated on ``calibration`` images ``[N, C, H, W]`` in ``[0, 1]``."""
     if bits not in (8, 16):
         raise ValueError(f"weights are quantized to 8 (int8) or 16 (Q15) bits, got {bits}")
+    validate.image_batch("calibration images", calibration)  # 0..255 pixels would give a 12 % model, silently
     if not isinstance(model.exits, SharedPlusFinal):
         raise ValueError("the C export handles models with a shared exit head (FreeML's gNet), like "
                          "cnn-mnist-shared")

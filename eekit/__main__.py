@@ -91,7 +91,7 @@ def _compress(args) -> int:
 def _export_c(args) -> int:
     from .compress.pipeline import export
 
-    result = export(args.model, args.out)
+    result = export(args.model, args.out, force=args.force)
     print(json.dumps({"files": result["files"], "bytes": result["bytes"], **result["plan"]}, indent=2))
     return 0
 
@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("export-c", help="write a shipped compressed model as C99 (integer only, no malloc)")
     p.add_argument("model", help="e.g. cnn-mnist-shared (its shipped compressed version)")
     p.add_argument("--out", required=True, help="folder for eekit_model.h, eekit_model.c, main.c")
+    p.add_argument("--force", action="store_true", help="replace those files if --out already has them")
     p.set_defaults(func=_export_c)
 
     p = sub.add_parser("bench", help="measure on this machine: speedup of real early exit and where its time goes (stages), dashboard latency, notebook time and memory, "

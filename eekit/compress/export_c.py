@@ -113,7 +113,8 @@ void eek_step_done(void);
 /* everything an inference needs to survive a reset: its progress, the activation buffers, the head's sums */
 typedef struct {
     volatile uint32_t magic;  /* EEK_NV_MAGIC once eek_start has finished */
-    volatile int32_t step;  /* the next step to run: the committed progress */
+    volatile int32_t step;  /* the next step to run: the committed progress ... */
+    volatile int32_t oc;  /* ... and, inside a layer, its next output channel */
     int32_t taken, decided, run_all;  /* the exit taken so far, whether the rule has fired, keep going */
     int32_t head_acc[2][EEK_NUM_CLASSES];  /* the shared head's int32 sums, double-buffered */
     int16_t logits[EEK_NUM_EXITS][EEK_NUM_CLASSES];

@@ -7,10 +7,11 @@
   **instructions**, not cycles - QEMU is not cycle-accurate (no pipeline, no wait states, no flash latency).
 * **Sizes**: ``arm-none-eabi-size`` of the compiled model (``text`` = code + ``const`` weights, ``bss`` = the
   persistent struct with the activation buffers + scratch), beside the kit's own byte count.
-* **Power failures**: the driver built with ``-DEEK_POWER_FAIL_TEST`` dies at a chosen tick (a layer boundary or a
-  point inside a layer) after saving only the persistent struct - SRAM, stack and registers are lost - and the
-  next run resumes from it. Every failure must give the logits and exit of an uninterrupted run; the extra work it
-  costs (MACs done twice) is counted.
+* **Power failures**: the exported runtime commits its progress (step, and output channel inside a layer) in a
+  persistent struct. The driver built with ``-DEEK_POWER_FAIL_TEST`` dies at a chosen tick (a step boundary or a
+  point inside a layer) after saving only that struct - SRAM, stack and registers are lost - and the next run
+  resumes from it. Every failure must give the logits and exit of an uninterrupted run; the extra work it costs
+  (MACs done twice) is counted and replaces the energy simulator's assumed work between two checkpoints.
 
 ``python -m eekit.compress.mcu --out data/checkpoints --force`` reruns everything and writes ``mcu-results.json``,
 which ``python -m eekit report compress`` and lesson 31 read (they need no toolchain).
@@ -18,6 +19,7 @@ which ``python -m eekit report compress`` and lesson 31 read (they need no toolc
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import random
@@ -31,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import data, validate, zoo
+from ..energy import simulate
 from ..files import write_text
 from .export_c import CFLAGS, _TEMPLATES, compile_and_run, export_c, find_compiler, read_outputs
 from .memory import nonzero_macs, qmodel_bytes
@@ -48,6 +51,7 @@ RESULTS_FILE = "mcu-results.json"
 INPUTS = 200  # test images run on the emulated MCU
 INSIDE_POINTS = 50  # seeded power failures inside layers (besides every layer boundary)
 QEMU_INSIDE_POINTS = 5  # ... of which the emulated MCU repeats the boundaries and this many
+SIMULATOR_CHECKPOINT_MACS = inspect.signature(simulate).parameters["checkpoint_macs"].default  # assumed there
 COMMAND = "python -m eekit.compress.mcu --out data/checkpoints --force"
 
 
@@ -152,7 +156,7 @@ def _pf_check(run, nv: Path, run_all: int, inside: int, rng: random.Random, labe
     marks = [int(t) for t in boundaries[1:]]
     others = sorted(set(range(1, total + 1)) - set(marks))
     points = marks + sorted(rng.sample(others, min(inside, len(others))))
-    identical, extra = 0, []
+    identical, extra, inside_extra = 0, [], []
     for t in tqdm(points, desc=f"power failures ({label})", disable=not progress, leave=False):
         nv.unlink(missing_ok=True)
         failed = _pf_once(run, t, run_all)[0]
@@ -160,9 +164,11 @@ def _pf_check(run, nv: Path, run_all: int, inside: int, rng: random.Random, labe
         same = failed[0] == "failed" and resumed[0] == "done" and resumed[2:3] + resumed[5:] == ref
         identical += same
         extra.append(int(failed[2]) + int(resumed[4]) - ref_macs)
+        if t not in marks:
+            inside_extra.append(extra[-1])
     nv.unlink(missing_ok=True)
     return {"points": len(points), "boundary_points": len(marks), "identical": identical, "extra_macs": extra,
-            "macs": ref_macs}
+            "inside_extra_macs": inside_extra, "macs": ref_macs}
 
 
 def power_failure(c_dir: Path, image_index: int, early_index: int, qemu: bool = True, seed: int = 0,
@@ -197,13 +203,15 @@ def power_failure(c_dir: Path, image_index: int, early_index: int, qemu: bool = 
         label = "emulated MCU, every exit"
         runs[label] = _pf_check(arm, nv, 1, QEMU_INSIDE_POINTS, rng, label, progress)
     extra = [e for r in runs.values() for e in r["extra_macs"]]
+    inside = [e for r in runs.values() for e in r["inside_extra_macs"]]
     inference = runs["host, every exit"]["macs"]
     return {"points_tried": sum(r["points"] for r in runs.values()),
             "identical": sum(r["identical"] for r in runs.values()),
             "boundary_points": sum(r["boundary_points"] for r in runs.values()),
             "extra_work_per_failure": {"mean_macs": round(float(np.mean(extra)), 1), "max_macs": int(max(extra)),
-                                       "mean_fraction_of_inference": round(float(np.mean(extra)) / inference, 4)},
-            "runs": {k: {key: v for key, v in r.items() if key != "extra_macs"} for k, r in runs.items()},
+                                       "mean_fraction_of_inference": round(float(np.mean(extra)) / inference, 4),
+                                       "mean_macs_inside_layers": round(float(np.mean(inside)), 1)},
+            "runs": {k: {key: v for key, v in r.items() if "extra" not in key} for k, r in runs.items()},
             "seed": seed}
 
 
@@ -211,7 +219,8 @@ def measure(name: str, progress: bool = True) -> dict:
     """The emulated-MCU run, the sizes, the instructions per exit and the power-failure test of shipped model
     ``name`` (the ``mcu_run`` and ``power_failure`` entries of ``python -m eekit report compress``)."""
     from ..energy import MCU
-    from .pipeline import load_compressed, load_compressed_card
+    from .payoff import compressed_workload, energy_payoff
+    from .pipeline import load_compressed, load_compressed_card, load_compressed_profile
     from .quantize import early_exit, int_forward
 
     qmodel = load_compressed(name)
@@ -245,6 +254,16 @@ def measure(name: str, progress: bool = True) -> dict:
         "simulator_cycles_per_exit": [int(round(model.compute(m)[1] * model.clock_hz)) for m in to_exit],
         "instructions_per_tick": run["instructions_per_tick"],
     }
+    # the simulator loses, on average, half the work between two checkpoints to a failure at a random moment: the
+    # exported runtime's measured loss inside layers is that half, so twice it replaces the assumed piece of work
+    piece = 2 * failures["extra_work_per_failure"]["mean_macs_inside_layers"]
+    workload = compressed_workload(qmodel, load_compressed_profile(name))
+    measured = energy_payoff(qmodel["source"], workload, policies=("threshold",), checkpoint_macs=piece)
+    failures["simulator"] = {
+        "checkpoint_macs_assumed": SIMULATOR_CHECKPOINT_MACS, "checkpoint_macs_measured": round(piece, 1),
+        "answers_per_hour_assumed": card["energy"]["policies"]["threshold"]["compressed"]["answers_per_hour"],
+        "answers_per_hour_measured": measured["policies"]["threshold"]["compressed"]["answers_per_hour"],
+        "trace": measured["trace"], "policy": "threshold"}
     return {"mcu_run": mcu_run_, "power_failure": failures}
 
 

@@ -46,13 +46,15 @@ static int32_t eek_acc(const eek_layer *L, const int8_t *in, int32_t oc, int32_t
     return acc;
 }
 
-/* one layer: conv (or linear) + requantization + optional ReLU + optional fused 2x2 max-pool */
+/* one layer: conv (or linear) + requantization + optional ReLU + optional fused 2x2 max-pool. Each output channel
+ * reads the input buffer and writes only its own slice of the output, so after a reset the layer goes on from the
+ * first channel not committed (eek_nv.oc, persistent): a power failure costs at most one channel's work. */
 static void eek_layer_run(const eek_layer *L, const int8_t *in, void *out)
 {
     int32_t oh = L->h + 2 * L->pad - L->k + 1, ow = L->w + 2 * L->pad - L->k + 1;
     int32_t step = L->pool ? 2 : 1, ph = oh / step, pw = ow / step;
     int32_t lo = L->relu ? 0 : -L->out_max, oc, y, x, dy, dx;
-    for (oc = 0; oc < L->cout; oc++)
+    for (oc = eek_nv.oc; oc < L->cout; eek_nv.oc = ++oc)  /* commit each channel */
         for (y = 0; y < ph; y++)
             for (x = 0; x < pw; x++) {
                 int32_t best = lo;

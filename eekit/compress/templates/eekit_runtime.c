@@ -1,7 +1,8 @@
 
 /* ---- the resumable early-exit loop (FreeML's anytime inference). An inference is a fixed list of steps (the
  * input lookup, each layer, each exit's head); every step reads persistent buffers and writes other persistent
- * buffers, so a step cut short by a reset is simply redone. Writing eek_nv.step (one aligned word) commits a step. */
+ * buffers, so a step cut short by a reset is simply redone (a layer from its first uncommitted output channel).
+ * Writing eek_nv.step (one aligned word) commits a step. */
 
 #define EEK_NUM_STEPS @STEPS@
 
@@ -42,6 +43,7 @@ void eek_start(int run_all)
     eek_nv.taken = EEK_NUM_EXITS - 1;
     eek_nv.decided = 0;
     eek_nv.run_all = run_all;
+    eek_nv.oc = 0;
     eek_nv.step = 0;
     eek_nv.magic = EEK_NV_MAGIC;
 }
@@ -70,6 +72,7 @@ int eek_resume(const uint8_t *image, int16_t logits[EEK_NUM_EXITS][EEK_NUM_CLASS
 @CASES@
         }
         EEK_TICK(2);
+        eek_nv.oc = 0;  /* a reset between these two lines redoes the step: its input is intact */
         eek_nv.step = eek_nv.step + 1;  /* commit */
     }
     return eek_finish(logits);

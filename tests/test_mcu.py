@@ -65,6 +65,11 @@ def test_every_injected_power_failure_gives_the_uninterrupted_logits_and_exit(me
         assert runs["emulated MCU, every exit"]["identical"] == runs["emulated MCU, every exit"]["points"] > 0
         extra = pf["extra_work_per_failure"]
         assert 0 < extra["mean_macs"] <= extra["max_macs"] < runs["host, every exit"]["macs"]
+        # a failure inside a layer redoes at most one output channel (progress is committed per channel)
+        assert extra["max_macs"] < runs["host, every exit"]["macs"] / 16
+        sim = pf["simulator"]  # the measured loss sets the simulator's work between checkpoints
+        assert sim["checkpoint_macs_measured"] == round(2 * extra["mean_macs_inside_layers"], 1)
+        assert sim["answers_per_hour_measured"] > 0 and sim["checkpoint_macs_assumed"] == 1e5
 
 
 @pytest.mark.slow

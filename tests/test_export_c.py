@@ -8,6 +8,7 @@ import torch
 from eekit.__main__ import main
 from eekit.compress import load_compressed, load_compressed_card
 from eekit.compress.export_c import compile_and_run, export_c, find_compiler
+from eekit.compress.mcu import power_failure
 from eekit.compress.memory import buffer_plan
 from eekit.compress.prune import set_density, strip_masks
 from eekit.compress.quantize import early_exit, int_forward, quantize
@@ -56,6 +57,9 @@ def test_q15_weights_and_sparse_layers_are_bit_exact_too(tmp_path):
     _check(qmodel, test.images[:40], None, tmp_path)
     assert "typedef int16_t eek_w_t;" in (tmp_path / "eekit_model.c").read_text()
     assert "/* csr */" in (tmp_path / "eekit_model.c").read_text()
+    # the resumable runtime through the CSR and Q15 kernels too (host build only: no Cortex-M toolchain needed)
+    failures = power_failure(tmp_path, 0, 1, qemu=False, progress=False)
+    assert failures["identical"] == failures["points_tried"] >= failures["boundary_points"] + 50
 
 
 def test_generated_c_has_no_float_no_malloc_const_weights_and_planned_buffers(tmp_path):

@@ -5,11 +5,16 @@
 * ``eekit_model.h`` - the API: ``int eek_infer(const uint8_t *image, int16_t logits[EXITS][CLASSES], int run_all)``
   runs the early-exit loop and returns the exit taken (``run_all`` keeps going to fill every exit's logits);
 * ``eekit_model.c`` - ``const`` weights (dense, or CSR where that is smaller: an MSP430 toolchain places ``const``
-  data in FRAM; define ``EEK_FRAM`` to pick a section), static activation buffers sized by the two-buffer plan of
-  :func:`eekit.compress.memory.buffer_plan`, integer kernels, no ``malloc`` and no float;
-* ``main.c`` - a host driver reading images from a file and printing every exit's logits.
+  data in FRAM; define ``EEK_FRAM`` to pick a section), integer kernels, no ``malloc`` and no float, and a
+  resumable early-exit loop: the activation buffers (sized by the two-buffer plan of
+  :func:`eekit.compress.memory.buffer_plan`), the shared head's sums and the progress (step, output channel, exit
+  taken) live in one persistent struct (``EEK_NVM`` picks its section), so ``eek_resume`` finishes an inference
+  cut short by a power failure (:mod:`eekit.compress.mcu` tests it);
+* ``main.c`` - a driver reading images from a file and printing every exit's logits (also built for the emulated
+  Cortex-M3, and as the power-failure test driver).
 
-Compile on a PC with ``cc -std=c99 -O2 main.c eekit_model.c -o model``.
+Compile on a PC with ``cc -std=c99 -O2 main.c eekit_model.c -o model``. Existing files are replaced only with
+``force`` (``--force``).
 """
 
 from __future__ import annotations

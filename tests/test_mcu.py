@@ -104,3 +104,12 @@ def test_report_compress_shows_the_shipped_mcu_run_without_a_toolchain(monkeypat
         pf = models[name]["power_failure"]
         assert pf["points_tried"] == pf["identical"] == m["power_failure"]["points_tried"] >= 50
         assert pf["extra_work_per_failure"] == m["power_failure"]["extra_work_per_failure"]
+
+
+def test_the_rerun_command_never_replaces_the_shipped_results_without_force(capsys):
+    from eekit.data import DATA_DIR
+
+    assert mcu.main(["--out", str(DATA_DIR / "checkpoints")]) == 2
+    err = capsys.readouterr().err
+    assert "--force" in err and len(err.strip().splitlines()) == 1
+    assert mcu.COMMAND == SHIPPED()["command"] == "python -m eekit.compress.mcu --out data/checkpoints --force"

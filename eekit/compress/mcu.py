@@ -178,7 +178,10 @@ def power_failure(c_dir: Path, image_index: int, early_index: int, qemu: bool = 
     build with a file as the persistent memory; with ``qemu``, the emulated MCU repeats the boundaries and
     :data:`QEMU_INSIDE_POINTS` points of the first image. The export must already be in ``c_dir``."""
     c_dir = Path(c_dir)
-    _run([find_compiler(), *CFLAGS, "-DEEK_POWER_FAIL_TEST", "main.c", "eekit_model.c", "-o", "pf"], c_dir,
+    cc = find_compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found: install gcc (e.g. `apt-get install gcc`) or set $CC")
+    _run([cc, *CFLAGS, "-DEEK_POWER_FAIL_TEST", "main.c", "eekit_model.c", "-o", "pf"], c_dir,
          "compiling the power-failure driver")
     nv, result = c_dir / "nv.bin", c_dir / "result.txt"
 

@@ -168,7 +168,7 @@ def add_compress(sub) -> None:
 def _export_c(args) -> int:
     from .compress.pipeline import export
 
-    result = export(args.model, args.out)
+    result = export(args.model, args.out, force=args.force)
     print(json.dumps({"files": result["files"], "bytes": result["bytes"], **result["plan"]}, indent=2))
     return 0
 
@@ -177,6 +177,7 @@ def add_export_c(sub) -> None:
     p = sub.add_parser("export-c", help="write a shipped compressed model as C99 (integer only, no malloc)")
     p.add_argument("model", help="e.g. cnn-mnist-shared (its shipped compressed version)")
     p.add_argument("--out", required=True, help="folder for eekit_model.h, eekit_model.c, main.c")
+    p.add_argument("--force", action="store_true", help="replace those files if --out already has them")
     p.set_defaults(func=_export_c, parser=p)
 
 

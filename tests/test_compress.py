@@ -158,6 +158,20 @@ def test_fit_explorer_shows_the_step_where_the_run_stops(card):
     assert ex.state["step"] is None and "No step fits" in ex.readout.value
 
 
+def test_fit_explorer_names_layers_for_a_learner_and_starts_its_axis_at_zero(card):
+    from eekit.compress.explorer import FitExplorer
+
+    ex = FitExplorer(card, target_kb=32)
+    assert "stages." not in ex.readout.value and "fully connected layer 1568 x 128" in ex.readout.value
+    assert "low-rank factor 1 of 2" in ex.state["action"]
+    assert ex.accuracy.layout.yaxis.range == (0, 100)
+    for bad, words in (("card.json", "compressed model's card"), ({"steps": []}, "lacks"),):
+        with pytest.raises(ValueError, match=words):
+            FitExplorer(bad)
+    with pytest.raises(ValueError, match="target_kb .* whole number >= 1"):
+        FitExplorer(card, target_kb=-3)
+
+
 def test_compress_cli_refuses_to_replace_shipped_results(capsys):
     assert main(["compress", NAME, "--out", str(data.DATA_DIR / "checkpoints"), "--quiet"]) == 2
     assert "--force" in capsys.readouterr().err

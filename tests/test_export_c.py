@@ -8,6 +8,7 @@ import torch
 from eekit.__main__ import main
 from eekit.compress import load_compressed, load_compressed_card
 from eekit.compress.export_c import compile_and_run, export_c, find_compiler
+from eekit.compress.mcu import power_failure
 from eekit.compress.memory import buffer_plan
 from eekit.compress.prune import set_density, strip_masks
 from eekit.compress.quantize import early_exit, int_forward, quantize
@@ -56,6 +57,9 @@ def test_q15_weights_and_sparse_layers_are_bit_exact_too(tmp_path):
     _check(qmodel, test.images[:40], None, tmp_path)
     assert "typedef int16_t eek_w_t;" in (tmp_path / "eekit_model.c").read_text()
     assert "/* csr */" in (tmp_path / "eekit_model.c").read_text()
+    # the resumable runtime through the CSR and Q15 kernels too (host build only: no Cortex-M toolchain needed)
+    failures = power_failure(tmp_path, 0, 1, qemu=False, progress=False)
+    assert failures["identical"] == failures["points_tried"] >= failures["boundary_points"] + 50
 
 
 def test_generated_c_has_no_float_no_malloc_const_weights_and_planned_buffers(tmp_path):
@@ -65,15 +69,20 @@ def test_generated_c_has_no_float_no_malloc_const_weights_and_planned_buffers(tm
     code_only = re.sub(r"/\*.*?\*/", "", code, flags=re.S)
     assert not re.search(r"\b(float|double|malloc|calloc|free)\b", code_only)
     arrays = re.findall(r"^static (const )?\w+ (\w+)\[", code_only, flags=re.M)
-    assert all(const for const, name in arrays if not name.startswith("eek_buf") and name not in
-               ("eek_pooled", "eek_head_acc"))
+    assert all(const for const, name in arrays if name != "eek_pooled")  # the one scratch array in SRAM
     plan = buffer_plan(qmodel)
-    assert f"eek_buf_a[{plan['buffer_a']}], eek_buf_b[{plan['buffer_b']}]" in code
+    assert f"buf_a[{plan['buffer_a']}], buf_b[{plan['buffer_b']}]" in code  # inside the persistent struct
+    assert "static eek_nv_t eek_nv EEK_NVM;" in code
 
 
 def test_export_c_cli(tmp_path, capsys):
     assert main(["export-c", NAME, "--out", str(tmp_path)]) == 0
     assert {p.name for p in tmp_path.iterdir()} == {"eekit_model.h", "eekit_model.c", "main.c"}
+    (tmp_path / "main.c").write_text("/* mine */")
+    assert main(["export-c", NAME, "--out", str(tmp_path)]) == 2  # never overwrites without --force
+    assert "--force" in capsys.readouterr().err and (tmp_path / "main.c").read_text() == "/* mine */"
+    assert main(["export-c", NAME, "--out", str(tmp_path), "--force"]) == 0
+    assert "eek_infer" in (tmp_path / "main.c").read_text()
     assert main(["export-c", "cnn-cifar10-two-stage", "--out", str(tmp_path)]) == 2
     assert "no compressed version" in capsys.readouterr().err
     assert main(["export-c", "cnn-cifar10", "--out", str(tmp_path)]) == 2  # int8 weights only, no integer C yet

@@ -73,7 +73,7 @@ def outcome(argv: list[str], recorder: Recorder, capsys) -> tuple:
 def cli(monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)  # the default --out (eekit-runs) lands here
     (tmp_path / "full").mkdir()  # a folder holding every command's outputs: --force is needed to replace them
-    for name in ("cnn-mnist.json", "ssl-hubert.json", "C-250.json", "cnn-mnist-shared-compressed.json"):
+    for name in ("cnn-mnist.json", "ssl-hubert.json", "C-250.json", "cnn-mnist-shared-compressed.json", "main.c"):
         (tmp_path / "full" / name).write_text("{}")
     recorder = Recorder(monkeypatch, tmp_path)
     return lambda argv: outcome(argv, recorder, capsys)
@@ -101,6 +101,7 @@ CASES = {
     (("compress",), "--force"): ("compress cnn-mnist-shared --out full", "compress cnn-mnist-shared --out full --force"),
     (("compress",), "--quiet"): ("compress cnn-mnist-shared", "compress cnn-mnist-shared --quiet"),
     (("export-c",), "--out"): ("export-c cnn-mnist-shared --out c1", "export-c cnn-mnist-shared --out /nonexistent/c"),
+    (("export-c",), "--force"): ("export-c cnn-mnist-shared --out full", "export-c cnn-mnist-shared --out full --force"),
     **{((("bench", k)), "--json"): (f"bench {k}", f"bench {k} --json")
        for k in ("speedup", "stages", "widgets", "notebooks", "energy")},
     **{(("bench", k), "--model"): (f"bench {k}", f"bench {k} --model cnn-mnist") for k in ("speedup", "stages")},

@@ -26,15 +26,19 @@ def compressed_workload(qmodel: dict, profile: ExitProfile) -> Workload:
 
 
 def energy_payoff(name: str, compressed: Workload, trace: str = "rf-1", duration_s: float = 3600.0,
-                  policies: tuple[str, ...] = ("threshold", "anytime"), max_drop: float = 0.01) -> dict:
+                  policies: tuple[str, ...] = ("threshold", "anytime"), max_drop: float = 0.01,
+                  checkpoint_macs: float | None = None) -> dict:
     """Answers per hour on ``trace``, shipped model ``name`` vs its ``compressed`` workload, for each policy; the
-    ``threshold`` policy uses each model's own max-prob threshold within ``max_drop`` of its final exit."""
+    ``threshold`` policy uses each model's own max-prob threshold within ``max_drop`` of its final exit.
+    ``checkpoint_macs`` replaces the simulator's assumed work between two checkpoints for the compressed model
+    (the figure its exported runtime measured, :mod:`eekit.compress.mcu`); None keeps the simulator's default."""
     power = load_trace(trace)
     out = {"trace": trace, "duration_s": duration_s, "policies": {}}
     for label, workload in (("uncompressed", load_workload(name)), ("compressed", compressed)):
         threshold = workload.profile.calibrate("max_prob", max_drop=max_drop).threshold
         for policy in policies:
-            r = simulate(power, workload, policy, threshold=threshold, duration_s=duration_s)
+            pieces = {"checkpoint_macs": checkpoint_macs} if checkpoint_macs and label == "compressed" else {}
+            r = simulate(power, workload, policy, threshold=threshold, duration_s=duration_s, **pieces)
             out["policies"].setdefault(policy, {})[label] = {
                 "answers_per_hour": round(r.inferences_per_hour, 1), "accuracy": round(r.accuracy, 4),
                 "power_failures": int(r.power_failures), "exit_counts": r.exit_counts.tolist(),

@@ -306,10 +306,15 @@ REPORT_KEYS = ("source", "target_bytes", "bytes_fp32", "bytes_mcu", "ratio", "ac
 
 def report() -> dict:
     """``python -m eekit report compress``: the shipped compressed models' headline numbers (read, not rerun)."""
+    from .mcu import load_mcu_results
+
     cards = {n + SUFFIX: load_compressed_card(n) for n in COMPRESSED}
     exported = {name: c["c_export"] for name, c in cards.items() if c["c_export"]["inputs_checked"]}
+    mcu = load_mcu_results()["models"]  # the emulated Cortex-M run and the power-failure test, shipped
     out = {"models": {name: {k: card[k] for k in REPORT_KEYS} | {"energy": card.get("energy"),
-                                                                  "deployment": card.get("deployment", "integer C")}
+                                                                  "deployment": card.get("deployment", "integer C"),
+                                                                  "mcu_run": mcu.get(name, {}).get("mcu_run"),
+                                                                  "power_failure": mcu.get(name, {}).get("power_failure")}
                       for name, card in cards.items()},
            "c_export": {"compiled": bool(exported) and all(c["compiled"] for c in exported.values()),
                         "inputs_checked": sum(c["inputs_checked"] for c in exported.values()),
@@ -392,10 +397,11 @@ def ship_weights_only(name: str, model: torch.nn.Module, result: dict, out_dir: 
     return card
 
 
-def export(name: str, out_dir: str | Path) -> dict:
-    """``python -m eekit export-c``: write the shipped integer model of ``name`` as C99 into ``out_dir``."""
+def export(name: str, out_dir: str | Path, force: bool = False) -> dict:
+    """``python -m eekit export-c``: write the shipped integer model of ``name`` as C99 into ``out_dir`` (existing
+    files are replaced only with ``force``)."""
     qmodel = load_compressed(name)
     if "stages" not in qmodel:
         raise ValueError(f"{name} ships int8 weights only (residual blocks and per-exit heads have no integer C "
                          f"export yet); exportable: {[n for n in COMPRESSED if 'stages' in load_compressed(n)]}")
-    return export_c(qmodel, out_dir, _source(name) + SUFFIX)
+    return export_c(qmodel, out_dir, _source(name) + SUFFIX, force=force)

@@ -23,8 +23,10 @@ static int32_t eek_acc(const eek_layer *L, const int8_t *in, int32_t oc, int32_t
             int32_t col = L->idx[j];
             int32_t ci = col / kk, r = col % kk;
             int32_t iy = y + r / L->k - L->pad, ix = x + r % L->k - L->pad;
-            if (iy >= 0 && iy < L->h && ix >= 0 && ix < L->w)
+            if (iy >= 0 && iy < L->h && ix >= 0 && ix < L->w) {
                 acc += (int32_t)L->weight[j] * in[(ci * L->h + iy) * L->w + ix];
+                EEK_MAC();
+            }
         }
     } else {
         const eek_w_t *wrow = L->weight + (int32_t)oc * L->cin * kk;
@@ -37,19 +39,22 @@ static int32_t eek_acc(const eek_layer *L, const int8_t *in, int32_t oc, int32_t
                     int32_t ix = x + kx - L->pad;
                     if (ix < 0 || ix >= L->w) continue;
                     acc += (int32_t)wrow[(ci * L->k + ky) * L->k + kx] * in[(ci * L->h + iy) * L->w + ix];
+                    EEK_MAC();
                 }
             }
     }
     return acc;
 }
 
-/* one layer: conv (or linear) + requantization + optional ReLU + optional fused 2x2 max-pool */
+/* one layer: conv (or linear) + requantization + optional ReLU + optional fused 2x2 max-pool. Each output channel
+ * reads the input buffer and writes only its own slice of the output, so after a reset the layer goes on from the
+ * first channel not committed (eek_nv.oc, persistent): a power failure costs at most one channel's work. */
 static void eek_layer_run(const eek_layer *L, const int8_t *in, void *out)
 {
     int32_t oh = L->h + 2 * L->pad - L->k + 1, ow = L->w + 2 * L->pad - L->k + 1;
     int32_t step = L->pool ? 2 : 1, ph = oh / step, pw = ow / step;
     int32_t lo = L->relu ? 0 : -L->out_max, oc, y, x, dy, dx;
-    for (oc = 0; oc < L->cout; oc++)
+    for (oc = eek_nv.oc; oc < L->cout; eek_nv.oc = ++oc)  /* commit each channel */
         for (y = 0; y < ph; y++)
             for (x = 0; x < pw; x++) {
                 int32_t best = lo;
@@ -63,13 +68,15 @@ static void eek_layer_run(const eek_layer *L, const int8_t *in, void *out)
                     ((int16_t *)out)[(oc * ph + y) * pw + x] = (int16_t)best;
                 else
                     ((int8_t *)out)[(oc * ph + y) * pw + x] = (int8_t)best;
+                EEK_TICK(1);
             }
 }
 
 /* the shared head's next block: adaptive max-pool of this exit point's features, rescaled to the head's input
- * scale, multiplied into the running int32 accumulators (columns [start, end) of the head's weight) */
+ * scale, multiplied into the running int32 accumulators (columns [start, end) of the head's weight). It reads
+ * acc_in and writes acc_out, never updating in place, so a step redone after a reset gives the same sums. */
 static void eek_shared_block(const int8_t *feat, int32_t c, int32_t h, int32_t w, int32_t m, uint8_t shift,
-                             int32_t start, int32_t end, int8_t *pooled, int32_t *acc)
+                             int32_t start, int32_t end, int8_t *pooled, const int32_t *acc_in, int32_t *acc)
 {
     int32_t ch, i, j, y, x, o, n = 0;
     for (ch = 0; ch < c; ch++)
@@ -84,15 +91,21 @@ static void eek_shared_block(const int8_t *feat, int32_t c, int32_t h, int32_t w
                 pooled[n++] = (int8_t)eek_requant(best, m, shift, -127, 127);
             }
     for (o = 0; o < EEK_NUM_CLASSES; o++) {
+        acc[o] = acc_in[o];
         if (EEK_HEAD.rowptr) {
             uint16_t k;
             for (k = EEK_HEAD.rowptr[o]; k < EEK_HEAD.rowptr[o + 1]; k++)
-                if (EEK_HEAD.idx[k] >= start && EEK_HEAD.idx[k] < end)
+                if (EEK_HEAD.idx[k] >= start && EEK_HEAD.idx[k] < end) {
                     acc[o] += (int32_t)EEK_HEAD.weight[k] * pooled[EEK_HEAD.idx[k] - start];
+                    EEK_MAC();
+                }
         } else {
-            for (i = start; i < end; i++)
+            for (i = start; i < end; i++) {
                 acc[o] += (int32_t)EEK_HEAD.weight[(int32_t)o * EEK_HEAD.cin + i] * pooled[i - start];
+                EEK_MAC();
+            }
         }
+        EEK_TICK(1);
     }
 }
 

@@ -56,12 +56,20 @@ def _print(result: dict, as_json: bool) -> None:
 def _report(args) -> int:
     from .zoo import report
 
+    if args.measure and args.model != "ssl-daisy":
+        raise ValueError(f"--measure applies to ssl-daisy only (the label-free exit's controls), not {args.model!r}")
     if args.model == "ssl-daisy":  # the self-supervised encoder and DAISY's exit signal (eekit.daisy)
         from .daisy import report as daisy_report
 
         if args.criterion is not None or args.max_drop is not None:
             raise ValueError("ssl-daisy has one criterion (ssl_entropy) and a label-free calibration rule; "
                              "--criterion and --max-drop do not apply")
+        if args.measure:  # rerun the adaptivity controls (eekit.adaptivity), minutes
+            from .adaptivity import measure
+
+            result = measure(args.out, force=args.force, progress=not args.quiet)
+            _print({k: v for k, v in result.items() if k != "clips"}, True)
+            return 0
         _print(daisy_report(), args.json)
         return 0
     if args.model == "compress":  # the compressed models' shipped results (eekit.compress)
@@ -149,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-drop", type=float, default=None, help="allowed accuracy drop below the final exit, a "
                    "fraction: 0.01 = 1 point (default: the model card's)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--measure", action="store_true", help="ssl-daisy only: rerun the label-free exit's controls "
+                   "(eekit.adaptivity, minutes) and write ssl-hubert-adaptivity.json into --out")
+    p.add_argument("--out", default="eekit-runs", help="--measure's output folder (data/checkpoints replaces the "
+                   "shipped file, with --force)")
+    p.add_argument("--force", action="store_true", help="--measure: replace an existing result file")
+    p.add_argument("--quiet", action="store_true", help="--measure: no progress bars")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("compress", help="FreeML-style compression until the model fits a byte target, int8, C "

@@ -367,13 +367,16 @@ def held_out_clips():
 
 
 def output_files(out_dir: str | Path) -> list[Path]:
-    """Every file ``run_recipe`` writes: weights of both encoders, the card, and their profiles."""
+    """Every file ``run_recipe`` writes: weights of both encoders, the card, their profiles, and the adaptivity
+    controls (:mod:`eekit.adaptivity`)."""
+    from .adaptivity import RESULT_FILE as ADAPTIVITY_FILE
     from .probes import TASKS
 
     out_dir = Path(out_dir)
     names = [f"{NAME}.pt", f"{NAME}.json", f"{RANDOM_NAME}.pt"]
     for stem in (NAME, RANDOM_NAME):
         names += [f"{stem}.profile.npz", f"{stem}-calibration.profile.npz", f"{stem}-noisy.profile.npz"] + [f"{stem}-{t}.profile.npz" for t in TASKS]
+    names.append(ADAPTIVITY_FILE)
     return [out_dir / n for n in names]
 
 
@@ -417,7 +420,7 @@ def run_recipe(out_dir: str | Path, epochs: int | None = None, progress: bool = 
     from datetime import datetime, timezone
     import json
 
-    from . import daisy, probes, validate
+    from . import adaptivity, daisy, probes, validate
     from .recipes import _machine
 
     config = PretrainConfig(**({"epochs": validate.whole("epochs", epochs, 1)} if epochs is not None else {}))
@@ -452,6 +455,7 @@ def run_recipe(out_dir: str | Path, epochs: int | None = None, progress: bool = 
         for task in probes.TASKS:
             probes.task_profile(encoder, task, progress, meta={"model": name}).save(
                 out_dir / f"{name}-{task}.profile.npz")
+    adaptivity.measure(out_dir, force=True, progress=progress, seed=config.seed, checkpoint_dir=out_dir)
     card["measurement_seconds"] = round(time.perf_counter() - start, 1)
     card["command"] = f"python -m eekit train {NAME}" + (f" --epochs {epochs}" if epochs else "")
     card["machine"] = _machine()

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from . import data
 from .daisy import BATCH_SIZE, CALIBRATION_BUDGET, speech_entropy, speech_mask
-from .files import write_text
+from .files import claim_folder, write_text
 from .profile import ExitProfile
 from .units import FRAMES_PER_UNIT, HOP, speech_frames
 
@@ -234,17 +234,30 @@ def measure(out_dir: str | Path | None = None, force: bool = False, progress: bo
     """Run every control on ``ssl-hubert`` (the shipped one, or ``checkpoint_dir``'s run; a few minutes on one core)
     and write ``<out_dir>/ssl-hubert-adaptivity.json`` (``out_dir`` ``None``: the shipped file; replacing an
     existing file needs ``force``)."""
-    from datetime import datetime, timezone
     import json
 
-    from . import probes, validate
-    from .recipes import _machine
-    from .ssl import NAME, calibration_clips, held_out_clips, load_encoder, load_ssl_profile
+    from . import validate
 
     shipped = data.DATA_DIR / "checkpoints"
     out_dir = shipped if out_dir is None else validate.writable_dir("output folder", out_dir)
     path = Path(out_dir) / RESULT_FILE
     validate.no_overwrite([path], force)
+    with claim_folder(out_dir):  # no second command writes here meanwhile
+        result = _measure(seed, checkpoint_dir, progress)
+        write_text(path, json.dumps(result, indent=1) + "\n")
+    if Path(out_dir).resolve() == shipped.resolve():
+        data.update_manifest([path])
+    return result
+
+
+def _measure(seed: int, checkpoint_dir, progress: bool) -> dict:
+    """Every control of :func:`measure`, as the dict it stores."""
+    from datetime import datetime, timezone
+
+    from . import probes
+    from .recipes import _machine
+    from .ssl import NAME, calibration_clips, held_out_clips, load_encoder, load_ssl_profile
+
     start = time.perf_counter()
     model, _ = load_encoder(NAME, checkpoint_dir)
     score = lambda waves: clip_scores(model, waves)  # noqa: E731
@@ -328,9 +341,6 @@ def measure(out_dir: str | Path | None = None, force: bool = False, progress: bo
     result["command"] = "python -m eekit report ssl-daisy --measure"
     result["machine"] = _machine()
     result["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_text(path, json.dumps(result, indent=1) + "\n")
-    if Path(out_dir).resolve() == shipped.resolve():
-        data.update_manifest([path])
     return result
 
 

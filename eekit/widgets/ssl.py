@@ -331,16 +331,18 @@ def equal_cost_figure(tasks: dict) -> go.FigureWidget:
     names = list(tasks)
     rel = lambda t, key: t[key] - t["at_static_same_cost"]  # noqa: E731
     sign = {n: -100 if tasks[n]["metric"] == "der" else 100 for n in names}
+    x = [f"{n}<br>({tasks[n]['metric']})" for n in names]
     fig = figure_widget("Adaptive vs static vs random exits, same mean depth", "task (metric)",
-                        "points better than static", height=380, traces=[
-        go.Bar(x=[f"{n} ({tasks[n]['metric']})" for n in names], y=[tasks[n]["gain_vs_static_points"] for n in names],
+                        "points better than static", height=420, width=900, traces=[
+        go.Bar(x=x, y=[tasks[n]["gain_vs_static_points"] for n in names],
                name="adaptive: speech-frame score (the kit)", marker={"color": PALETTE[0]}),
-        go.Bar(x=[f"{n} ({tasks[n]['metric']})" for n in names],
-               y=[tasks[n]["daisy_all_frames"]["gain_vs_static_points"] for n in names],
+        go.Bar(x=x, y=[tasks[n]["daisy_all_frames"]["gain_vs_static_points"] for n in names],
                name="adaptive: every-frame score (DAISY)", marker={"color": PALETTE[2]}),
-        go.Bar(x=[f"{n} ({tasks[n]['metric']})" for n in names],
-               y=[round(sign[n] * rel(tasks[n], "at_random_same_cost"), 2) for n in names],
+        go.Bar(x=x, y=[round(sign[n] * rel(tasks[n], "at_random_same_cost"), 2) for n in names],
                name="random exits, same depths as the kit's", marker={"color": PALETTE[5]}),
     ])
-    fig.add_hline(y=0, line_color="#444444", annotation_text="static exit, same mean depth")
+    fig.update_xaxes(tickangle=0)
+    fig.update_layout(legend={"orientation": "h", "y": -0.3})
+    fig.add_hline(y=0, line_color="#444444", annotation_text="static exit, same mean depth",
+                  annotation_position="bottom left")
     return fig

@@ -20,6 +20,7 @@ and at every SNR of :data:`SNRS`, for seeded white, pink and brown noise, babble
 noise recording; (3) ``placement``: 0 dB kit noise only on the speech frames, only in the silence, or everywhere
 (the same noise samples, gated); ``padding``: clips padded with 0, 1 or 2 s of their own room tone; ``speech_share_r``;
 (4) ``transfer``: layers saved and unit agreement with the last layer on FSDD's unseen takes and on padded clips.
+Unit agreement is measured on the speech frames (every frame of a clip without speech), for both scores.
 """
 
 from __future__ import annotations

@@ -107,6 +107,13 @@ def _report(args) -> int:
     if args.model == "ssl-daisy":  # the self-supervised encoder and DAISY's exit signal (eekit.daisy)
         from .daisy import report as daisy_report
 
+        if args.measure:  # rerun the label-free exit's controls (eekit.adaptivity), minutes
+            from .adaptivity import measure
+
+            _only(args, {"measure", "out", "force", "quiet"}, "report ssl-daisy --measure")
+            result = measure(args.out, force=args.force, progress=not args.quiet)
+            _print({k: v for k, v in result.items() if k != "clips"}, True)
+            return 0
         _only(args, {"json"}, "report ssl-daisy (one criterion, ssl_entropy, and a label-free calibration rule)")
         _print(daisy_report(), args.json)
         return 0
@@ -126,6 +133,7 @@ def _report(args) -> int:
         return 0
     from .zoo import report
 
+    _only(args, {"criterion", "max_drop", "json"}, f"report {args.model}")
     _print(report(args.model, criterion=args.criterion, max_drop=args.max_drop), args.json)
     return 0
 
@@ -139,6 +147,12 @@ def add_report(sub) -> None:
     p.add_argument("--max-drop", type=float, default=None, help="zoo models only: allowed accuracy drop below the "
                    "final exit, a fraction: 0.01 = 1 point (default: the model card's)")
     p.add_argument("--json", action="store_true", help="print JSON (indented)")
+    p.add_argument("--measure", action="store_true", help="ssl-daisy only: rerun the label-free exit's controls "
+                   "(eekit.adaptivity, minutes) and write ssl-hubert-adaptivity.json into --out")
+    p.add_argument("--out", default="eekit-runs", help="--measure's output folder (data/checkpoints replaces the "
+                   "shipped file, with --force)")
+    p.add_argument("--force", action="store_true", help="--measure: replace an existing result file")
+    p.add_argument("--quiet", action="store_true", help="--measure: no progress bars")
     p.set_defaults(func=_report, parser=p)
 
 

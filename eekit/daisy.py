@@ -14,6 +14,11 @@ utterance, ``ssl_batch_entropy`` for DAISY's batch mode). No task head and no la
 * :func:`unit_profile` caches every layer's unit posterior scores as an :class:`~eekit.profile.ExitProfile` of kind
   ``"units"``: "accuracy" there is the fraction of frames whose unit agrees with the last layer's, a label-free
   quantity, so :meth:`ExitProfile.calibrate` picks one threshold on clean unlabelled speech;
+* :func:`speech_entropy` is the kit's exit score: the same entropy averaged over the utterance's *speech* frames
+  only (:func:`eekit.units.speech_frames`, the detector that decides which frames get a unit). DAISY averages over
+  every frame; on one-second clips that are mostly a volunteer's room, that score measured how much silence a clip
+  had (:mod:`eekit.adaptivity` measures both). An utterance with no speech frame scores
+  :data:`NO_SPEECH_SCORE` (0, "sure"): it leaves at layer 1, as there is nothing for deeper layers to resolve;
 * :func:`noisy_unit_profile` stacks the same clips under every noise and SNR (:data:`NOISE_CHOICES` x
   :data:`NOISY_SNRS`) into one profile; :func:`noise_slice` takes one (noise, SNR) block back out.
 """
@@ -27,18 +32,38 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import data
-from .criteria import CRITERIA
+from .criteria import CRITERIA, normalized_entropy
 from .models.ssl import MaskedUnitEncoder, span_mask
-from .units import encoder_frames
+from .units import encoder_frames, speech_frames
 from .profile import ExitProfile
 
-__all__ = ["fit_unit_head", "fit_exit_heads", "unit_profile", "noisy_unit_profile", "noise_slice", "layer_outputs",
+__all__ = ["speech_entropy", "speech_mask", "NO_SPEECH_SCORE", "fit_unit_head", "fit_exit_heads", "unit_profile", "noisy_unit_profile", "noise_slice", "layer_outputs",
            "UNIT_CRITERIA", "NOISE_CHOICES", "NOISY_SNRS", "BATCH_SIZE"]
 
 UNIT_CRITERIA = ("ssl_entropy", "ssl_batch_entropy")
 NOISE_CHOICES = ("all",) + data.NOISE_NAMES  # "all": the six noises round-robin over the clips
 NOISY_SNRS = (20, 10, 5, 0)
 BATCH_SIZE = 16  # DAISY's batch mode decides per batch of this many utterances (dataset order)
+NO_SPEECH_SCORE = 0.0  # the exit score of an utterance without a speech frame: it leaves at the first layer
+
+
+def speech_mask(waves: torch.Tensor, lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """``[B, num_frames]`` bools: the encoder frames of each padded wave ``[B, S]`` that hold speech
+    (:func:`eekit.units.speech_frames` on the wave's real samples; padding is never speech)."""
+    out = torch.zeros(len(waves), num_frames, dtype=torch.bool)
+    for b, (wave, n) in enumerate(zip(waves, lengths.tolist())):
+        speech = speech_frames(wave[:n])[:num_frames]
+        out[b, : len(speech)] = speech
+    return out
+
+
+def speech_entropy(log_probs: torch.Tensor, speech: torch.Tensor) -> torch.Tensor:
+    """The kit's exit score ``[L, B]``: each layer's normalized unit entropy ``log_probs [L, B, T, K]`` averaged
+    over the speech frames ``speech [B, T]`` only; :data:`NO_SPEECH_SCORE` for an utterance with none (never NaN)."""
+    entropy = normalized_entropy(log_probs.float())  # [L, B, T]
+    weight = speech.to(entropy.dtype)[None]
+    count = weight.sum(-1)
+    return torch.where(count > 0, (entropy * weight).sum(-1) / count.clamp_min(1), NO_SPEECH_SCORE)
 
 
 def layer_outputs(model: MaskedUnitEncoder, dataset, batch_size: int = BATCH_SIZE, progress: bool = False):
@@ -196,9 +221,12 @@ def mean_exit_by_snr(clean: ExitProfile, noisy: ExitProfile, criterion: str, thr
 
 def report(checkpoint_dir=None, masked_unit_accuracy: dict | None = None) -> dict:
     """``python -m eekit report ssl-daisy``: every headline number recomputed from the shipped profiles (the masked
-    unit accuracies, which need the model, come from the card). Fractions in [0, 1]; DER for connected digits."""
+    unit accuracies, which need the model, come from the card). Fractions in [0, 1]; DER for connected digits.
+    ``adaptivity``: the stored controls of :mod:`eekit.adaptivity` (speech-frame exit score, equal-cost baselines,
+    noise grid, placement, padding, transfer)."""
     import json
 
+    from . import adaptivity
     from .probes import TASK_METRICS, TASKS
     from .ssl import NAME, RANDOM_NAME, _checkpoint, load_ssl_profile
 
@@ -245,4 +273,5 @@ def report(checkpoint_dir=None, masked_unit_accuracy: dict | None = None) -> dic
         "threshold_random": round(random_threshold, 4),
         "mean_exit_layer_by_snr_random": mean_exit_by_snr(clean_random, noisy_random, "ssl_entropy",
                                                           random_threshold),
+        "adaptivity": {k: v for k, v in adaptivity.load(checkpoint_dir).items() if k not in ("clips", "machine")},
     }

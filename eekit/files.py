@@ -242,6 +242,9 @@ def _try_lock(folder: Path) -> int:
     return -1
 
 
+_held: set[Path] = set()  # folders this process holds now, so a nested claim neither fails nor releases early
+
+
 @contextlib.contextmanager
 def claim_folder(folder: str | Path, wait: float = 0.0) -> Iterator[Path]:
     """Hold ``folder`` (created if missing) for the duration of a command, or refuse if another command holds it.
@@ -252,6 +255,10 @@ def claim_folder(folder: str | Path, wait: float = 0.0) -> Iterator[Path]:
     a commit left half done is finished (:func:`recover`) and a killed run's temporaries are removed."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    key = folder.resolve()
+    if key in _held:  # a nested claim by the same command (e.g. a recipe that runs a measurement): already ours
+        yield folder
+        return
     deadline = time.monotonic() + wait
     while (owner := _try_lock(folder)) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -260,9 +267,11 @@ def claim_folder(folder: str | Path, wait: float = 0.0) -> Iterator[Path]:
         raise FolderBusyError(f"{folder} is in use by another eekit command ({who}); wait for it to finish or "
                               f"choose another --out folder")
     lock = folder / LOCK_NAME
+    _held.add(key)
     try:
         recover(folder)
         _remove_stray_temps(folder)
         yield folder
     finally:
+        _held.discard(key)
         lock.unlink(missing_ok=True)

@@ -16,6 +16,9 @@ Tasks (:data:`TASKS`), all splits by speaker unless said otherwise:
   fold's probes learn on the other three, and every clip is tested once (2,574 test clips: a quarter of them alone
   put the accuracy's standard error near 2 points).
 * ``ctc``: connected FSDD digits (``load_digit_strings``), a linear CTC head per layer, digit error rate.
+* ``kws-10db``, ``digits-10db``, ``ctc-10db`` (:data:`NOISY_TASKS`): the same tasks with the six kit noises mixed in at
+  10 dB, round-robin over the clips, on both the probes' training clips (seed 0) and the test clips (seed 1): tasks
+  where depth matters (measured by :mod:`eekit.adaptivity`, not part of the training recipe).
 
 Classification probes read the mean and the standard deviation of each layer's frames over the utterance
 (multinomial logistic regression with the layer weights, L-BFGS, L2 1e-3); the CTC probe reads every frame (Adam).
@@ -40,11 +43,13 @@ from .evaluate import greedy_ctc
 from .models.ssl import MaskedUnitEncoder
 from .profile import ExitProfile
 
-__all__ = ["TASKS", "TASK_METRICS", "LabelledClips", "WeightedLayers", "task_data", "task_profile",
+__all__ = ["TASKS", "NOISY_TASKS", "TASK_METRICS", "LabelledClips", "WeightedLayers", "task_data", "task_profile",
            "SPEAKER_MIN_CLIPS", "SPEAKER_FOLDS"]
 
 TASKS = ("kws", "digits", "speaker", "ctc")
-TASK_METRICS = {"kws": "accuracy", "digits": "accuracy", "speaker": "accuracy", "ctc": "der"}
+NOISY_TASKS = {"kws-10db": ("kws", 10.0), "digits-10db": ("digits", 10.0), "ctc-10db": ("ctc", 10.0)}  # (clean, dB)
+TASK_METRICS = {"kws": "accuracy", "digits": "accuracy", "speaker": "accuracy", "ctc": "der", "kws-10db": "accuracy",
+                "digits-10db": "accuracy", "ctc-10db": "der"}
 SPEAKER_MIN_CLIPS = 20
 SPEAKER_FOLDS = 4
 CTC_TRAIN_UTTERANCES = 2000
@@ -99,7 +104,18 @@ def task_data(task: str) -> tuple[Dataset | None, Dataset]:
         return None, _speaker_clips_in_folds()
     if task == "ctc":
         return data.load_digit_strings("train", count=CTC_TRAIN_UTTERANCES), data.load_digit_strings("test")
-    raise ValueError(f"unknown task {task!r}; known: {list(TASKS)}")
+    if task in NOISY_TASKS:
+        clean, snr = NOISY_TASKS[task]
+        return tuple(_noisy(s, snr, seed) for seed, s in enumerate(task_data(clean)))
+    raise ValueError(f"unknown task {task!r}; known: {list(TASKS) + list(NOISY_TASKS)}")
+
+
+def _noisy(clips, snr_db: float, seed: int):
+    """``clips`` with the six kit noises round-robin at ``snr_db`` dB (seeded)."""
+    if isinstance(clips, data.SpokenDigits):  # the one clip set without its own with_noise
+        waves = data.noisy_waves(clips.waveforms, snr_db, data.NOISE_NAMES, seed=seed)
+        return data.SpokenDigits(waves, clips.digits, list(clips.speakers), clips.takes)
+    return clips.with_noise(snr_db, data.NOISE_NAMES, seed=seed)
 
 
 def _encode(model: MaskedUnitEncoder, dataset, pooled: bool, progress: bool):
@@ -218,7 +234,7 @@ def task_profile(model: MaskedUnitEncoder, task: str, progress: bool = False, me
     if folds is not None:
         meta["cross_validated"] = (f"{len(fold_ids)} folds by clip; each clip's predictions come from the "
                                    "probes of the fold it is in, trained on the other folds")
-    if task != "ctc":
+    if TASK_METRICS[task] != "der":
         with torch.no_grad():
             x_test, scores, y_test = _encode(model, test_set, True, progress)
         if folds is None:  # a fixed split: one probe per layer, trained on the training set

@@ -373,13 +373,16 @@ def held_out_clips():
 
 
 def output_files(out_dir: str | Path) -> list[Path]:
-    """Every file ``run_recipe`` writes: weights of both encoders, the card, and their profiles."""
+    """Every file ``run_recipe`` writes: weights of both encoders, the card, their profiles, and the adaptivity
+    controls (:mod:`eekit.adaptivity`)."""
+    from .adaptivity import RESULT_FILE as ADAPTIVITY_FILE
     from .probes import TASKS
 
     out_dir = Path(out_dir)
     names = [f"{NAME}.pt", f"{NAME}.json", f"{RANDOM_NAME}.pt"]
     for stem in (NAME, RANDOM_NAME):
         names += [f"{stem}.profile.npz", f"{stem}-calibration.profile.npz", f"{stem}-noisy.profile.npz"] + [f"{stem}-{t}.profile.npz" for t in TASKS]
+    names.append(ADAPTIVITY_FILE)
     return [out_dir / n for n in names]
 
 
@@ -435,7 +438,7 @@ def _run_recipe(out_dir: Path, staging: Path, config: PretrainConfig, epochs: in
     import json
     import os
 
-    from . import daisy, probes
+    from . import adaptivity, daisy, probes
     from .recipes import _machine
 
     model, codebook, log = pretrain(out_dir, config, progress)
@@ -466,6 +469,7 @@ def _run_recipe(out_dir: Path, staging: Path, config: PretrainConfig, epochs: in
         for task in probes.TASKS:
             probes.task_profile(encoder, task, progress, meta={"model": name}).save(
                 staging / f"{name}-{task}.profile.npz")
+    adaptivity.measure(staging, force=True, progress=progress, seed=config.seed, checkpoint_dir=staging)
     card["measurement_seconds"] = round(time.perf_counter() - start, 1)
     card["command"] = f"python -m eekit train {NAME}" + (f" --epochs {epochs}" if epochs else "")
     card["machine"] = _machine()

@@ -127,3 +127,12 @@ def test_a_second_command_writing_the_same_out_is_refused_at_once(tmp_path, caps
     assert json.loads(out)["name"] == "cnn-mnist"
     assert json.loads((tmp_path / "cnn-mnist.json").read_text())["dataset"]["train_samples"] == 2048  # the first's
     assert not (tmp_path / LOCK_NAME).exists()  # released
+
+
+def test_a_nested_claim_by_the_same_command_keeps_the_outer_one(tmp_path):
+    """A recipe that claims its folder and then runs a measurement claiming it again must still hold it after."""
+    with claim_folder(tmp_path):
+        with claim_folder(tmp_path):
+            pass
+        assert (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
+    assert not (tmp_path / LOCK_NAME).exists()

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from eekit import bench, recipes, speech_recipes, ssl
+from eekit import adaptivity, bench, recipes, speech_recipes, ssl
 from eekit.__main__ import build_parser, main
 from eekit.compress import pipeline
 
@@ -44,7 +44,7 @@ class Recorder:
             (recipes, "_run", {"name": "cnn-mnist", "final_accuracy": 0.5}),
             (ssl, "_run_recipe", None),
             (speech_recipes, "_train_cell", {"cell": "C-250", "exit_der": [], "training_seconds": 0}),
-            (pipeline, "compress", None),
+            (pipeline, "compress", None), (adaptivity, "measure", None),
             (bench, "bench_speedup", {"x": 1}), (bench, "bench_stages", {"x": 1}),
             (bench, "bench_widgets", {"x": 1}), (bench, "bench_notebooks", {"x": 1}), (bench, "bench_energy", {"x": 1}),
         ]:
@@ -96,6 +96,10 @@ CASES = {
     (("report",), "--criterion"): ("report cnn-mnist --json", "report cnn-mnist --json --criterion margin"),
     (("report",), "--max-drop"): ("report cnn-mnist --json", "report cnn-mnist --json --max-drop 0.05"),
     (("report",), "--json"): ("report cnn-mnist", "report cnn-mnist --json"),
+    (("report",), "--measure"): ("report ssl-daisy --json", "report ssl-daisy --measure"),
+    (("report",), "--out"): ("report ssl-daisy --measure", "report ssl-daisy --measure --out elsewhere"),
+    (("report",), "--force"): ("report ssl-daisy --measure", "report ssl-daisy --measure --force"),
+    (("report",), "--quiet"): ("report ssl-daisy --measure", "report ssl-daisy --measure --quiet"),
     (("compress",), "--target-bytes"): ("compress cnn-mnist-shared", "compress cnn-mnist-shared --target-bytes 20000"),
     (("compress",), "--out"): ("compress cnn-mnist-shared", "compress cnn-mnist-shared --out elsewhere"),
     (("compress",), "--force"): ("compress cnn-mnist-shared --out full", "compress cnn-mnist-shared --out full --force"),
@@ -121,6 +125,8 @@ REFUSED = [
     "report compress --criterion margin", "report compress --max-drop 0.1",
     "report speech-recipes --criterion margin", "report speech-recipes --max-drop 0.1",
     "report ssl-daisy --criterion margin", "report ssl-daisy --max-drop 0.1",
+    "report cnn-mnist --measure", "report compress --measure", "report cnn-mnist --out x", "report ssl-daisy --force",
+    "report ssl-daisy --measure --json",
     *[f"bench {k} --{o}" for k in ("widgets", "notebooks", "energy") for o in ("model x", "threads 2", "device cpu",
                                                                               "batch 2", "default-malloc")],
     "bench speedup --batch 4",

@@ -451,3 +451,188 @@ def test_units_profiles_work_with_the_existing_sweeps_calibration_and_threshold_
     assert explorer.summary().startswith("ssl_entropy @")
     with pytest.raises(ValueError, match="for units use one of"):
         kws.at("ctc_entropy", 0.5)
+
+
+# ------------------------------------------------------------------ does the label-free exit earn its keep?
+
+
+def test_the_kits_exit_score_reads_only_speech_frames_and_a_clip_without_speech_leaves_at_layer_1():
+    from eekit.daisy import NO_SPEECH_SCORE, speech_entropy, speech_mask
+
+    torch.manual_seed(0)
+    log_probs = torch.randn(6, 3, 10, 100).mul(3).log_softmax(-1)
+    speech = torch.zeros(3, 10, dtype=torch.bool)
+    speech[0, 2:6] = True
+    speech[1, :] = True
+    got = speech_entropy(log_probs, speech)  # [L, B]; clip 2 has no speech frame
+    ent = normalized_entropy(log_probs)
+    assert torch.allclose(got[:, 0], ent[:, 0, 2:6].mean(-1), atol=1e-6)
+    assert torch.allclose(got[:, 1], ent[:, 1].mean(-1), atol=1e-6)
+    assert torch.equal(got[:, 2], torch.full((6,), NO_SPEECH_SCORE)) and torch.isfinite(got).all()
+    # the detector on real padded waves: a word in a quiet room has speech frames, digital silence has none
+    word = data.load_speech_commands("digits").waveforms[0]
+    waves = torch.nn.utils.rnn.pad_sequence([word, torch.zeros(4000)], batch_first=True)
+    mask = speech_mask(waves, torch.tensor([8000, 4000]), encoder_frames(8000))
+    assert mask[0].any() and not mask[1].any() and torch.equal(mask[0], speech_frames(word))
+
+
+def test_a_silent_clip_gets_a_defined_exit_never_nan():
+    from eekit.adaptivity import _exits, clip_scores
+    from eekit.ssl import load_encoder
+
+    model, _ = load_encoder("ssl-hubert")
+    scored = clip_scores(model, [torch.zeros(8000), data.load_speech_commands("digits").waveforms[0]])
+    assert np.isfinite(scored["speech"]).all() and np.isfinite(scored["agreement"]).all()
+    assert (scored["speech"][0] == 0).all() and scored["speech_share"][0] == 0 and scored["speech_share"][1] > 0
+    assert _exits(scored, "speech", 0.13).tolist()[0] == 1  # nothing to resolve: the first layer answers
+
+
+def test_generated_noises_are_seeded_and_have_their_colours_spectral_slope():
+    from eekit.adaptivity import babble_noise, colored_noise
+
+    for color, slope in (("white", 0.0), ("pink", -10.0), ("brown", -20.0)):
+        x = colored_noise(color, 80000, seed=3)
+        assert torch.equal(x, colored_noise(color, 80000, seed=3)) and not torch.equal(x, colored_noise(color, 80000))
+        assert x.pow(2).mean().item() == pytest.approx(1.0, abs=1e-3)
+        power = torch.fft.rfft(x.double()).abs().pow(2)
+        f = torch.fft.rfftfreq(80000, 1 / 8000)
+        low, high = (power[(f >= lo) & (f < 2 * lo)].mean() for lo in (200, 2000))  # two octaves, a decade apart
+        per_decade = 10 * torch.log10(high / low).item()
+        assert per_decade == pytest.approx(slope, abs=1.5), color
+    with pytest.raises(ValueError, match="unknown noise colour"):
+        colored_noise("blue", 100)
+    babble = babble_noise(16000, seed=1)
+    assert babble.shape == (16000,) and torch.equal(babble, babble_noise(16000, seed=1))
+
+
+def test_equal_cost_baselines_interpolate_depth_and_shuffle_exits():
+    from eekit.adaptivity import random_same_cost, static_same_cost
+
+    assert static_same_cost([0.5, 0.7, 0.9], 2.5) == pytest.approx(0.8)
+    assert static_same_cost([0.5, 0.7, 0.9], 1) == 0.5 and static_same_cost([0.5, 0.7, 0.9], 3) == 0.9
+    # utterance i is right at layer i only: exits on the diagonal score 1, any shuffle of them scores less
+    errors = 1 - np.eye(4)
+    exits = np.arange(4)
+    shuffled = random_same_cost(errors, np.ones(4), exits, draws=200)
+    assert 0 < shuffled < 0.5 and shuffled == random_same_cost(errors, np.ones(4), exits, draws=200)
+
+
+def test_the_adaptivity_block_ships_with_every_key_and_matches_the_card(numbers, card):
+    from eekit.adaptivity import PLACEMENTS, SNRS
+
+    block = numbers["adaptivity"]
+    assert block == card["report"]["adaptivity"]
+    assert block["command"] == "python -m eekit report ssl-daisy --measure"
+    for t in block["tasks"].values():
+        assert {"by_layer", "at_exit", "at_static_same_cost", "at_random_same_cost", "layers_saved_at_exit"} <= set(t)
+        assert len(t["by_layer"]) == 6 and set(t["daisy_all_frames"]) >= {"at_exit", "at_static_same_cost"}
+    assert set(block["noise_grid"]) == {"white", "pink", "brown", "babble"} | set(data.NOISE_NAMES)
+    for row in block["noise_grid"].values():
+        assert list(row) == ["clean"] + [str(s) for s in SNRS]
+    assert set(block["placement"]) == set(PLACEMENTS) and list(block["padding"]) == ["0", "1", "2"]
+    assert set(block["transfer"]) == {"speech_commands_calibration", "speech_commands_held_out",
+                                      "fsdd_unseen_takes", "padded_2s"}
+    for corpus in block["transfer"].values():
+        assert set(corpus) == {"layers_saved", "unit_agreement", "clips"}
+    from eekit.adaptivity import load
+
+    clips = load()["clips"]
+    assert len(clips["clean"]["speech"]) == 320 and set(clips) >= {"padded_1s", "padded_2s", *PLACEMENTS}
+
+
+def test_the_label_free_exits_targets_pinned_met_and_not_met(numbers):
+    """The measured answers to "does the exit earn its keep?" (``python -m eekit report ssl-daisy --measure``).
+    Met: speech share, placement order, unit agreement, two depth-sensitive tasks. NOT met, pinned as measured:
+    adaptive vs static at equal cost, brown noise, room-tone padding, FSDD transfer."""
+    a = numbers["adaptivity"]
+    tasks = a["tasks"]
+    # (2) at least two tasks where depth matters (best layer >= 5 points over layer 1): connected digits, clean and
+    # at 10 dB. Keywords, digits and speakers are not (1.6, 4.2 and 0.04 points); at 10 dB digits, layer 1 is best.
+    deep = sorted(t for t, v in tasks.items() if v["best_minus_layer_1"] >= 0.05)
+    assert deep == ["ctc", "ctc-10db"]
+    assert tasks["ctc"]["best_minus_layer_1"] == pytest.approx(0.1433, abs=1e-3)
+    assert tasks["ctc-10db"]["best_minus_layer_1"] == pytest.approx(0.066, abs=1e-3)
+    # (3) NOT met: on no depth-sensitive task does the adaptive exit beat the static exit of the same cost; on
+    # connected digits it is 2 points of DER worse than static and 1 point worse than random exits.
+    gains = {t: v["gain_vs_static_points"] for t, v in tasks.items()}
+    assert gains == pytest.approx({"kws": 0.47, "digits": 0.0, "speaker": -0.05, "ctc": -1.98, "kws-10db": -0.38,
+                                   "digits-10db": 0.83, "ctc-10db": -0.47}, abs=0.02)
+    assert all(gains[t] < 1.0 for t in deep) and tasks["ctc"]["gain_vs_random_points"] == pytest.approx(-1.03, abs=0.02)
+    # (1) the speech-frame score does not track the share of speech frames (target |r| <= 0.2: met; DAISY's 0.10)
+    assert abs(a["speech_share_r"]) <= 0.2 and a["speech_share_r"] == pytest.approx(0.0041, abs=1e-3)
+    assert a["speech_share_r_all_frames"] == pytest.approx(0.0993, abs=1e-3)
+    # ... and noise on the speech sends clips deeper than the same noise in the silence (DAISY's score: the reverse)
+    assert a["placement"]["speech_only"] > a["placement"]["silence_only"]
+    assert a["placement_all_frames"]["speech_only"] < a["placement_all_frames"]["silence_only"]
+    # NOT met: padding with the clip's own room tone moves a clip by about a layer (target < 0.5), either score
+    assert a["padding"]["2"]["mean_abs_shift"] == pytest.approx(0.938, abs=0.01)
+    assert a["padding"]["1"]["mean_abs_shift"] == pytest.approx(0.887, abs=0.01)
+    assert a["padding_all_frames"]["2"]["mean_abs_shift"] == pytest.approx(0.963, abs=0.01)
+    # (4) every noise but brown: never earlier than clean, >= 1 layer deeper at 0 dB (met for 9 of 10 noises)
+    grid = a["noise_grid"]
+    for noise, row in grid.items():
+        deeper = all(row[s] >= row["clean"] for s in ("20", "10", "5", "0")) and row["0"] >= row["clean"] + 1
+        assert deeper == (noise != "brown"), noise
+    # NOT met for brown noise: exits come *earlier* the louder it gets (power nearly all below 100 Hz)
+    assert [grid["brown"][s] for s in ("clean", "20", "10", "5", "0")] == pytest.approx(
+        [4.359, 3.997, 3.831, 3.684, 3.653], abs=0.01)
+    # (5) transfer: unit agreement >= 0.88 everywhere (met); layers saved within 10 points of the calibration
+    # corpus on padded clips (met) but NOT on FSDD's unseen takes (45 % against 27 %)
+    t = a["transfer"]
+    assert all(v["unit_agreement"] >= 0.88 for v in t.values())
+    base = t["speech_commands_calibration"]["layers_saved"]
+    assert abs(t["padded_2s"]["layers_saved"] - base) <= 0.10
+    assert t["fsdd_unseen_takes"]["layers_saved"] == pytest.approx(0.4528, abs=1e-3) and base == pytest.approx(
+        0.2693, abs=1e-3)
+
+
+def test_exit_signal_explorer_moves_with_every_control_and_refuses_bad_arguments():
+    from eekit.adaptivity import load
+    from eekit.widgets.ssl import ExitSignalExplorer, UnitExitExplorer, equal_cost_figure
+
+    result = load()
+    signal = ExitSignalExplorer(result=result)
+    assert signal.condition() == "clean" and signal.numbers()["mean_abs_shift"] == 0
+    for placement in ("speech_only", "silence_only", "everywhere"):
+        n = signal.set(placement=placement)
+        assert n["mean_exit_layer"] == pytest.approx(result["placement"][placement], abs=1e-3)
+        assert sum(signal.histogram.data[1].y) == pytest.approx(100.0)
+    n = signal.set(padding_s=2)  # padding resets the placement: the two were measured separately
+    assert signal.placement.value == "none" and n["condition"] == "padded_2s"
+    assert n["mean_abs_shift"] == pytest.approx(result["padding"]["2"]["mean_abs_shift"], abs=1e-3)
+    signal.set(placement="silence_only")
+    assert signal.padding.value == 0
+    n = signal.set(score="all_frames")
+    assert n["mean_exit_layer"] == pytest.approx(result["placement_all_frames"]["silence_only"], abs=1e-3)
+    with pytest.raises(ValueError, match="unknown score"):
+        ExitSignalExplorer(score="frames")
+    with pytest.raises(ValueError, match="result must be"):
+        ExitSignalExplorer(result=[1])
+    with pytest.raises(ValueError, match="unknown padding_s"):
+        signal.set(padding_s=3)
+    fig = equal_cost_figure(result["tasks"])
+    assert len(fig.data) == 3 and list(fig.data[0].y) == [t["gain_vs_static_points"] for t in result["tasks"].values()]
+    with pytest.raises(ValueError, match="clip .* must be a whole number in 0..319"):
+        UnitExitExplorer(clip=320)
+    with pytest.raises(ValueError, match="unknown criterion"):
+        UnitExitExplorer(criterion="entropy")
+
+
+def test_unit_exit_explorers_snr_slider_rises_left_to_right_and_starts_clean():
+    from eekit.widgets.ssl import UnitExitExplorer
+
+    explorer = UnitExitExplorer()
+    labels = [label for label, _ in explorer.snr_slider.options]
+    assert labels == ["0 dB", "5 dB", "10 dB", "20 dB", "clean"] and explorer.snr_db is None
+    xs = list(explorer.curve.data[0].x)
+    assert xs == sorted(xs)
+
+
+def test_cli_measure_applies_to_ssl_daisy_only_and_never_overwrites_without_force(capsys, tmp_path):
+    from eekit.__main__ import main
+
+    assert main(["report", "cnn-mnist", "--measure"]) == 2
+    assert "--measure does not apply to report cnn-mnist" in capsys.readouterr().err
+    (tmp_path / "ssl-hubert-adaptivity.json").write_text("{}")
+    assert main(["report", "ssl-daisy", "--measure", "--out", str(tmp_path)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err

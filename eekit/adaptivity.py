@@ -347,7 +347,5 @@ def _measure(seed: int, checkpoint_dir, progress: bool) -> dict:
 
 def load(checkpoint_dir: str | Path | None = None) -> dict:
     """The stored measurement (shipped and checksum-verified, or ``checkpoint_dir``'s own run)."""
-    import json
-
     path = data.checkpoint_file(RESULT_FILE, checkpoint_dir, "python -m eekit report ssl-daisy --measure")
-    return json.loads(Path(path).read_text())
+    return data.read_json(Path(path))

@@ -224,15 +224,13 @@ def report(checkpoint_dir=None, masked_unit_accuracy: dict | None = None) -> dic
     unit accuracies, which need the model, come from the card). Fractions in [0, 1]; DER for connected digits.
     ``adaptivity``: the stored controls of :mod:`eekit.adaptivity` (speech-frame exit score, equal-cost baselines,
     noise grid, placement, padding, transfer)."""
-    import json
 
     from . import adaptivity
     from .probes import TASK_METRICS, TASKS
     from .ssl import NAME, RANDOM_NAME, _checkpoint, load_ssl_profile
 
     if masked_unit_accuracy is None:
-        masked_unit_accuracy = json.loads(_checkpoint(f"{NAME}.json", checkpoint_dir).read_text())[
-            "masked_unit_accuracy"]
+        masked_unit_accuracy = data.read_json(_checkpoint(f"{NAME}.json", checkpoint_dir))["masked_unit_accuracy"]
     load = lambda stem: load_ssl_profile(stem, checkpoint_dir)  # noqa: E731
     clean, clean_random = load(NAME), load(RANDOM_NAME)
     noisy, noisy_random = load(f"{NAME}-noisy"), load(f"{RANDOM_NAME}-noisy")

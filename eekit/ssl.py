@@ -234,7 +234,7 @@ def _pretrain_iteration(waves: list[torch.Tensor], teacher: MaskedUnitEncoder | 
 
 def _resume_state(resume_file: Path, config: PretrainConfig) -> dict | None:
     """The checkpoint a step resumes from (None: start fresh); one written with another configuration is refused."""
-    state = torch.load(resume_file, map_location="cpu", weights_only=True) if resume_file.exists() else None
+    state = data.read_torch(resume_file) if resume_file.exists() else None
     if state is not None and state["config"] != asdict(config):
         raise ValueError(f"{resume_file} was written with another configuration ({state['config']}); delete it to "
                          "start again")
@@ -400,7 +400,7 @@ def load_encoder(name: str = NAME, checkpoint_dir: str | Path | None = None
     if name not in (NAME, RANDOM_NAME):
         raise ValueError(f"unknown self-supervised encoder {name!r}; known: {[NAME, RANDOM_NAME]}")
     path = _checkpoint(f"{name}.pt", checkpoint_dir)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = data.read_torch(path)
     codebook = UnitCodebook.from_state_dict({k[6:]: state.pop(k) for k in list(state) if k.startswith("units.")})
     model = MaskedUnitEncoder(num_units=codebook.num_units)
     model.load_state_dict(state)

@@ -181,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_bench)
 
+    from .onnx_export import add_command as add_export_onnx
+    add_export_onnx(sub)  # export-onnx: eekit.onnx_export
+
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -254,3 +254,31 @@ def no_overwrite(files: Iterable[str | Path], force: bool, flag: str = "--force"
     if existing and not force:
         raise ValueError(f"refusing to overwrite {', '.join(existing)}; choose another output folder or pass "
                          f"{flag} to replace them")
+
+
+# ---------------------------------------------------------------------------------------------------- speech
+
+
+def layers(name: str, value: Any, num_layers: int) -> tuple[int, ...]:
+    """Transformer layer numbers (1-based) to put exits after: a non-empty increasing list of whole numbers in
+    ``1..num_layers`` (the layers the encoder has)."""
+    accepted = f"a non-empty increasing list of layer numbers in 1..{num_layers} (this encoder has {num_layers} layers)"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValueError(f"{name} must be {accepted}, e.g. [2, 4, {num_layers}]; got {value!r}")
+    items = list(value)
+    if not items:
+        raise ValueError(f"{name} must be {accepted}; got an empty list")
+    ok = all(not isinstance(v, bool) and isinstance(v, numbers.Integral) and 1 <= v <= num_layers for v in items)
+    if not ok or items != sorted(set(items)):
+        raise ValueError(f"{name} must be {accepted}; got {items}")
+    return tuple(int(v) for v in items)
+
+
+def sample_rate(name: str, rate: Any, expected: int) -> int:
+    """A data set's sample rate must be the one the model was built for (it resamples from that rate inside)."""
+    rate = whole(f"{name} sample rate (Hz)", rate, 1)
+    if rate != expected:
+        raise ValueError(f"{name} is {rate} Hz audio but the model takes {expected} Hz (accepted: {expected} Hz); "
+                         f"resample it with torchaudio.functional.resample, or wrap the encoder with "
+                         f"sample_rate={rate}")
+    return rate

@@ -10,7 +10,6 @@ from torch.nn import functional as F
 
 from eekit import data
 from eekit.__main__ import main
-from eekit.models.wav2vec2 import small_wav2vec2, wrap_wav2vec2
 from eekit.onnx_export import SECONDS, TOLERANCE, ExitSubnet, export_onnx, run_onnx
 from eekit.zoo import load_pretrained
 
@@ -28,7 +27,7 @@ def _models():
     for name, test_set in images.items():
         yield name, load_pretrained(name), (test_set.tensors()[0][:INPUTS],)
     yield "speech-fsdd", load_pretrained("speech-fsdd"), _speech_inputs()
-    yield "wav2vec2", wrap_wav2vec2(small_wav2vec2(), [2, 4, 6], encoder_rate=8000).eval(), _speech_inputs()
+    yield "wav2vec2-fsdd", load_pretrained("wav2vec2-fsdd"), _speech_inputs()  # the wrapper, trained
 
 
 @pytest.mark.parametrize("name, model, inputs", list(_models()), ids=lambda v: v if isinstance(v, str) else "")

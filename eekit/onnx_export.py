@@ -37,8 +37,10 @@ __all__ = ["ExitSubnet", "DftSpectrogram", "export_onnx", "run_onnx", "add_comma
 
 OPSET = 17
 SECONDS = 6.0  # speech graphs take waveforms zero-padded to this many seconds (the longest test utterance: 4.6 s)
-TOLERANCE = 1e-3  # largest |ONNX - PyTorch| accepted on any logit or log-prob (tests/test_onnx_export.py; measured
-# at most 3.4e-4, on the conformer, whose spectrogram runs as a convolution in ONNX and as an FFT in PyTorch)
+TOLERANCE = 5e-3  # largest |ONNX - PyTorch| accepted on any logit or log-prob (tests/test_onnx_export.py). Measured
+# on 100 inputs per model: images at most 1.2e-5; the conformer 3.4e-4 (its spectrogram runs as a convolution in ONNX,
+# as an FFT in PyTorch); wav2vec2-fsdd 2.0e-3 at its last exit, growing layer by layer (1.7e-4 at the first): float32
+# rounding of two convolution kernels, carried through 7 convolutions and 6 transformer layers
 
 
 class ExitSubnet(nn.Module):

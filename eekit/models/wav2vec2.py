@@ -248,7 +248,6 @@ def train_two_stage(model: Wav2Vec2Exits, train_set, heads, backbone=None, progr
     """HuBERT-EE's two-stage recipe: optionally train the encoder with the last exit only (``backbone``, a
     :class:`~eekit.train.TrainConfig`; skip it for a pretrained encoder), then freeze it and train the early exits
     (``heads``). Returns each phase's history. CTC heads only (units: :func:`fit_unit_heads`)."""
-    from dataclasses import replace as with_
     from ..train import train
 
     _check_data(model, train_set, "train_set")
@@ -257,9 +256,9 @@ def train_two_stage(model: Wav2Vec2Exits, train_set, heads, backbone=None, progr
                          "use fit_unit_heads(model, clips)")
     history = []
     if backbone is not None:
-        history.append(train(model, train_set, with_(backbone, loss_weights="final-only", freeze_backbone=False),
+        history.append(train(model, train_set, replace(backbone, loss_weights="final-only", freeze_backbone=False),
                              progress))
-    history.append(train(model, train_set, with_(heads, loss_weights="early-only" if backbone is not None else
+    history.append(train(model, train_set, replace(heads, loss_weights="early-only" if backbone is not None else
                                                    "uniform", freeze_backbone=True), progress))
     return history
 

@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 
+from .onnx_export import add_command as add_export_onnx
+
 ZOO_OPTIONS = {"subset", "epochs", "device"}  # train options of the zoo recipes (eekit.recipes)
 SPEECH_GRID = ("speech-recipe", "speech-recipes")
 
@@ -247,7 +249,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
-COMMANDS = [add_train, add_report, add_compress, add_export_c, add_bench]
+COMMANDS = [add_train, add_report, add_compress, add_export_c, add_export_onnx, add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -206,3 +206,20 @@ def check_capacitor(usable_energy: Callable, capacitor_for: Callable) -> None:
                 return _verdict(False, "capacitor_for", f"{joules * 1e3:g} mJ between {v_on} and {v_off} V: "
                                                         f"{float(got) * 1e3:.3f} mF, expected {want * 1e3:.3f} mF")
     return _verdict(True, "usable_energy and capacitor_for")
+
+
+def check_frame_lengths(frame_lengths: Callable, model, samples: torch.Tensor) -> None:
+    """``frame_lengths(samples [N], conv [(kernel, stride), ...]) -> [N]``: how many frames a wav2vec 2.0 feature
+    extractor makes of waveforms of ``samples`` samples (lesson 02), against what torchaudio's extractor in the
+    wrapped ``model`` really makes of them."""
+    extractor = model.encoder.feature_extractor
+    conv = [(layer.kernel_size, layer.stride) for layer in extractor.conv_layers]
+    with torch.no_grad():  # a few rows at a time: 300 waveforms x 32 channels would need gigabytes at once
+        want = torch.cat([extractor(torch.zeros(len(part), int(part.max())), part)[1] for part in samples.split(8)])
+    got, problem = _call(frame_lengths, samples.clone(), conv)
+    if got is None:
+        return _verdict(False, "frame_lengths", problem)
+    got = torch.as_tensor(got).long()
+    if got.shape != want.shape or not torch.equal(got, want):
+        return _verdict(False, "frame_lengths", f"first utterances: {got[:4].tolist()} vs {want[:4].tolist()}")
+    return _verdict(True, f"frame_lengths of {len(samples)} utterances")

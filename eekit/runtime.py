@@ -86,7 +86,7 @@ def _chunks(inputs, batch_size: int | None) -> list:
 
 
 def _criterion(model: ExitModel, criterion: str | Criterion, threshold: float) -> tuple[Criterion, float]:
-    c = get_criterion(criterion, "ctc" if model.output_kind == "ctc" else "classification")
+    c = get_criterion(criterion, model.output_kind)  # "classification", "ctc" or "units"
     if c.needs_labels:
         raise ValueError("the oracle peeks at labels: it exists only in the cached profile, as an upper bound")
     threshold = c.check_threshold(threshold)

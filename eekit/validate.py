@@ -165,11 +165,12 @@ def waveform(name: str, x) -> None:
     finite(name, x)
 
 
-def sample_rate(name: str, value: Any, expected: int) -> int:
-    """The kit's one sample rate: features and models are built for it, so another rate would be silently wrong."""
+def sample_rate(name: str, value: Any, expected: int, hint: str = "") -> int:
+    """Audio at the rate a feature or model was built for (another rate would be silently wrong, not refused).
+    ``hint``: another way out than resampling, for the message."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != expected:
-        raise ValueError(f"{name} must be {expected} Hz (the kit's rate), got {value!r}; resample first, e.g. "
-                         f"torchaudio.functional.resample(wave, {value!r}, {expected})")
+        raise ValueError(f"{name} must be {expected} Hz audio, got {value!r} Hz; resample it first with "
+                         f"torchaudio.functional.resample(wave, {value!r}, {expected}){hint}")
     return expected
 
 
@@ -299,3 +300,21 @@ def no_overwrite(files: Iterable[str | Path], force: bool, flag: str = "--force"
     if existing and not force:
         raise ValueError(f"refusing to overwrite {', '.join(existing)}; choose another output folder or pass "
                          f"{flag} to replace them")
+
+
+# ---------------------------------------------------------------------------------------------------- speech
+
+
+def layers(name: str, value: Any, num_layers: int) -> tuple[int, ...]:
+    """Transformer layer numbers (1-based) to put exits after: a non-empty increasing list of whole numbers in
+    ``1..num_layers`` (the layers the encoder has)."""
+    accepted = f"a non-empty increasing list of layer numbers in 1..{num_layers} (this encoder has {num_layers} layers)"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValueError(f"{name} must be {accepted}, e.g. [2, 4, {num_layers}]; got {value!r}")
+    items = list(value)
+    if not items:
+        raise ValueError(f"{name} must be {accepted}; got an empty list")
+    ok = all(not isinstance(v, bool) and isinstance(v, numbers.Integral) and 1 <= v <= num_layers for v in items)
+    if not ok or items != sorted(set(items)):
+        raise ValueError(f"{name} must be {accepted}; got {items}")
+    return tuple(int(v) for v in items)

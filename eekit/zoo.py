@@ -22,6 +22,7 @@ from . import data
 from .evaluate import SNR_LEVELS, mean_exit_layer_by_snr, noisy_profile, noisy_run, profile_model, profile_speech
 from .models import branchy_lenet, resnet_ee
 from .models.speech import conformer_ctc, conformer_kws
+from .models.wav2vec2 import wav2vec2_ctc
 from .models.exits import EarlyExitNet
 from .profile import ExitProfile
 from .recipes import run_recipe
@@ -140,6 +141,13 @@ RECIPES: dict[str, Recipe] = {
                "backbone", phases=(TrainConfig(loss_weights="final-only", **_SPEECH_CFG),
                                    TrainConfig(loss_weights="early-only", freeze_backbone=True,
                                                **{**_SPEECH_CFG, "epochs": 6})), **_CTC),
+        Recipe("wav2vec2-fsdd", "A small wav2vec 2.0 (torchaudio's wav2vec2_model: 7 convolutions over the 8 kHz "
+               "waveform, 6 transformer layers, d=64) with a CTC exit after every layer, trained two-stage from "
+               "scratch on connected FSDD digits: the encoder with the last exit only, then the early exits on the "
+               "frozen encoder (HuBERT-EE)", builder=wav2vec2_ctc, builder_kwargs={}, dataset="fsdd-strings",
+               phases=(TrainConfig(loss_weights="final-only", **{**_SPEECH_CFG, "epochs": 8, "lr": 3e-3}),
+                       TrainConfig(loss_weights="early-only", freeze_backbone=True, **{**_SPEECH_CFG, "epochs": 2})),
+               criterion="ctc_entropy", max_drop=0.0),
         Recipe("kws-fsdd", "Keyword spotting: the conformer classifies isolated FSDD digits, a pooled exit after "
                "every layer, trained jointly", builder=conformer_kws, builder_kwargs={}, dataset="fsdd-words",
                phases=(TrainConfig(loss_weights="uniform", **{**_SPEECH_CFG, "epochs": 10}),)),

@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .. import data, energy, validate
-from .style import PALETTE, clear_figure, error_html, figure_widget
+from .style import PALETTE, clear_figure, error_html, figure_widget, update_figure
 
 __all__ = ["EnergyDashboard", "HARVESTERS"]
 
@@ -198,16 +198,13 @@ class EnergyDashboard:
         t, v = result.timeline_s[::stride], result.timeline_v[::stride]
         cap = self._capacitor()  # the axis spans brown-out to full charge with a margin; answers ride just above
         margin = (cap.v_max - cap.v_off) / 4
-        with self.timeline.batch_update():
-            self.timeline.data[0].x, self.timeline.data[0].y = t, v
-            for k in range(self.workload.num_exits):
-                when = result.answer_s[result.exit_index == k][:2000]
-                self.timeline.data[1 + k].x = when
-                self.timeline.data[1 + k].y = np.full(len(when), cap.v_max + 0.4 * margin)
-            self.timeline.layout.yaxis.range = [cap.v_off - margin, cap.v_max + margin]
+        lines = {0: {"x": t, "y": v}}
+        for k in range(self.workload.num_exits):
+            when = result.answer_s[result.exit_index == k][:2000]
+            lines[1 + k] = {"x": when, "y": np.full(len(when), cap.v_max + 0.4 * margin)}
+        update_figure(self.timeline, lines, {"yaxis.range": [cap.v_off - margin, cap.v_max + margin]})
         counts = result.exit_counts
-        with self.histogram.batch_update():
-            self.histogram.data[0].y = 100 * counts / max(counts.sum(), 1)
+        update_figure(self.histogram, {0: {"y": 100 * counts / max(counts.sum(), 1)}})
         self._draw_policies(result, results)
         lat = result.latency_s
         w = self.shared_workload if result.policy == "anytime" else self.workload
@@ -224,9 +221,8 @@ class EnergyDashboard:
     def _draw_policies(self, result: energy.SimResult | None, results: dict) -> None:
         """Every policy that ran on this setting, and the current one (none when it failed)."""
         ok = {p: r for p, r in results.items() if not isinstance(r, str)}
-        with self.policies.batch_update():
-            self.policies.data[0].x = [r.inferences_per_hour for r in ok.values()]
-            self.policies.data[0].y = [100 * r.accuracy for r in ok.values()]
-            self.policies.data[0].text = [p for p in ok]
-            self.policies.data[1].x = [result.inferences_per_hour] if result is not None else []
-            self.policies.data[1].y = [100 * result.accuracy] if result is not None else []
+        update_figure(self.policies, {
+            0: {"x": [r.inferences_per_hour for r in ok.values()], "y": [100 * r.accuracy for r in ok.values()],
+                "text": [p for p in ok]},
+            1: {"x": [result.inferences_per_hour] if result is not None else [],
+                "y": [100 * result.accuracy] if result is not None else []}})

@@ -7,7 +7,7 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
-from .style import error_html, figure_widget
+from .style import error_html, figure_widget, update_figure
 
 __all__ = ["RecipeGrid", "grid_matrix"]
 
@@ -75,11 +75,9 @@ class RecipeGrid:
             return
         # DER can pass 100 % (insertions): the colour saturates there; untrained exits are gaps (None, not NaN)
         z = [[None if np.isnan(v) else float(min(v, 100.0)) for v in row] for row in self.matrix]
-        with self.figure.batch_update():
-            trace = self.figure.data[0]
-            trace.z, trace.x, trace.y = z, columns, self.rows
-            trace.text = [["untrained" if np.isnan(v) else f"{v:.1f}" for v in row] for row in self.matrix]
-            trace.texttemplate = "%{text}"
+        update_figure(self.figure, {0: {
+            "z": z, "x": columns, "y": self.rows, "texttemplate": "%{text}",
+            "text": [["untrained" if np.isnan(v) else f"{v:.1f}" for v in row] for row in self.matrix]}})
         self.readout.value = "<br>".join(f"<b>{r}</b>: {n}" for r, n in zip(self.rows, notes))
 
     def _ipython_display_(self):

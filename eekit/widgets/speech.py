@@ -19,7 +19,7 @@ import torch
 from .. import data, validate
 from ..models.speech import BLANK
 from ..profile import ExitProfile
-from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace
+from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace, update_figure
 
 __all__ = ["ctc_layers_figure", "audio_player", "noise_controls", "NoiseExplorer"]
 
@@ -196,14 +196,9 @@ class NoiseExplorer:
         wave = self._run(noise, snr)[0].waveforms[self.utterance]  # exactly what the profile heard
         self.player_box.children = [W.HTML(f"utterance {self.utterance}: <b>{self.clean.labels[self.utterance]}</b>, "
                                            f"{self._setting()} &nbsp;"), audio_player(wave)]
-        with self.histogram.batch_update():
-            self.histogram.data[0].y = 100 * point.exit_fractions
-        with self.curve.batch_update():
-            self.curve.data[0].x = xs + [clean_x]
-            self.curve.data[0].y = ys + [self.mean_exit_layer("all", None)]
-            self.curve.data[1].x = [clean_x if snr is None else snr]
-            self.curve.data[1].y = [point.mean_exit + 1]
-            self.curve.layout.xaxis.tickvals = xs + [clean_x]
-            self.curve.layout.xaxis.ticktext = [str(s) for s in xs] + ["clean"]
+        update_figure(self.histogram, {0: {"y": 100 * point.exit_fractions}})
+        update_figure(self.curve, {0: {"x": xs + [clean_x], "y": ys + [self.mean_exit_layer("all", None)]},
+                                   1: {"x": [clean_x if snr is None else snr], "y": [point.mean_exit + 1]}},
+                      {"xaxis.tickvals": xs + [clean_x], "xaxis.ticktext": [str(s) for s in xs] + ["clean"]})
         rename_trace(self.curve, 0, f"{noise} noise" if noise != "all" else "all noises")
         self.readout.value = html.escape(self.summary()) + f" · {self.criterion} <= {self.threshold:g}"

@@ -183,3 +183,16 @@ def test_every_dashboard_figure_reaches_the_browser_complete(profile, sent):
     energy = EnergyDashboard()
     for fig in (ex.curve, ex.histogram, gallery.figure, energy.timeline, energy.histogram, energy.policies):
         assert_browser_sees_the_figure(fig, sent)
+
+
+def test_snr_slider_runs_like_the_x_axis_noisiest_left_clean_right():
+    from eekit.widgets.speech import move_noise_controls, noise_controls
+
+    for levels in ([None, 20, 15, 10, 5, 0], [0, 5, None, 20]):
+        dropdown, slider = noise_controls(levels)
+        labels = [label for label, _ in slider.options]
+        assert labels[-1] == "clean" and levels[slider.value] is None  # starts clean, at the right end
+        snrs = [levels[i] for _, i in slider.options[:-1]]
+        assert snrs == sorted(snrs) and labels[0] == f"{min(snrs)} dB"
+        move_noise_controls(dropdown, slider, levels, "white_noise", 5)
+        assert levels[slider.value] == 5

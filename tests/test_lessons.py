@@ -39,6 +39,8 @@ def test_title_time_and_next_link_match_the_index(x):
     assert source(nb[0]).splitlines()[0] == f"# {x.title}"
     time = re.search(r"\*\*Time\*\*: about (\d+) minutes", source(nb[0]))
     assert time and int(time.group(1)) == x.minutes, "the **Time** line at the top and the index disagree"
+    for before in x.prerequisites:  # "What you'll need" names them, by file or as "lesson NN"
+        assert before in source(nb[0]) or f"lesson {before[:2]}" in source(nb[0]), before
     last = nb[-1]
     assert last["cell_type"] == "markdown", "a lesson ends with a markdown cell holding its Next link"
     assert source(last).rstrip().splitlines()[-1] == next_link(x.file)

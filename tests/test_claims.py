@@ -292,6 +292,9 @@ CLAIMS: dict[str, list[tuple]] = {
                   pct(cifar().calibrate("patience", budget=0.45).accuracy, 1, " %")), ()),
     ],
     "12_real_speedups.ipynb": [
+        ("in the recorded run it takes {} of the time for {} of the FLOPs",
+         lambda: tuple(pct(recorded("cnn-cifar10.stages-batch1")[key][0], 1, " %")
+                       for key in ("block_time_share", "block_flop_share")), ()),
         ("as a share of the ideal: cnn-cifar10 {} at batch 1 and {} at batch 256, cnn-cifar10-wide {} at batch 1 and {} "
          "at batch 256", lambda: _of_ideal("cnn-cifar10") + _of_ideal("cnn-cifar10-wide"), ()),
         ("The wide twin costs {}x the FLOPs of the narrow model per image for {} points of final accuracy",

@@ -74,15 +74,18 @@ class EnergyDashboard:
         self.readout = W.HTML()
         self.readout.add_class("eekit-readout")
 
+        # one name per exit in every plot and the readout: its number and its layer
+        exits = [f"exit {k + 1} ({name.replace(' (final)', ', final')})"
+                 for k, name in enumerate(self.workload.profile.exit_names)]
         self.timeline = figure_widget("Capacitor voltage and answers", "time (s)", "voltage (V)", height=340,
                                       width=980, traces=[
             go.Scattergl(x=[], y=[], mode="lines", name="capacitor voltage", line={"color": PALETTE[0], "width": 1}),
             *[go.Scattergl(x=[], y=[], mode="markers", name=f"answer at {name}",
                            marker={"color": PALETTE[1 + k], "size": 6, "symbol": "triangle-down"})
-              for k, name in enumerate(self.workload.profile.exit_names)],
+              for k, name in enumerate(exits)],
         ])
         self.histogram = figure_widget("Where inferences exit", "exit", "answers (%)", height=320, width=380, traces=[
-            go.Bar(x=[f"exit {k + 1}" for k in range(K)], y=[0] * K, marker={"color": PALETTE[2]}, name="exits"),
+            go.Bar(x=exits, y=[0] * K, marker={"color": PALETTE[2]}, name="exits"),
         ])
         self.histogram.update_yaxes(range=[0, 100])
         self.policies = figure_widget("Policies on this harvester and capacitor", "answers per hour",

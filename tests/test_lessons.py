@@ -72,3 +72,19 @@ def test_no_tracker_language_for_learners(path):
         text = file.read_text()
     found = [text[max(0, m.start() - 50):m.end() + 30] for m in TRACKER.finditer(text)]
     assert not found, f"{path}: tracker language: {found}"
+
+
+@pytest.mark.parametrize("x", LESSONS, ids=lambda x: x.stem)
+def test_sections_are_numbered_once_each_in_order(x):
+    numbers = [int(m.group(1)) for c in cells(x.file) if c["cell_type"] == "markdown"
+               for m in re.finditer(r"(?m)^## (\d+)\.", source(c))]
+    assert numbers == list(range(1, len(numbers) + 1)), numbers
+
+
+def test_the_teaching_guide_covers_every_lesson_with_the_index_times():
+    guide = (ROOT / "docs" / "teaching.md").read_text()
+    for x in LESSONS:
+        heading = f"### {x.stem[:2]}. {x.title}\n"
+        assert heading in guide, heading
+        entry = guide.split(heading)[1].split("\n### ")[0]
+        assert f"about {x.minutes} minutes" in entry and f"*Run All* about {x.run_minutes:g} min" in entry

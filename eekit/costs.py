@@ -116,7 +116,15 @@ def measure_latency(model: EarlyExitNet, example: torch.Tensor, repeats: int = 3
     batch size of ``example``, timed by ``torch.utils.benchmark.Timer`` on ``threads`` torch threads. The exits are
     timed in interleaved rounds (exit 1, 2, ..., K, then again), so a burst of load from another process lands on
     every exit alike instead of on one of them; the median over the rounds resists the rest."""
-    from torch.utils.benchmark import Timer
+    import logging
+
+    quiet = logging.getLogger("torch.utils.cpp_extension")  # its import warns about CUDA on CPU-only machines
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        from torch.utils.benchmark import Timer
+    finally:
+        quiet.setLevel(level)
 
     model.eval()
 

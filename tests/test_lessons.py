@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from eekit.lessons import LESSONS, lesson, next_link, table
+from eekit.lessons import LESSONS, lesson, next_link, run_time, table
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "notebooks"
@@ -87,4 +87,4 @@ def test_the_teaching_guide_covers_every_lesson_with_the_index_times():
         heading = f"### {x.stem[:2]}. {x.title}\n"
         assert heading in guide, heading
         entry = guide.split(heading)[1].split("\n### ")[0]
-        assert f"about {x.minutes} minutes" in entry and f"*Run All* about {x.run_minutes:g} min" in entry
+        assert f"about {x.minutes} minutes" in entry and f"*Run All* on one core: {run_time(x)}" in entry

@@ -88,3 +88,19 @@ def test_the_teaching_guide_covers_every_lesson_with_the_index_times():
         assert heading in guide, heading
         entry = guide.split(heading)[1].split("\n### ")[0]
         assert f"about {x.minutes} minutes" in entry and f"*Run All* on one core: {run_time(x)}" in entry
+
+
+DASHBOARD = re.compile(r"\b\w+(?:Explorer|Gallery|Dashboard|Grid)\(")
+
+
+@pytest.mark.parametrize("x", LESSONS, ids=lambda x: x.stem)
+def test_every_dashboard_has_a_static_picture_that_exists(x):
+    """Without a kernel (GitHub, nbviewer, a reopened lesson) a dashboard is a line of text: the markdown cell
+    right after it shows the picture the browser tests took of it after Run All."""
+    nb = cells(x.file)
+    for i, c in enumerate(nb):
+        if c["cell_type"] == "code" and DASHBOARD.search(source(c)):
+            after = source(nb[i + 1]) if i + 1 < len(nb) else ""
+            assert "Static picture of the dashboard above" in after, f"cell {i}: no static picture after it"
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", "\n".join(source(c) for c in nb if c["cell_type"] == "markdown")):
+        assert (NB / image).is_file(), f"{x.file} shows {image}, which is not there"

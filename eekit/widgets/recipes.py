@@ -42,6 +42,7 @@ class RecipeGrid:
         self.criterion_dropdown = W.Dropdown(options=list(sr.CRITERIA), value=criterion, description="criterion",
                                              style=style)
         self.readout = W.HTML()
+        self.readout.add_class("eekit-readout")  # found by the browser tests
         self.figure = figure_widget("Digit error rate of every exit (%)", "exit", "recipe · labelled utterances",
                                     height=420, width=760, traces=[go.Heatmap(
                                         z=[[0]], x=["layer 1"], y=["A · 250"], colorscale="Viridis", zmin=0, zmax=100,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from copy import deepcopy
 
+import numpy as np
 import plotly.graph_objects as go
 
 __all__ = ["PALETTE", "figure_widget", "update_figure", "rename_trace", "error_html", "clear_figure",
@@ -42,10 +43,15 @@ def update_figure(fig: go.FigureWidget, traces: dict[int, dict], layout: dict | 
     Afterwards the widget's saved state is brought up to date, so a saved notebook reopens with this picture."""
     indexes = sorted(traces)
     names = sorted({name for props in traces.values() for name in props})
-    restyle = {name: [traces[i][name] if name in traces[i] else fig.data[i][name] for i in indexes]
+    # numpy arrays travel to the browser as binary buffers, which must be contiguous (a strided view is refused)
+    restyle = {name: [_contiguous(traces[i][name] if name in traces[i] else fig.data[i][name]) for i in indexes]
                for name in names}
     fig.plotly_update(restyle_data=restyle, relayout_data=dict(layout or {}), trace_indexes=indexes)
     sync_state(fig)
+
+
+def _contiguous(value):
+    return np.ascontiguousarray(value) if isinstance(value, np.ndarray) else value
 
 
 def sync_state(fig: go.FigureWidget) -> None:

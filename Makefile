@@ -21,10 +21,15 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -r requirements.txt
 	@touch $(STAMP)
 
+# torch threads pinned to the CPUs this machine or container really has (binder/cpus, as binder/start does);
+# JupyterLab's news toast off (binder/overrides.json), or it covers the dashboards' right edge
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks --no-browser --ip=127.0.0.1 --port=$(PORT) $(ROOT_FLAG)
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	@cp binder/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(binder/cpus)} \
+		$(BIN)/jupyter lab --notebook-dir=notebooks --no-browser --ip=127.0.0.1 --port=$(PORT) $(ROOT_FLAG)
 
-# OMP_NUM_THREADS=1 as on Binder; the nbval flags: compare outputs of cells marked NBVAL_CHECK_OUTPUT,
+# OMP_NUM_THREADS=1: one thread, as the shipped outputs were made; the nbval flags: compare outputs of cells marked NBVAL_CHECK_OUTPUT,
 # use this environment's kernel, fail a hung cell after 300 s.
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests notebooks \

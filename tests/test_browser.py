@@ -1,7 +1,9 @@
 """Real-browser tests: JupyterLab + Debian's Chromium driven by Playwright, the way learners use the kit.
 
-Each notebook with a dashboard is opened in JupyterLab, run, and every dashboard gets a control moved; the test
-reads the rendered readout and figure from the DOM and checks they changed. Screenshots go to
+Each notebook with a dashboard is opened in JupyterLab and run. Right after *Run All*, before any control moves,
+every figure is read as plotly.js holds it (titles, axis titles, trace data, the explorer's marker against its
+readout) and each dashboard is photographed (the lessons' static pictures); then every dashboard gets a control
+moved, and the test reads the rendered readout and figure from the DOM and checks they changed. Screenshots go to
 ``$EEKIT_SCREENSHOTS`` (default ``build/screenshots``).
 
 They run whenever ``/usr/bin/chromium`` (``apt-get install chromium chromium-driver``; `.ci/run` does it) and the
@@ -220,6 +222,54 @@ def readout_accuracy(text: str) -> float:
     return float(text.split("accuracy")[1].split("%")[0])
 
 
+FIGURES = """() => Array.from(document.querySelectorAll('.jp-OutputArea-output .js-plotly-plot')).map(g => {
+    const L = g._fullLayout, size = v => (v == null ? null : v.length);
+    const axes = [...(L._subplots.xaxis || []), ...(L._subplots.yaxis || [])].map(id => {
+        const a = L[id.replace(/^x/, 'xaxis').replace(/^y/, 'yaxis')];
+        return {id: id, visible: a.visible, title: a.title ? a.title.text : ''};
+    });
+    return {title: L.title ? L.title.text : '', axes: axes,
+            traces: g.data.map(t => ({type: t.type, name: t.name || '', x: size(t.x), y: size(t.y), z: size(t.z)}))};
+})"""
+
+
+def check_first_render(page, name: str) -> list[dict]:
+    """Right after Run All, before any control moves: every figure in the lesson as plotly.js holds it has a title
+    and titled visible axes, and every trace has data (x and y of one non-zero length, or a non-empty z). An
+    energy-timeline trace of an exit no answer reached may be empty. Returns the figures."""
+    figures = page.evaluate(FIGURES)
+    assert figures, f"{name}: no plotly figure rendered"
+    for i, fig in enumerate(figures):
+        where = f"{name}, figure {i} ({fig['title']!r})"
+        assert fig["title"].strip(), f"{where}: no title"
+        for axis in fig["axes"]:
+            assert not axis["visible"] or (axis["title"] or "").strip(), f"{where}: axis {axis['id']} has no title"
+        assert fig["traces"], f"{where}: no traces"
+        for t in fig["traces"]:
+            if t["z"] is not None:  # a heat map or an image: its x and y label z's columns and rows
+                assert t["z"] > 0, f"{where}: trace {t['name']!r} has an empty z"
+                continue
+            assert t["x"] == t["y"], f"{where}: trace {t['name']!r} has {t['x']} x and {t['y']} y values"
+            if not t["name"].startswith("answer at"):
+                assert t["x"], f"{where}: trace {t['name']!r} is empty"
+    return figures
+
+
+def marker_matches_readout(page, readout_index: int = 0) -> None:
+    """The first threshold explorer's "current threshold" marker sits at the accuracy its readout prints."""
+    y = page.evaluate("""() => { for (const g of document.querySelectorAll('.jp-OutputArea-output .js-plotly-plot'))
+        for (const t of g.data) if (t.name === 'current threshold') return t.y[0]; return null; }""")
+    assert y is not None, "no 'current threshold' marker"
+    assert float(y) == pytest.approx(readout_accuracy(readouts(page)[readout_index]), abs=0.006)
+
+
+def shoot_dashboards(page, stem: str) -> None:
+    """Each dashboard as first drawn: ``<stem>-dashboard-<i>.png``, the lessons' static pictures."""
+    areas = page.locator(".jp-OutputArea-output:has(.eekit-readout)")
+    for i in range(areas.count()):
+        shoot(page, areas.nth(i), f"{stem}-dashboard-{i + 1}.png")
+
+
 def press_on_slider(page, index: int, key: str, times: int) -> None:
     handle = page.locator(".widget-slider .noUi-handle").nth(index)
     try:
@@ -261,6 +311,9 @@ def shoot(page, locator, name: str) -> Path:
 
 def test_threshold_explorer_reacts_in_the_browser(lab, browser):
     page = run_notebook(browser, lab, "00_welcome.ipynb", dashboards=2)
+    check_first_render(page, "00_welcome")
+    marker_matches_readout(page)
+    shoot_dashboards(page, "00_welcome")
     before, plots = readouts(page), page.locator(".jp-OutputArea-output .js-plotly-plot")
     assert before and "accuracy" in before[0] and "saved" in before[0]
     bars_before = bar_heights(page, 1)
@@ -278,6 +331,9 @@ def test_threshold_explorer_reacts_in_the_browser(lab, browser):
 
 def test_bring_your_own_model_dashboard(lab, browser):
     page = run_notebook(browser, lab, "01_bring_your_own_model.ipynb", dashboards=2)
+    check_first_render(page, "01_bring_your_own_model")
+    marker_matches_readout(page)
+    shoot_dashboards(page, "01_bring_your_own_model")
     slide_threshold_and_check_marker(page, 40)
     shoot(page, page.locator(".jp-OutputArea-output:has(.eekit-readout)").first, "bring-your-own-model.png")
     close(page)
@@ -290,6 +346,8 @@ def select_in_dropdown(page, index: int, label: str) -> None:
 
 def test_exit_gallery_in_lesson_10(lab, browser):
     page = run_notebook(browser, lab, "10_cnn_early_exit.ipynb", dashboards=1)
+    check_first_render(page, "10_cnn_early_exit")
+    shoot_dashboards(page, "10_cnn_early_exit")
     before = readouts(page)
     assert any("leave at" in r for r in before)
     i = next(i for i, r in enumerate(before) if "leave at" in r)
@@ -302,6 +360,9 @@ def test_exit_gallery_in_lesson_10(lab, browser):
 
 def test_criteria_explorer_in_lesson_11(lab, browser):
     page = run_notebook(browser, lab, "11_thresholds_and_criteria.ipynb", dashboards=2)
+    check_first_render(page, "11_thresholds_and_criteria")
+    marker_matches_readout(page)
+    shoot_dashboards(page, "11_thresholds_and_criteria")
     after = slide_threshold_and_check_marker(page, 60)
     select_in_dropdown(page, 0, "margin")
     changed_readout(page, 0, after)
@@ -310,6 +371,9 @@ def test_criteria_explorer_in_lesson_11(lab, browser):
 
 def test_speech_threshold_explorer_in_lesson_20(lab, browser):
     page = run_notebook(browser, lab, "20_speech_early_exit.ipynb", dashboards=3)
+    check_first_render(page, "20_speech_early_exit")
+    marker_matches_readout(page)  # the card's threshold ties the full model: the marker must not sit at 0 %
+    shoot_dashboards(page, "20_speech_early_exit")
     before = readouts(page)[0]
     assert "layers" in before
     press_on_slider(page, 0, "ArrowRight", 30)  # a looser entropy threshold: earlier exits, fewer layers
@@ -320,10 +384,12 @@ def test_speech_threshold_explorer_in_lesson_20(lab, browser):
 
 def test_noise_explorer_in_lesson_21(lab, browser):
     page = run_notebook(browser, lab, "21_noise_adaptive_exits.ipynb", dashboards=2)
+    check_first_render(page, "21_noise_adaptive_exits")
+    shoot_dashboards(page, "21_noise_adaptive_exits")
     before = readouts(page)[0]
     assert before.startswith("clean")
     bars_before = bar_heights(page, 0)
-    press_on_slider(page, 0, "End", 1)  # SNR slider to its noisiest setting (0 dB): runs the model on 300 utterances
+    press_on_slider(page, 0, "Home", 1)  # SNR slider to its noisiest setting (0 dB, at the left like the x axis)
     after = changed_readout(page, 0, before, timeout_s=120)
     assert "0 dB" in after
     assert bar_heights(page, 0) != bars_before
@@ -335,6 +401,8 @@ def test_noise_explorer_in_lesson_21(lab, browser):
 
 def test_energy_dashboard_in_lesson_30(lab, browser):
     page = run_notebook(browser, lab, "30_energy_budgets.ipynb", dashboards=5)
+    check_first_render(page, "30_energy_budgets")
+    shoot_dashboards(page, "30_energy_budgets")
     before = readouts(page)[0]
     assert "answers" in before and "power failures" in before
     press_on_slider(page, 0, "End", 1)  # capacitor to 100 mF
@@ -342,4 +410,12 @@ def test_energy_dashboard_in_lesson_30(lab, browser):
     failures = lambda text: int(text.split("power failures")[1].split("·")[0])
     assert failures(after) < failures(before)
     shoot(page, page.locator(".jp-OutputArea-output:has(.eekit-readout)").first, "energy-dashboard.png")
+    close(page)
+
+
+def test_recipe_grid_in_lesson_23_renders_complete(lab, browser):
+    page = run_notebook(browser, lab, "23_pretrained_vs_scratch.ipynb", dashboards=1)
+    check_first_render(page, "23_pretrained_vs_scratch")
+    assert "layers saved" in readouts(page)[0]  # each trained row's early-exit readout
+    shoot_dashboards(page, "23_pretrained_vs_scratch")
     close(page)

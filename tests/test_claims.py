@@ -1,4 +1,4 @@
-"""Every number the README and the lessons' prose state comes from a model card, a shipped profile or a simulation.
+"""Every number the README, the docs/ pages and the lessons' prose state comes from a model card, a shipped profile or a simulation.
 
 ``CLAIMS`` maps each file to the sentences that state numbers, written as templates whose ``{}`` are filled from
 the cards, profiles and simulations (percentages through :func:`eekit.report_format.pct`, the one rounding rule).
@@ -113,7 +113,7 @@ def _wide_work() -> str:
 
 
 def _recorded_row(name: str) -> tuple[str, ...]:
-    """A README performance-table row from a recorded run: ideal, batch 1 and 256 realized (of ideal), accuracy, load."""
+    """A docs/benchmarks.md table row from a recorded run: ideal, batch 1 and 256 realized (of ideal), accuracy, load."""
     run = recorded_bench(name)
     return (f"{run['ideal_speedup']:.2f}", f"{run['realized_speedup_batch1']:.2f}",
             f"{run['realized_over_ideal_batch1']:.2f}", f"{run['realized_speedup_batch256']:.2f}",
@@ -154,7 +154,7 @@ def f1(x: float) -> str:
 
 
 def _thread_counts() -> tuple[str, int]:
-    """The README's reproduction note: the shipped cards not trained with the usual thread count, and that count."""
+    """docs/models.md's reproduction note: the shipped cards not trained with the usual thread count, and that count."""
     from collections import Counter
 
     cards = {p.stem: json.loads(p.read_text()) for p in sorted((data.DATA_DIR / "checkpoints").rglob("*.json"))}
@@ -167,7 +167,11 @@ SLOW = "slow"  # claims that run simulations or the speech model: marked slow, s
 
 # file -> [(template, values, marks)]; values() returns the strings for the template's {}
 CLAIMS: dict[str, list[tuple]] = {
-    "README.md": [
+    # the README is for newcomers: what it said about models, benchmarks and the microcontroller moved to docs/,
+    # each claim with its sentence
+    "README.md": [],
+    "docs/teaching.md": [],
+    "docs/models.md": [
         ("All but {0} were trained with {1}: run OMP_NUM_THREADS={1}", _thread_counts, ()),
         ("{} | {}", lambda: (pcts(card("cnn-mnist")["exit_accuracy"], 2),
                              " / ".join(f"{c:.2f}" for c in card("cnn-mnist")["exit_mflops"])), ()),
@@ -199,6 +203,18 @@ CLAIMS: dict[str, list[tuple]] = {
         ("cnn-mnist exits at max-prob {:g} and keeps {} with {} of the FLOPs saved",
          lambda: (card("cnn-mnist")["early_exit"]["threshold"], pct(card("cnn-mnist")["early_exit"]["accuracy"], 2, " %"),
                   pct(card("cnn-mnist")["early_exit"]["flops_saved"], 1, " %")), ()),
+        ("width 48: {}x the work per call", lambda: (_wide_work(),), ()),
+        ("20, 10, 5 and 0 dB SNR ({} clean -> {} -> {} -> {} -> {})",
+         lambda: tuple(f1(v) for v in _mean_exit_layer_by_snr().values()), (SLOW,)),
+        ("unit entropy {} | ssl_entropy {:g}: {} of layers saved on clean unseen voices",
+         lambda: (" / ".join(f"{e:.2f}" for e in ssl_report()["entropy_by_layer"]), ssl_report()["threshold"],
+                  pct(ssl_report()["layers_saved_clean"], 1, " %")), ()),
+        ("speaker identity (cross-validated over {} clips: {} points for the 10 asked)",
+         lambda: (f"{ssl_report()['tasks']['speaker']['test_samples']:,}",
+                  f1(100 * (ssl_report()["tasks"]["speaker"]["at_last_layer"]
+                            - ssl_report()["tasks"]["speaker"]["random_at_last_layer"]))), ()),
+    ],
+    "docs/microcontroller.md": [
         ("| {:,} (target {:,}) | {:,} ({}x) | {} -> {} | {} B of 8 KB |",
          lambda: _compressed_row("cnn-mnist-shared-compressed"), ()),
         ("| {:,} (target {:,}) | {:,} ({}x) | {} -> {} | {}-{} KB layer by layer: does not fit |",
@@ -206,6 +222,8 @@ CLAIMS: dict[str, list[tuple]] = {
         ("with its final exit {} points below the uncompressed model",
          lambda: (pct(_compressed_card("cnn-cifar10-compressed")["accuracy_per_exit_before"][-1]
                       - _compressed_card("cnn-cifar10-compressed")["accuracy_per_exit_after"][-1], 2, ""),), ()),
+    ],
+    "docs/benchmarks.md": [
         ("| cnn-cifar10 before (commit 69e1e88) | {}x |", lambda: (_cifar_ideal_speedup(),), ()),
         ("| cnn-cifar10 | {}x |", lambda: (_cifar_ideal_speedup(),), ()),
         ("| cnn-cifar10 (idle machine, six runs) | {}x |", lambda: (_cifar_ideal_speedup(),), ()),
@@ -214,7 +232,6 @@ CLAIMS: dict[str, list[tuple]] = {
          lambda: _recorded_row("cnn-cifar10"), ()),
         ("| cnn-cifar10-wide (recorded 2026-12-04) | {}x | {}x ({}) | {}x ({}) | {} -> {} | {} |",
          lambda: _recorded_row("cnn-cifar10-wide"), ()),
-        ("width 48: {}x the work per call", lambda: (_wide_work(),), ()),
         ("with {}x the work in each call. At batch 1 it keeps {} of its FLOP promise where the shipped width keeps {},",
          lambda: (_wide_work(), _of_ideal("cnn-cifar10-wide")[0], _of_ideal("cnn-cifar10")[0]), ()),
         ("({} and {} in these runs; in the four runs of each model below, {} and {})",
@@ -233,15 +250,6 @@ CLAIMS: dict[str, list[tuple]] = {
          lambda: (f"{recorded('cnn-cifar10.stages-batch1')['time_ideal_over_flop_ideal']:.2f}",), ()),
         ("| {} -> {} |", lambda: (pct(card("cnn-cifar10")["final_accuracy"], 2, ""),
                                                pct(card("cnn-cifar10")["early_exit"]["accuracy"], 2, " %")), ()),
-        ("20, 10, 5 and 0 dB SNR ({} clean -> {} -> {} -> {} -> {})",
-         lambda: tuple(f1(v) for v in _mean_exit_layer_by_snr().values()), (SLOW,)),
-        ("unit entropy {} | ssl_entropy {:g}: {} of layers saved on clean unseen voices",
-         lambda: (" / ".join(f"{e:.2f}" for e in ssl_report()["entropy_by_layer"]), ssl_report()["threshold"],
-                  pct(ssl_report()["layers_saved_clean"], 1, " %")), ()),
-        ("speaker identity (cross-validated over {} clips: {} points for the 10 asked)",
-         lambda: (f"{ssl_report()['tasks']['speaker']['test_samples']:,}",
-                  f1(100 * (ssl_report()["tasks"]["speaker"]["at_last_layer"]
-                            - ssl_report()["tasks"]["speaker"]["random_at_last_layer"]))), ()),
     ],
     "00_welcome.ipynb": [],
     "01_bring_your_own_model.ipynb": [],
@@ -293,6 +301,9 @@ CLAIMS: dict[str, list[tuple]] = {
                   pct(cifar().calibrate("patience", budget=0.45).accuracy, 1, " %")), ()),
     ],
     "12_real_speedups.ipynb": [
+        ("in the recorded run it takes {} of the time for {} of the FLOPs",
+         lambda: tuple(pct(recorded("cnn-cifar10.stages-batch1")[key][0], 1, " %")
+                       for key in ("block_time_share", "block_flop_share")), ()),
         ("as a share of the ideal: cnn-cifar10 {} at batch 1 and {} at batch 256, cnn-cifar10-wide {} at batch 1 and {} "
          "at batch 256", lambda: _of_ideal("cnn-cifar10") + _of_ideal("cnn-cifar10-wide"), ()),
         ("The wide twin costs {}x the FLOPs of the narrow model per image for {} points of final accuracy",
@@ -368,17 +379,15 @@ CLAIMS: dict[str, list[tuple]] = {
 
 # numbers that are not measurements: inputs a lesson chooses, hardware constants, papers' results
 NOT_MEASURED: dict[str, list[tuple[str, str]]] = {
-    "README.md": [('"more than 50 %"', "Shallow-Deep Networks' reported result, quoted"),
-                  # the performance table's timings are benchmarks (python -m eekit bench speedup), never checked
-                  # numbers; the speech rows come from that benchmark's own runs, not from a card
-                  ("| {}x ({}) | {}x ({}) |", "timings measured by bench speedup on the loaded build machine"),
-                  ("| speech-fsdd | {}x | {}x ({}) | {}x ({}) | DER {} -> {} |", "bench speedup's speech run"),
-                  ("| kws-fsdd | {}x | {}x ({}) | {}x ({}) | {} -> {} |", "bench speedup's keyword-spotting run"),
-                  ("| {}-{}x ({}-{}) | {}-{}x ({}-{}) |", "six idle-machine runs of bench speedup"),
-                  ("(median of ten runs {})", "ten idle-machine runs of bench speedup (docs/performance.md)"),
-                  ("first stage ({} of the FLOPs, {}-{} of the time)", "bench stages, in docs/performance.md"),
-                  ("target at batch 256 ({} of ideal)", "the issue's target"),
-                  ("at batch 1 ({}) is not", "the issue's target")],
+    "docs/models.md": [('"more than 50 %"', "Shallow-Deep Networks' reported result, quoted")],
+    # the performance table's timings are benchmarks (python -m eekit bench speedup), never checked numbers; the
+    # speech rows come from that benchmark's own runs, not from a card
+    "docs/benchmarks.md": [("| {}x ({}) | {}x ({}) |", "timings measured by bench speedup on the loaded build machine"),
+                           ("| speech-fsdd | {}x | {}x ({}) | {}x ({}) | DER {} -> {} |", "bench speedup's speech run"),
+                           ("| kws-fsdd | {}x | {}x ({}) | {}x ({}) | {} -> {} |",
+                            "bench speedup's keyword-spotting run"),
+                           ("| {}-{}x ({}-{}) | {}-{}x ({}-{}) |", "six idle-machine runs of bench speedup"),
+                           ("first stage ({} of the FLOPs, {}-{} of the time)", "bench stages, in docs/performance.md")],
     "00_welcome.ipynb": [("within 0.2 points", "the exercise's chosen accuracy drop")],
     "10_cnn_early_exit.ipynb": [("expect 35 to 55 %", "the bounds the checked cell below asserts"),
                                 ("spend only 60 %", "the exercise's chosen budget")],
@@ -472,7 +481,8 @@ def _reboot_uj() -> float:
 
 
 def _path(name: str) -> Path:
-    return ROOT / name if name == "README.md" else NB / name
+    """A lesson's notebook, or a markdown page by its path from the repository root (README.md, docs/...)."""
+    return ROOT / name if name.endswith(".md") else NB / name
 
 
 def _expected(template: str, values) -> str:
@@ -551,6 +561,8 @@ def test_pct_rounds_card_values_as_a_reader_does():
 def test_every_lesson_and_the_readme_are_covered():
     lessons = {p.name for p in NB.glob("[0-9]*.ipynb")} - NOT_YET_CLAIMED
     assert lessons <= set(CLAIMS), f"add the new lessons to CLAIMS: {sorted(lessons - set(CLAIMS))}"
+    pages = {"README.md", "docs/teaching.md", "docs/models.md", "docs/benchmarks.md", "docs/microcontroller.md"}
+    assert pages <= set(CLAIMS) and all((ROOT / page).exists() for page in pages)
 
 
 @pytest.mark.parametrize("name,index", CASES)

@@ -61,3 +61,10 @@ def test_every_control_at_its_extremes_and_random_values_keeps_a_consistent_read
     assert dashboard.result is None and "Cannot run" in dashboard.readout.value and "at least" in dashboard.readout.value
     dashboard.set(capacitance_mf=5)
     check_consistent(dashboard)  # and it recovers
+
+
+def test_each_exit_has_one_name_in_every_plot(dashboard):
+    """The timeline's legend and the histogram's bars name an exit the same way: its number and its layer."""
+    bars = list(dashboard.histogram.data[0].x)
+    legend = [t.name.removeprefix("answer at ") for t in dashboard.timeline.data[1:]]
+    assert bars == legend == ["exit 1 (conv1)", "exit 2 (conv2)", "exit 3 (fc, final)"]

@@ -118,3 +118,85 @@ def test_gallery_every_control_at_its_extremes_and_random_values(profile):
             assert (exits[shown] == k).all() and len(shown) <= gallery.rows * gallery.cols
             count = int(gallery.readout.value.split("<b>")[1].split("</b>")[0])
             assert count == int((exits == k).sum())  # the readout counts what the profile says
+
+
+# ------------------------------------------------------------------ what the browser draws on first render
+@pytest.fixture
+def sent(monkeypatch):
+    """The trace data of every restyle/update message the figures send to the browser, from construction on."""
+    from plotly.basewidget import BaseFigureWidget
+
+    messages = []
+    for name in ("_send_restyle_msg", "_send_update_msg"):
+        original = getattr(BaseFigureWidget, name)
+
+        def record(self, restyle_data, *args, _original=original, **kwargs):
+            messages.append(restyle_data)
+            return _original(self, restyle_data, *args, **kwargs)
+
+        monkeypatch.setattr(BaseFigureWidget, name, record)
+    return messages
+
+
+def assert_browser_sees_the_figure(fig, sent):
+    """No message leaves a property as plotly's "unchanged" placeholder (the browser takes it as unset: a marker
+    drops to y = 0, a figure renders empty), and the state a new browser view draws from is the figure itself."""
+    from plotly.basedatatypes import Undefined
+
+    for data in sent:
+        for name, values in data.items():
+            assert not any(v is Undefined for v in values), f"placeholder sent for {name!r}"
+            # a kernel sends arrays as binary buffers, and refuses a strided view ("Buffer 0 is not contiguous")
+            assert all(v.flags.c_contiguous for v in values if isinstance(v, np.ndarray)), f"{name!r} strided"
+    assert len(fig._widget_data) == len(fig.data)
+    for drawn, trace in zip(fig._widget_data, fig.data):
+        for axis in ("x", "y", "z"):
+            if axis in trace and trace[axis] is not None:
+                np.testing.assert_array_equal(np.asarray(drawn.get(axis)), np.asarray(trace[axis]), err_msg=axis)
+    assert fig._widget_layout.get("title", {}).get("text") == fig.layout.title.text
+
+
+def test_marker_is_drawn_where_the_readout_says_when_the_start_point_ties_the_full_model(sent):
+    """Lesson 20's start: the card's threshold loses no accuracy, so the marker's y stays at the full model's
+    value while its x moves; the browser must still draw it at the readout's accuracy, not at 0."""
+    from eekit.zoo import load_card
+
+    ex = ThresholdExplorer(load_profile("speech-fsdd"), criterion="ctc_entropy",
+                           threshold=load_card("speech-fsdd")["early_exit"]["threshold"],
+                           criteria=["ctc_entropy", "ctc_posterior", "ctc_batch_entropy"])
+    assert ex.point.accuracy == ex.profile.final_accuracy and ex.point.mean_cost < ex.profile.full_cost
+    for fig in (ex.curve, ex.histogram):
+        assert_browser_sees_the_figure(fig, sent)
+    assert ex.curve._widget_data[3]["y"][0] == pytest.approx(100 * ex.point.accuracy)
+    assert f"{100 * ex.point.accuracy:.2f}%" in ex.readout.value
+    ex.set(criterion="ctc_posterior")
+    ex.set(criterion="ctc_entropy")
+    assert_browser_sees_the_figure(ex.curve, sent)
+
+
+def test_every_dashboard_figure_reaches_the_browser_complete(profile, sent):
+    from eekit import data
+    from eekit.widgets import EnergyDashboard, ExitGallery
+    from eekit.widgets.energy import HARVESTERS
+
+    ex = ThresholdExplorer(profile, threshold=1.0)  # nobody leaves early: x and y both stay at the full model
+    test = data.load_mnist("test")
+    gallery = ExitGallery(profile, test.images.numpy(), test.classes)
+    gallery.set(exit=1)
+    energy = EnergyDashboard()
+    energy.set(harvester=next(h for h in HARVESTERS if h.startswith("solar")))  # a long timeline, thinned
+    for fig in (ex.curve, ex.histogram, gallery.figure, energy.timeline, energy.histogram, energy.policies):
+        assert_browser_sees_the_figure(fig, sent)
+
+
+def test_snr_slider_runs_like_the_x_axis_noisiest_left_clean_right():
+    from eekit.widgets.speech import move_noise_controls, noise_controls
+
+    for levels in ([None, 20, 15, 10, 5, 0], [0, 5, None, 20]):
+        dropdown, slider = noise_controls(levels)
+        labels = [label for label, _ in slider.options]
+        assert labels[-1] == "clean" and levels[slider.value] is None  # starts clean, at the right end
+        snrs = [levels[i] for _, i in slider.options[:-1]]
+        assert snrs == sorted(snrs) and labels[0] == f"{min(snrs)} dB"
+        move_noise_controls(dropdown, slider, levels, "white_noise", 5)
+        assert levels[slider.value] == 5

@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .. import data, energy, validate
-from .style import PALETTE, clear_figure, error_html, figure_widget
+from .style import PALETTE, clear_figure, error_html, figure_widget, update_figure
 
 __all__ = ["EnergyDashboard", "HARVESTERS"]
 
@@ -74,15 +74,18 @@ class EnergyDashboard:
         self.readout = W.HTML()
         self.readout.add_class("eekit-readout")
 
+        # one name per exit in every plot and the readout: its number and its layer
+        exits = [f"exit {k + 1} ({name.replace(' (final)', ', final')})"
+                 for k, name in enumerate(self.workload.profile.exit_names)]
         self.timeline = figure_widget("Capacitor voltage and answers", "time (s)", "voltage (V)", height=340,
                                       width=980, traces=[
             go.Scattergl(x=[], y=[], mode="lines", name="capacitor voltage", line={"color": PALETTE[0], "width": 1}),
             *[go.Scattergl(x=[], y=[], mode="markers", name=f"answer at {name}",
                            marker={"color": PALETTE[1 + k], "size": 6, "symbol": "triangle-down"})
-              for k, name in enumerate(self.workload.profile.exit_names)],
+              for k, name in enumerate(exits)],
         ])
         self.histogram = figure_widget("Where inferences exit", "exit", "answers (%)", height=320, width=380, traces=[
-            go.Bar(x=[f"exit {k + 1}" for k in range(K)], y=[0] * K, marker={"color": PALETTE[2]}, name="exits"),
+            go.Bar(x=exits, y=[0] * K, marker={"color": PALETTE[2]}, name="exits"),
         ])
         self.histogram.update_yaxes(range=[0, 100])
         self.policies = figure_widget("Policies on this harvester and capacitor", "answers per hour",
@@ -198,16 +201,13 @@ class EnergyDashboard:
         t, v = result.timeline_s[::stride], result.timeline_v[::stride]
         cap = self._capacitor()  # the axis spans brown-out to full charge with a margin; answers ride just above
         margin = (cap.v_max - cap.v_off) / 4
-        with self.timeline.batch_update():
-            self.timeline.data[0].x, self.timeline.data[0].y = t, v
-            for k in range(self.workload.num_exits):
-                when = result.answer_s[result.exit_index == k][:2000]
-                self.timeline.data[1 + k].x = when
-                self.timeline.data[1 + k].y = np.full(len(when), cap.v_max + 0.4 * margin)
-            self.timeline.layout.yaxis.range = [cap.v_off - margin, cap.v_max + margin]
+        lines = {0: {"x": t, "y": v}}
+        for k in range(self.workload.num_exits):
+            when = result.answer_s[result.exit_index == k][:2000]
+            lines[1 + k] = {"x": when, "y": np.full(len(when), cap.v_max + 0.4 * margin)}
+        update_figure(self.timeline, lines, {"yaxis.range": [cap.v_off - margin, cap.v_max + margin]})
         counts = result.exit_counts
-        with self.histogram.batch_update():
-            self.histogram.data[0].y = 100 * counts / max(counts.sum(), 1)
+        update_figure(self.histogram, {0: {"y": 100 * counts / max(counts.sum(), 1)}})
         self._draw_policies(result, results)
         lat = result.latency_s
         w = self.shared_workload if result.policy == "anytime" else self.workload
@@ -224,9 +224,8 @@ class EnergyDashboard:
     def _draw_policies(self, result: energy.SimResult | None, results: dict) -> None:
         """Every policy that ran on this setting, and the current one (none when it failed)."""
         ok = {p: r for p, r in results.items() if not isinstance(r, str)}
-        with self.policies.batch_update():
-            self.policies.data[0].x = [r.inferences_per_hour for r in ok.values()]
-            self.policies.data[0].y = [100 * r.accuracy for r in ok.values()]
-            self.policies.data[0].text = [p for p in ok]
-            self.policies.data[1].x = [result.inferences_per_hour] if result is not None else []
-            self.policies.data[1].y = [100 * result.accuracy] if result is not None else []
+        update_figure(self.policies, {
+            0: {"x": [r.inferences_per_hour for r in ok.values()], "y": [100 * r.accuracy for r in ok.values()],
+                "text": [p for p in ok]},
+            1: {"x": [result.inferences_per_hour] if result is not None else [],
+                "y": [100 * result.accuracy] if result is not None else []}})

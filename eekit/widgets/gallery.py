@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from ..criteria import get_criterion
 from ..profile import ExitProfile
-from .style import error_html, snap_threshold, threshold_slider_settings
+from .style import error_html, snap_threshold, threshold_slider_settings, update_figure
 
 __all__ = ["ExitGallery"]
 
@@ -47,13 +47,13 @@ class ExitGallery:
         self.readout.add_class("eekit-readout")  # found by the browser tests
         n = rows * cols
         self.figure = go.FigureWidget(make_subplots(rows=rows, cols=cols, subplot_titles=[" "] * n,
-                                                    horizontal_spacing=0.01, vertical_spacing=0.12))
+                                                    horizontal_spacing=0.02, vertical_spacing=0.2))
         blank = np.zeros_like(self.images[0])
         for i in range(n):
             self.figure.add_trace(go.Image(z=blank, hoverinfo="skip"), row=i // cols + 1, col=i % cols + 1)
         self.figure.update_xaxes(visible=False)
         self.figure.update_yaxes(visible=False)
-        self.figure.update_layout(height=170 * rows + 60, margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        self.figure.update_layout(height=190 * rows + 70, margin={"l": 10, "r": 10, "t": 80, "b": 10},
                                   title={"text": "Test images that leave at this exit", "x": 0.02},
                                   template="plotly_white")
         self.shown: np.ndarray = np.array([], dtype=int)
@@ -99,17 +99,19 @@ class ExitGallery:
 
     def _draw(self, preds, labels, scores) -> None:
         """The shown images titled with truth, prediction and score; blank tiles past the last one."""
-        titles = []
-        with self.figure.batch_update():
-            for i, trace in enumerate(self.figure.data):
-                if i < len(self.shown):
-                    n = self.shown[i]
-                    trace.z = self.images[n]
-                    mark = "" if preds[n] == labels[n] else " ✗"
-                    titles.append(f"{self.classes[labels[n]]} → {self.classes[preds[n]]}{mark} ({scores[n]:.2f})")
-                else:
-                    trace.z = np.full_like(self.images[0], 255)
-                    titles.append("")
-            for annotation, text in zip(self.figure.layout.annotations, titles):
-                annotation.text = text
-                annotation.font = {"size": 10}
+        titles, tiles = [], {}
+        for i in range(len(self.figure.data)):
+            if i < len(self.shown):
+                n = self.shown[i]
+                tiles[i] = {"z": self.images[n]}
+                mark = "" if preds[n] == labels[n] else " ✗"
+                # two short lines: one line overlapped its neighbours at six tiles a row
+                titles.append(f"{self.classes[labels[n]]} →<br>{self.classes[preds[n]]}{mark} ({scores[n]:.2f})")
+            else:
+                tiles[i] = {"z": np.full_like(self.images[0], 255)}
+                titles.append("")
+        layout = {}
+        for i, text in enumerate(titles[:len(self.figure.layout.annotations)]):
+            layout[f"annotations[{i}].text"] = text
+            layout[f"annotations[{i}].font.size"] = 10
+        update_figure(self.figure, tiles, layout)

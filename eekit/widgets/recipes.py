@@ -7,7 +7,7 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
-from .style import error_html, figure_widget
+from .style import error_html, figure_widget, update_figure
 
 __all__ = ["RecipeGrid", "grid_matrix"]
 
@@ -42,6 +42,7 @@ class RecipeGrid:
         self.criterion_dropdown = W.Dropdown(options=list(sr.CRITERIA), value=criterion, description="criterion",
                                              style=style)
         self.readout = W.HTML()
+        self.readout.add_class("eekit-readout")  # found by the browser tests
         self.figure = figure_widget("Digit error rate of every exit (%)", "exit", "recipe · labelled utterances",
                                     height=420, width=760, traces=[go.Heatmap(
                                         z=[[0]], x=["layer 1"], y=["A · 250"], colorscale="Viridis", zmin=0, zmax=100,
@@ -75,11 +76,9 @@ class RecipeGrid:
             return
         # DER can pass 100 % (insertions): the colour saturates there; untrained exits are gaps (None, not NaN)
         z = [[None if np.isnan(v) else float(min(v, 100.0)) for v in row] for row in self.matrix]
-        with self.figure.batch_update():
-            trace = self.figure.data[0]
-            trace.z, trace.x, trace.y = z, columns, self.rows
-            trace.text = [["untrained" if np.isnan(v) else f"{v:.1f}" for v in row] for row in self.matrix]
-            trace.texttemplate = "%{text}"
+        update_figure(self.figure, {0: {
+            "z": z, "x": columns, "y": self.rows, "texttemplate": "%{text}",
+            "text": [["untrained" if np.isnan(v) else f"{v:.1f}" for v in row] for row in self.matrix]}})
         self.readout.value = "<br>".join(f"<b>{r}</b>: {n}" for r, n in zip(self.rows, notes))
 
     def _ipython_display_(self):

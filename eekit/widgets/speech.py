@@ -15,11 +15,12 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 import torch
+from tqdm.auto import tqdm
 
 from .. import data, validate
 from ..models.speech import BLANK
 from ..profile import ExitProfile
-from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace
+from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace, update_figure
 
 __all__ = ["ctc_layers_figure", "audio_player", "noise_controls", "NoiseExplorer"]
 
@@ -41,12 +42,15 @@ def audio_player(wave: torch.Tensor, sample_rate: int = data.FSDD_SAMPLE_RATE) -
 
 def noise_controls(levels: list) -> tuple[W.Dropdown, W.SelectionSlider]:
     """The noise dashboards' controls: a dropdown of every shipped noise (or "all six, in turn": value ``"all"``)
-    and an SNR slider whose position ``i`` means ``levels[i]`` dB (``None``: clean)."""
+    and an SNR slider whose value ``i`` means ``levels[i]`` dB (``None``: clean). Whatever the order of ``levels``,
+    the slider runs as the plots' x axes do: SNR rising left to right, noisiest at the left, clean at the right;
+    it starts at clean (or the highest SNR)."""
     style = {"description_width": "initial"}
     dropdown = W.Dropdown(options=[("all six, in turn", "all")] + [(n, n) for n in data.NOISE_NAMES],
                           value="all", description="noise", style=style)
-    slider = W.SelectionSlider(options=[("clean" if s is None else f"{s} dB", i) for i, s in enumerate(levels)],
-                               value=0, description="SNR", style=style, continuous_update=False)
+    order = sorted(range(len(levels)), key=lambda i: (levels[i] is None, levels[i] or 0))
+    slider = W.SelectionSlider(options=[("clean" if levels[i] is None else f"{levels[i]} dB", i) for i in order],
+                               value=order[-1], description="SNR (dB)", style=style, continuous_update=False)
     return dropdown, slider
 
 
@@ -181,6 +185,10 @@ class NoiseExplorer:
             profile = self.profile_at(noise, snr)
             point = profile.at(self.criterion, self.threshold)
             xs = sorted(s for s in self.snrs if s is not None)  # left to right: noisiest first, clean last
+            missing = [s for s in xs if (noise, s) not in self._runs]  # a few seconds each on one core
+            for s in tqdm(missing, disable=not missing, leave=False, unit="SNR",
+                          desc=f"running the model on {noise if noise != 'all' else 'every'} noise at each SNR"):
+                self._run(noise, s)
             ys = [self.mean_exit_layer(noise, s) for s in xs]
             clean_x = max(xs) + 10
         except Exception as err:  # shown in the readout; a dashboard must never die on a control change
@@ -196,14 +204,9 @@ class NoiseExplorer:
         wave = self._run(noise, snr)[0].waveforms[self.utterance]  # exactly what the profile heard
         self.player_box.children = [W.HTML(f"utterance {self.utterance}: <b>{self.clean.labels[self.utterance]}</b>, "
                                            f"{self._setting()} &nbsp;"), audio_player(wave)]
-        with self.histogram.batch_update():
-            self.histogram.data[0].y = 100 * point.exit_fractions
-        with self.curve.batch_update():
-            self.curve.data[0].x = xs + [clean_x]
-            self.curve.data[0].y = ys + [self.mean_exit_layer("all", None)]
-            self.curve.data[1].x = [clean_x if snr is None else snr]
-            self.curve.data[1].y = [point.mean_exit + 1]
-            self.curve.layout.xaxis.tickvals = xs + [clean_x]
-            self.curve.layout.xaxis.ticktext = [str(s) for s in xs] + ["clean"]
+        update_figure(self.histogram, {0: {"y": 100 * point.exit_fractions}})
+        update_figure(self.curve, {0: {"x": xs + [clean_x], "y": ys + [self.mean_exit_layer("all", None)]},
+                                   1: {"x": [clean_x if snr is None else snr], "y": [point.mean_exit + 1]}},
+                      {"xaxis.tickvals": xs + [clean_x], "xaxis.ticktext": [str(s) for s in xs] + ["clean"]})
         rename_trace(self.curve, 0, f"{noise} noise" if noise != "all" else "all noises")
         self.readout.value = html.escape(self.summary()) + f" · {self.criterion} <= {self.threshold:g}"

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from ..criteria import get_criterion
 from ..profile import ExitProfile, OperatingPoint, Sweep
 from .style import (PALETTE, clear_figure, error_html, figure_widget, rename_trace, snap_threshold,
-                    threshold_slider_settings)
+                    threshold_slider_settings, update_figure)
 
 __all__ = ["ThresholdExplorer"]
 
@@ -151,14 +151,10 @@ class ThresholdExplorer:
         self.point = point
         order = np.argsort(sweep.mean_cost)
         fractions = 100 * point.exit_fractions
-        with self.curve.batch_update():
-            self.curve.data[0].x = sweep.mean_cost[order]
-            self.curve.data[0].y = 100 * sweep.accuracy[order]
-            self.curve.data[3].x = [point.mean_cost]
-            self.curve.data[3].y = [100 * point.accuracy]
+        update_figure(self.curve, {0: {"x": sweep.mean_cost[order], "y": 100 * sweep.accuracy[order]},
+                                   3: {"x": [point.mean_cost], "y": [100 * point.accuracy]}})
         rename_trace(self.curve, 0, self._label(self.criterion))
-        with self.histogram.batch_update():
-            self.histogram.data[0].y = fractions
+        update_figure(self.histogram, {0: {"y": fractions}})
         unit = self.profile.cost_unit
         bound = " <i>(oracle: an upper bound that peeks at labels)</i>" if get_criterion(self.criterion).needs_labels else ""
         self.readout.value = (

@@ -229,3 +229,14 @@ def test_cifar10_with_int8_activations_stays_within_3_points_and_its_profile_is_
     assert plan == card["activation_plan"] and plan["policy"] == "spill" and plan["memory"] == ["fram"] * 3
     assert qmodel_bytes(qmodel)["total"] + plan["fram_activation_bytes"] > FRAM_BYTES
     assert not card["fits_fram_with_activations"]
+
+
+def test_requantize_never_replaces_shipped_files_without_force_and_takes_weights_only_models(capsys):
+    from eekit.compress import requantize
+    from eekit.data import DATA_DIR
+
+    assert requantize.main(["cnn-cifar10", "--out", str(DATA_DIR / "checkpoints")]) == 2
+    err = capsys.readouterr().err
+    assert "--force" in err and len(err.strip().splitlines()) == 1
+    assert requantize.main(["cnn-mnist-shared", "--out", str(DATA_DIR / "checkpoints")]) == 2
+    assert "weights-only" in capsys.readouterr().err

@@ -351,7 +351,7 @@ def run(name: str, out_dir: str | Path, target_bytes: int | None = None, force: 
     if target_bytes is not None:  # 0 or a negative target used to fall back to the default or prune 60 rounds
         target_bytes = validate.whole("target_bytes (MCU bytes to fit)", target_bytes, 1)
     out_dir = validate.writable_dir("output folder", out_dir)
-    outputs = [out_dir / f"{name}{SUFFIX}{s}" for s in (".pt", ".json", ".profile.npz")]
+    outputs = [out_dir / f"{name}{SUFFIX}{s}" for s in (".pt", ".json", ".profile.npz", INTEGER)]
     validate.no_overwrite(outputs, force)
     shipped = out_dir.resolve() == (data.DATA_DIR / zoo.CHECKPOINT_DIR).resolve()
     settings = {**SETTINGS[name], **({"target_bytes": target_bytes} if target_bytes is not None else {})}
@@ -376,9 +376,10 @@ def build_weights_only(name: str, shipped: dict) -> torch.nn.Module:
 
 
 def ship_weights_only(name: str, model: torch.nn.Module, result: dict, out_dir: str | Path, bits: int = 8) -> dict:
-    """Ship a compressed model the integer C export does not cover yet (residual blocks, one head per exit):
-    BatchNorm folded, int8 per-channel weights stored (``<name>-compressed.pt``), accuracy measured with those
-    integer weights and float activations, bytes as the MCU would store them, SRAM from forward hooks."""
+    """Ship a compressed model with one head per exit and residual blocks (the CIFAR-10 ResNet): BatchNorm folded,
+    int8 per-channel weights stored (``<name>-compressed.pt``), accuracy measured with those integer weights and
+    float activations, bytes as the MCU would store them, SRAM from forward hooks; then :func:`ship_integer` adds
+    the integer model with int8 activations (``<name>-compressed.int8.pt``) that the C export runs."""
     recipe = zoo.RECIPES[name]
     test_set = recipe.test_set()
     folded = fold_batchnorm(copy.deepcopy(model).eval())

@@ -209,3 +209,34 @@ def test_cifar10_compressed_fits_the_fram_and_its_int8_weights_reproduce_the_car
         predictions = torch.stack(model(images)).argmax(-1)
     assert predictions.tolist() == [p[:200] for p in card["predictions_first_test_images"]]
     assert CHECK_PREDICTIONS >= 200 and len(card["accuracy_per_exit_after"]) == 5
+
+
+def test_cifar10_with_int8_activations_stays_within_3_points_and_its_profile_is_the_integer_reference():
+    from eekit.compress.memory import activation_plan
+    from eekit.compress.pipeline import load_integer
+
+    card, qmodel = load_compressed_card("cnn-cifar10"), load_integer("cnn-cifar10")
+    assert card["accuracy_per_exit_int8"][-1] >= card["accuracy_per_exit_before"][-1] - 0.03  # the target
+    test = zoo.RECIPES["cnn-cifar10"].test_set()
+    logits = int_forward(qmodel, test.images[:300])
+    profile = load_compressed_profile("cnn-cifar10")
+    for k in range(5):
+        assert (profile.predictions[:300, k] == logits[k].argmax(1).numpy()).all()
+    assert [round(float(a), 4) for a in profile.exit_accuracy] == card["accuracy_per_exit_int8"]
+    # the activation plan: three 12 KB buffers, none fits 8 KB SRAM, all spill to FRAM; with the weights that is
+    # more than the 256 KB FRAM (said plainly on the card)
+    plan = activation_plan(qmodel)
+    assert plan == card["activation_plan"] and plan["policy"] == "spill" and plan["memory"] == ["fram"] * 3
+    assert qmodel_bytes(qmodel)["total"] + plan["fram_activation_bytes"] > FRAM_BYTES
+    assert not card["fits_fram_with_activations"]
+
+
+def test_requantize_never_replaces_shipped_files_without_force_and_takes_weights_only_models(capsys):
+    from eekit.compress import requantize
+    from eekit.data import DATA_DIR
+
+    assert requantize.main(["cnn-cifar10", "--out", str(DATA_DIR / "checkpoints")]) == 2
+    err = capsys.readouterr().err
+    assert "--force" in err and len(err.strip().splitlines()) == 1
+    assert requantize.main(["cnn-mnist-shared", "--out", str(DATA_DIR / "checkpoints")]) == 2
+    assert "weights-only" in capsys.readouterr().err

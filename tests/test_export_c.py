@@ -85,5 +85,39 @@ def test_export_c_cli(tmp_path, capsys):
     assert "eek_infer" in (tmp_path / "main.c").read_text()
     assert main(["export-c", "cnn-cifar10-two-stage", "--out", str(tmp_path)]) == 2
     assert "no compressed version" in capsys.readouterr().err
-    assert main(["export-c", "cnn-cifar10", "--out", str(tmp_path)]) == 2  # int8 weights only, no integer C yet
-    assert "no integer C export" in capsys.readouterr().err
+    assert main(["export-c", "cnn-cifar10", "--out", str(tmp_path / "cifar")]) == 0  # residual blocks, one head each
+    assert "eek_add_run(" in (tmp_path / "cifar" / "eekit_model.c").read_text()
+
+
+@needs_cc
+def test_cifar10_residual_blocks_and_exit_heads_in_c_equal_the_integer_reference_on_200_test_images(tmp_path):
+    from eekit import zoo
+    from eekit.compress.pipeline import load_integer
+
+    qmodel = load_integer("cnn-cifar10")  # int8 activations, residual adds, one head per exit
+    assert qmodel["format"] == 2 and any(op["kind"] == "add" for ops in qmodel["stages"] for op in ops)
+    test = zoo.RECIPES["cnn-cifar10"].test_set()
+    got = _check(qmodel, test.images[:200], test.labels[:200], tmp_path)
+    card = load_compressed_card("cnn-cifar10")["c_export"]
+    accuracy = [round(float((got["logits"][k].argmax(1) == test.labels[:200]).float().mean()), 4) for k in range(5)]
+    assert card["mismatches"] == 0 and card["inputs_checked"] == 200 and accuracy == card["accuracy_per_exit_c"]
+    assert len(set(got["taken"].tolist())) >= 3  # the early-exit loop stops at several exits
+    code = re.sub(r"/\*.*?\*/", "", (tmp_path / "eekit_model.c").read_text(), flags=re.S)
+    assert not re.search(r"\b(float|double|malloc|calloc|free)\b", code)
+    plan = buffer_plan(qmodel)  # three buffers: a residual block's input, its body, the sum
+    assert re.search(r"int8_t " + ", ".join(f"b{i}\\[{n}\\]" for i, n in enumerate(plan["buffers"])), code)
+
+
+@needs_cc
+def test_a_small_residual_model_survives_power_failures_on_the_host(tmp_path):
+    from eekit.compress.quantize import quantize_exit_heads
+    from eekit.models import resnet_ee
+
+    torch.manual_seed(0)
+    model = resnet_ee(width=4).eval()  # random weights, every kind of op (residual adds, pooled heads)
+    images = (torch.rand(8, 3, 32, 32) * 255).to(torch.uint8)
+    qmodel = quantize_exit_heads(model, images.float() / 255)
+    qmodel["thresholds"] = torch.tensor([30, 30, 30, 30], dtype=torch.int32)
+    _check(qmodel, images, None, tmp_path)
+    failures = power_failure(tmp_path, 0, 1, qemu=False, progress=False)
+    assert failures["identical"] == failures["points_tried"] >= failures["boundary_points"] + 50

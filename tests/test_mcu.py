@@ -41,11 +41,14 @@ def test_a_missing_toolchain_fails_in_ci_and_skips_with_the_install_hint_elsewhe
 
 @pytest.mark.slow
 def test_every_exportable_model_is_bit_exact_on_the_emulated_cortex_m3(measured):
-    assert "cnn-mnist-shared-compressed" in measured
+    assert {"cnn-mnist-shared-compressed", "cnn-cifar10-compressed"} <= set(measured)
     for name, m in measured.items():
         run = m["mcu_run"]
         assert run["target"] == "cortex-m3 (qemu mps2-an385)"
-        assert run["inputs_checked"] >= 200, name
+        assert run["host_inputs_checked"] >= 200, name
+        # the CIFAR-10 ResNet (about 2 s an image in the emulator) runs fewer images there, to fit CI's budget
+        large = run["macs_per_exit"][-1] > mcu.LARGE_MACS
+        assert run["inputs_checked"] >= (mcu.LARGE_QEMU_INPUTS if large else 200), name
         assert run["mismatches"] == 0 and run["exit_mismatches"] == 0, f"{name}: MCU, host and reference differ"
         assert run["instructions_per_tick"] == 40.0  # QEMU's -icount clock: 1 ns an instruction, SysTick 25 MHz
         steps = run["instructions_per_exit"]
@@ -65,11 +68,14 @@ def test_every_injected_power_failure_gives_the_uninterrupted_logits_and_exit(me
         assert runs["emulated MCU, every exit"]["identical"] == runs["emulated MCU, every exit"]["points"] > 0
         extra = pf["extra_work_per_failure"]
         assert 0 < extra["mean_macs"] <= extra["max_macs"] < runs["host, every exit"]["macs"]
-        # a failure inside a layer redoes at most one output channel (progress is committed per channel)
-        assert extra["max_macs"] < runs["host, every exit"]["macs"] / 16
+        # a failure inside a layer redoes at most one output channel (progress is committed per channel); one at a
+        # step's end, before its commit, redoes that step
+        assert extra["mean_macs_inside_layers"] < runs["host, every exit"]["macs"] / 16
+        assert extra["max_macs"] < runs["host, every exit"]["macs"] / 4
         sim = pf["simulator"]  # the measured loss sets the simulator's work between checkpoints
         assert sim["checkpoint_macs_measured"] == round(2 * extra["mean_macs_inside_layers"], 1)
-        assert sim["answers_per_hour_measured"] > 0 and sim["checkpoint_macs_assumed"] == 1e5
+        assert sim["checkpoint_macs_assumed"] == 1e5
+        assert sim["answers_per_hour_measured"] > 0 if "not_simulated" not in sim else "capacitor" in sim["not_simulated"]
 
 
 @pytest.mark.slow
@@ -100,7 +106,7 @@ def test_report_compress_shows_the_shipped_mcu_run_without_a_toolchain(monkeypat
         for key in ("target", "inputs_checked", "mismatches", "text_bytes", "data_bytes", "bss_bytes",
                     "instructions_per_exit"):
             assert run[key] == m["mcu_run"][key]
-        assert run["mismatches"] == 0 and run["inputs_checked"] >= 200
+        assert run["mismatches"] == 0 and run["host_inputs_checked"] >= 200 and run["inputs_checked"] >= 40
         pf = models[name]["power_failure"]
         assert pf["points_tried"] == pf["identical"] == m["power_failure"]["points_tried"] >= 50
         assert pf["extra_work_per_failure"] == m["power_failure"]["extra_work_per_failure"]

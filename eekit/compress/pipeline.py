@@ -23,14 +23,15 @@ from ..profile import ExitProfile
 from ..train import TrainConfig, train
 from .export_c import CFLAGS, compile_and_run, export_c, find_compiler
 from .lowrank import apply_ranks, lowrank
-from .memory import (FRAM_BYTES, SRAM_BYTES, activation_trace, buffer_plan, fp32_bytes, head_bytes, layer_mcu_bytes,
-                     model_bytes, nonzero_macs, qmodel_bytes)
-from .payoff import compressed_workload, energy_payoff
+from .memory import (FRAM_BYTES, SRAM_BYTES, activation_plan, activation_trace, buffer_plan, fp32_bytes, head_bytes,
+                     layer_mcu_bytes, model_bytes, nonzero_macs, qmodel_bytes)
+from .payoff import compressed_workload, energy_payoff, energy_per_exit
 from .prune import PruneStep, prune_to_target, strip_masks
-from .quantize import (dequantized_logits, early_exit, fold_batchnorm, int_forward, load_quantized_weights, quantize,
-                       quantize_weights)
+from .quantize import (dequantized_logits, early_exit, exit_scales, fold_batchnorm, int_forward,
+                       load_quantized_weights, quantize, quantize_exit_heads, quantize_weights)
 
-__all__ = ["compress", "ship", "ship_weights_only", "write_compressed", "export", "run", "report", "exit_accuracy", "split_validation", "c_check", "int_profile", "choose_margin"]
+__all__ = ["compress", "ship", "ship_weights_only", "write_compressed", "export", "run", "report", "exit_accuracy", "split_validation", "c_check", "int_profile", "choose_margin",
+           "ship_integer", "requantize", "load_integer", "calibration_split"]
 
 
 def exit_accuracy(model, dataset) -> list[float]:
@@ -156,22 +157,39 @@ C_CHECK_INPUTS = 200
 def choose_margin(qmodel: dict, logits: list[torch.Tensor], labels: torch.Tensor, costs, max_drop: float = 0.01
                   ) -> int:
     """The smallest integer logit margin (shared by the early exits) whose early-exit accuracy stays within
-    ``max_drop`` of the final exit's, on validation images: the cheapest safe threshold."""
+    ``max_drop`` of the final exit's, on validation images: the cheapest safe threshold. Exits whose logits have
+    different scales (one head each) get the same real margin, in their own integer units."""
     final = float((logits[-1].argmax(1) == labels).float().mean())
+    scales = torch.tensor(exit_scales(qmodel)[:-1], dtype=torch.float64)
+    per_unit = scales.min() / scales  # one margin in the finest exit's units, the same real margin at every exit
+    thresholds = lambda margin: (margin * per_unit).round().clamp(max=32767).to(torch.int32)
     best = 32767
     for margin in sorted({int(v) for v in torch.linspace(0, 32767, 400).round()}, reverse=True):
-        qmodel["thresholds"] = torch.full((len(logits) - 1,), margin, dtype=torch.int32)
+        qmodel["thresholds"] = thresholds(margin)
         taken = early_exit(qmodel, logits)
         preds = torch.stack([l.argmax(1) for l in logits])[taken, torch.arange(len(labels))]
         if float((preds == labels).float().mean()) >= final - max_drop:
             best = margin
-    qmodel["thresholds"] = torch.full((len(logits) - 1,), best, dtype=torch.int32)
+    qmodel["thresholds"] = thresholds(best)
     return best
 
 
-def int_profile(qmodel: dict, images: torch.Tensor, labels: torch.Tensor, name: str) -> ExitProfile:
-    """The exit profile of the integer model (dequantized logits, cost = MFLOPs of its non-zero weights)."""
-    logits = dequantized_logits(qmodel, int_forward(qmodel, images))
+CALIBRATION_IMAGES = 1000
+
+
+def calibration_split(train_all: ImageDataset, n_val: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(validation indices, calibration images in [0, 1]): activation scales come from the first training images
+    outside the validation part; the test split is never looked at."""
+    val_idx = validation_indices(len(train_all), n_val)
+    calib_idx = torch.tensor(sorted(set(range(len(train_all))) - set(val_idx.tolist())))[:CALIBRATION_IMAGES]
+    return val_idx, train_all.images[calib_idx].float() / 255
+
+
+def int_profile(qmodel: dict, images: torch.Tensor, labels: torch.Tensor, name: str,
+                logits: list[torch.Tensor] | None = None) -> ExitProfile:
+    """The exit profile of the integer model (dequantized logits, cost = MFLOPs of its non-zero weights);
+    ``logits``: its integer logits on ``images`` when already computed."""
+    logits = dequantized_logits(qmodel, logits if logits is not None else int_forward(qmodel, images))
     macs = nonzero_macs(qmodel)
     stage, head = np.array(macs["stage_macs"], float), np.array(macs["head_macs"], float)
     predictions = logits.argmax(-1).T.numpy()
@@ -187,9 +205,7 @@ def ship(name: str, model: torch.nn.Module, result: dict, out_dir: str | Path, b
     ``.profile.npz`` into ``out_dir``; returns the card."""
     recipe = zoo.RECIPES[name]
     train_all, test_set = recipe.datasets()
-    val_idx = validation_indices(len(train_all), result["recipe"]["n_val"])
-    calib_idx = torch.tensor(sorted(set(range(len(train_all))) - set(val_idx.tolist())))[:1000]
-    calibration = train_all.images[calib_idx].float() / 255
+    val_idx, calibration = calibration_split(train_all, result["recipe"]["n_val"])
     qmodel = quantize(model, calibration, bits=bits, source=name)
     val_logits = int_forward(qmodel, train_all.images[val_idx])
     margin = choose_margin(qmodel, val_logits, train_all.labels[val_idx], None)
@@ -312,6 +328,9 @@ def report() -> dict:
     exported = {name: c["c_export"] for name, c in cards.items() if c["c_export"]["inputs_checked"]}
     mcu = load_mcu_results()["models"]  # the emulated Cortex-M run and the power-failure test, shipped
     out = {"models": {name: {k: card[k] for k in REPORT_KEYS} | {"energy": card.get("energy"),
+                                                                  "accuracy_per_exit_int8": card.get(
+                                                                      "accuracy_per_exit_int8"),
+                                                                  "activation_plan": card.get("activation_plan"),
                                                                   "deployment": card.get("deployment", "integer C"),
                                                                   "mcu_run": mcu.get(name, {}).get("mcu_run"),
                                                                   "power_failure": mcu.get(name, {}).get("power_failure")}
@@ -332,7 +351,7 @@ def run(name: str, out_dir: str | Path, target_bytes: int | None = None, force: 
     if target_bytes is not None:  # 0 or a negative target used to fall back to the default or prune 60 rounds
         target_bytes = validate.whole("target_bytes (MCU bytes to fit)", target_bytes, 1)
     out_dir = validate.writable_dir("output folder", out_dir)
-    outputs = [out_dir / f"{name}{SUFFIX}{s}" for s in (".pt", ".json", ".profile.npz")]
+    outputs = [out_dir / f"{name}{SUFFIX}{s}" for s in (".pt", ".json", ".profile.npz", INTEGER)]
     validate.no_overwrite(outputs, force)
     shipped = out_dir.resolve() == (data.DATA_DIR / zoo.CHECKPOINT_DIR).resolve()
     settings = {**SETTINGS[name], **({"target_bytes": target_bytes} if target_bytes is not None else {})}
@@ -357,9 +376,10 @@ def build_weights_only(name: str, shipped: dict) -> torch.nn.Module:
 
 
 def ship_weights_only(name: str, model: torch.nn.Module, result: dict, out_dir: str | Path, bits: int = 8) -> dict:
-    """Ship a compressed model the integer C export does not cover yet (residual blocks, one head per exit):
-    BatchNorm folded, int8 per-channel weights stored (``<name>-compressed.pt``), accuracy measured with those
-    integer weights and float activations, bytes as the MCU would store them, SRAM from forward hooks."""
+    """Ship a compressed model with one head per exit and residual blocks (the CIFAR-10 ResNet): BatchNorm folded,
+    int8 per-channel weights stored (``<name>-compressed.pt``), accuracy measured with those integer weights and
+    float activations, bytes as the MCU would store them, SRAM from forward hooks; then :func:`ship_integer` adds
+    the integer model with int8 activations (``<name>-compressed.int8.pt``) that the C export runs."""
     recipe = zoo.RECIPES[name]
     test_set = recipe.test_set()
     folded = fold_batchnorm(copy.deepcopy(model).eval())
@@ -393,15 +413,79 @@ def ship_weights_only(name: str, model: torch.nn.Module, result: dict, out_dir: 
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_compressed(name, out_dir, shipped, card)
+    return ship_integer(name, shipped, card, out_dir, result["recipe"]["n_val"])
+
+
+INTEGER = ".int8.pt"  # the integer model (int8 activations) of a weights-only compressed model
+
+
+def ship_integer(name: str, shipped: dict, card: dict, out_dir: str | Path, n_val: int = 1000,
+                 write_weights: bool = True) -> dict:
+    """Deploy a weights-only compressed model (``shipped``: its int8 weights, :func:`ship_weights_only`) with int8
+    activations too: calibrate every activation scale on training images, quantize (:func:`quantize_exit_heads`),
+    pick the exit thresholds on the validation images, measure every exit on the whole test split, check the C
+    export on the first test images, and write the weights, the integer model, its profile and the card (with the
+    new figures) into ``out_dir`` as one set (the weights only with ``write_weights``)."""
+    train_all, test_set = zoo.RECIPES[name].datasets()
+    val_idx, calibration = calibration_split(train_all, n_val)
+    qmodel = quantize_exit_heads(build_weights_only(name, shipped), calibration, source=name)
+    choose_margin(qmodel, int_forward(qmodel, train_all.images[val_idx]), train_all.labels[val_idx], None)
+    logits = [torch.cat(parts) for parts in zip(*(int_forward(qmodel, test_set.images[i:i + 500])
+                                                   for i in range(0, len(test_set), 500)))]
+    taken = early_exit(qmodel, logits)
+    preds = torch.stack([l.argmax(1) for l in logits])[taken, torch.arange(len(taken))]
+    plan, nbytes = buffer_plan(qmodel), qmodel_bytes(qmodel)
+    card = {**card, "accuracy_per_exit_int8": [round(float((l.argmax(1) == test_set.labels).float().mean()), 4)
+                                                for l in logits],
+            "bytes_mcu_integer": nbytes["total"], "static_activation_bytes": plan["static_bytes"],
+            "peak_activation_bytes_integer": plan["peak_per_exit"], "buffer_plan": plan,
+            "activation_plan": activation_plan(qmodel), "fits_fram_with_activations":
+                nbytes["total"] + activation_plan(qmodel)["fram_activation_bytes"] <= FRAM_BYTES,
+            "deployment": "integer C: int8 weights (BatchNorm folded) and int8 activations, one scale per tensor "
+                          f"calibrated on {CALIBRATION_IMAGES} training images; residual adds bring both inputs to a "
+                          "common scale; one head per exit; activations that do not fit SRAM spill to FRAM",
+            "early_exit": {"rule": "top-1 minus top-2 int16 logit >= threshold (the same real margin at every exit)",
+                           "thresholds": qmodel["thresholds"].tolist(),
+                           "chosen_on": "validation images (1 point below the final exit)",
+                           "accuracy": round(float((preds == test_set.labels).float().mean()), 4),
+                           "exit_fractions": [round(float((taken == k).float().mean()), 4)
+                                              for k in range(len(logits))]},
+            "macs": nonzero_macs(qmodel)}
+    with tempfile.TemporaryDirectory() as tmp:
+        card["c_export"] = c_check(qmodel, test_set.images[:C_CHECK_INPUTS], test_set.labels[:C_CHECK_INPUTS],
+                                   Path(tmp))
+    profile = int_profile(qmodel, test_set.images, test_set.labels, name + SUFFIX, logits)
+    card["energy"] = energy_per_exit(compressed_workload(qmodel, profile))
+    out_dir = Path(out_dir)
+    weights = {out_dir / f"{name}{SUFFIX}.pt": lambda p: torch.save(shipped, p)} if write_weights else {}
+    data.write_run(out_dir, {**weights, out_dir / f"{name}{SUFFIX}{INTEGER}": lambda p: torch.save(qmodel, p),
+                             out_dir / f"{name}{SUFFIX}.profile.npz": profile.write,
+                             out_dir / f"{name}{SUFFIX}.json": _json_writer(card)})
     return card
+
+
+def requantize(name: str, out_dir: str | Path, force: bool = False) -> dict:
+    """``python -m eekit.compress.requantize cnn-cifar10 --out data/checkpoints --force``: redo
+    :func:`ship_integer` from the shipped int8 weights and card (minutes, no retraining)."""
+    source = _source(name)
+    shipped, card = load_compressed(source), load_compressed_card(source)
+    if "weights" not in shipped:
+        raise ValueError(f"{name} is quantized with its activations already; requantize takes a weights-only model")
+    out_dir = validate.writable_dir("output folder", out_dir)
+    outputs = [out_dir / f"{source}{SUFFIX}{s}" for s in (INTEGER, ".profile.npz", ".json")]
+    with files.claim_folder(out_dir):
+        validate.no_overwrite(outputs, force)
+        return ship_integer(source, shipped, card, out_dir, card["recipe"]["n_val"], write_weights=False)
+
+
+def load_integer(name: str) -> dict:
+    """The shipped integer model (int8 activations) of ``name``, the one the C export runs."""
+    shipped = load_compressed(name)
+    return shipped if "stages" in shipped else data.read_torch(_path(name, INTEGER))
 
 
 def export(name: str, out_dir: str | Path, force: bool = False) -> dict:
     """``python -m eekit export-c``: write the shipped integer model of ``name`` as C99 into ``out_dir`` (existing
     files are replaced only with ``force``)."""
-    qmodel = load_compressed(name)
-    if "stages" not in qmodel:
-        raise ValueError(f"{name} ships int8 weights only (residual blocks and per-exit heads have no integer C "
-                         f"export yet); exportable: {[n for n in COMPRESSED if 'stages' in load_compressed(n)]}")
-    return export_c(qmodel, out_dir, _source(name) + SUFFIX, force=force)
+    return export_c(load_integer(name), out_dir, _source(name) + SUFFIX, force=force)
+

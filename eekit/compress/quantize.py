@@ -8,6 +8,10 @@
 * Exits answer int16 logits; the integer confidence is the top-1 minus top-2 logit margin, compared with a
   per-exit integer threshold. The shared head (FreeML's gNet) keeps a running int32 accumulator: exit ``k`` adds
   exit point ``k``'s pooled features to it, so no exit recomputes an earlier one.
+* Models with one head per exit and residual blocks (the CIFAR-10 ResNet, :func:`quantize_exit_heads`, format 2):
+  a residual add brings its two int8 inputs to a common scale, ``y = floor((skip * m1 + body * m2 + 2^(s-1)) /
+  2^s)`` with one shift ``s``; an exit head max-pools int8 features (max commutes with the scale) and runs its
+  linear layers; colour images go through one lookup table per channel into one shared input scale.
 
 A quantized model is a plain dict of tensors and numbers (:func:`quantize`), saved with ``torch.save`` and read
 with ``weights_only=True``. :func:`int_forward` runs it with integer tensors only (int64 holding int32 values;
@@ -23,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import validate
-from ..models.cnn import Normalize
-from ..models.exits import EarlyExitNet, SharedPlusFinal
+from ..models.cnn import Normalize, Residual
+from ..models.exits import EarlyExitNet, ExitHeads, SharedPlusFinal
 
-__all__ = ["quantize", "int_forward", "early_exit", "requantize", "multiplier_shift", "lower", "dequantized_logits",
+__all__ = ["quantize", "quantize_exit_heads", "int_forward", "early_exit", "requantize", "multiplier_shift", "lower", "dequantized_logits", "exit_scales",
            "fold_batchnorm", "quantize_weights", "load_quantized_weights"]
 
 ACT_MAX = 127  # int8 activations
@@ -71,7 +75,12 @@ def lower(stage: nn.Module) -> list[dict]:
     (BatchNorm folded, ReLU and 2x2 max-pool fused into the layer before). ``Normalize`` becomes the input op."""
     ops: list[dict] = []
     for leaf in _leaves(stage):
-        if isinstance(leaf, Normalize):
+        if isinstance(leaf, Residual):  # x + body(x): keep x, run the body, add
+            ops += [{"kind": "save"}, *lower(leaf.body), {"kind": "add", "relu": False, "pool": 0}]
+        elif isinstance(leaf, nn.AdaptiveMaxPool2d):  # an exit head's pooling
+            size = leaf.output_size
+            ops.append({"kind": "maxpool", "size": int(size if isinstance(size, int) else size[0])})
+        elif isinstance(leaf, Normalize):
             if ops:
                 raise ValueError("Normalize must come first")
             ops.append({"kind": "input", "mean": leaf.mean.flatten().tolist(), "std": leaf.std.flatten().tolist()})
@@ -99,7 +108,8 @@ def lower(stage: nn.Module) -> list[dict]:
             continue  # C arrays are already flat (C, H, W order)
         else:
             raise ValueError(f"cannot export layer {type(leaf).__name__}; exportable: Normalize, Conv2d, "
-                             "BatchNorm2d, Linear, ReLU, MaxPool2d(2), Flatten, Dropout")
+                             "BatchNorm2d, Linear, ReLU, MaxPool2d(2), AdaptiveMaxPool2d, Residual, Flatten, "
+                             "Dropout")
     return ops
 
 
@@ -149,10 +159,9 @@ def quantize(model: EarlyExitNet, calibration: torch.Tensor, bits: int = 8, sour
         raise ValueError("the first stage must start with Normalize (the model normalizes its own input)")
     mean, std = torch.tensor(first["mean"]), torch.tensor(first["std"])
     if len(mean) != 1:
-        raise ValueError("the integer export takes one input channel (one lookup table)")
-    levels = (torch.arange(256, dtype=torch.float64) / 255 - mean.double()) / std.double()
-    in_scale = float(levels.abs().max()) / ACT_MAX
-    lut = torch.round(levels / in_scale).clamp(-ACT_MAX, ACT_MAX).to(torch.int8)
+        raise ValueError("the shared-head export takes one input channel (one lookup table)")
+    lut, in_scale = _input_lut(first)
+    lut = lut.view(-1)
 
     with torch.no_grad():
         x = (calibration.double() - mean.double().view(1, -1, 1, 1)) / std.double().view(1, -1, 1, 1)
@@ -201,6 +210,82 @@ def quantize(model: EarlyExitNet, calibration: torch.Tensor, bits: int = 8, sour
             "thresholds": torch.full((K - 1,), LOGIT_MAX, dtype=torch.int32)}
 
 
+def _input_lut(first: dict) -> tuple[torch.Tensor, float]:
+    """One 256-entry table per input channel (uint8 pixel -> normalized int8), all at one input scale."""
+    mean, std = torch.tensor(first["mean"]).double(), torch.tensor(first["std"]).double()
+    levels = (torch.arange(256, dtype=torch.float64) / 255 - mean.view(-1, 1)) / std.view(-1, 1)
+    scale = float(levels.abs().max()) / ACT_MAX
+    return torch.round(levels / scale).clamp(-ACT_MAX, ACT_MAX).to(torch.int8), scale
+
+
+def _add_multipliers(skip_scale: float, body_scale: float, out_scale: float) -> tuple[list[int], int]:
+    """Two 15-bit multipliers and one shift bringing a residual add's inputs to the output scale."""
+    ratios = (skip_scale / out_scale, body_scale / out_scale)
+    _, shift = multiplier_shift(max(ratios))
+    return [round(r * 2.0**shift) for r in ratios], shift
+
+
+def _calibrate(ops: list[dict], x: torch.Tensor, scale: float, bits: int, last_max: int = ACT_MAX
+               ) -> tuple[list[dict], torch.Tensor, float]:
+    """Quantize ``ops`` in order, each output scale = max |value| of its float output on the calibration batch
+    ``x`` (at ``scale``); the last op answers up to ``last_max``. Returns the integer ops, the output, its scale."""
+    qops, saved = [], []
+    for i, op in enumerate(ops):
+        qmax = last_max if i == len(ops) - 1 else ACT_MAX
+        if op["kind"] == "save":
+            saved.append((x, scale))
+            qops.append({"kind": "save"})
+            continue
+        if op["kind"] == "maxpool":
+            x = F.adaptive_max_pool2d(x, op["size"])
+            qops.append(dict(op))
+            continue
+        if op["kind"] == "add":
+            skip, skip_scale = saved.pop()
+            x = skip + x
+            x = x.clamp(min=0) if op["relu"] else x
+            out_scale = float(x.abs().max()) / qmax or 1.0
+            m, shift = _add_multipliers(skip_scale, scale, out_scale)
+            qops.append({**op, "m": torch.tensor(m, dtype=torch.int32), "shift": shift, "out_scale": out_scale,
+                         "out_max": qmax})
+        else:
+            op = {**op, "weight": op["weight"].double(), "bias": op["bias"].double()}
+            x = _float_op(op, x)
+            out_scale = float(x.abs().max()) / qmax or 1.0
+            qops.append(_quantize_op(op, scale, out_scale, bits, qmax))
+        scale = out_scale
+    return qops, x, scale
+
+
+def quantize_exit_heads(model: EarlyExitNet, calibration: torch.Tensor, bits: int = 8, source: str = "") -> dict:
+    """Quantize ``model`` (conv / residual stages, one head per exit: the CIFAR-10 ResNet) with int8 activations,
+    each tensor's scale calibrated on ``calibration`` images ``[N, C, H, W]`` in ``[0, 1]`` (format 2)."""
+    if bits not in (8, 16):
+        raise ValueError(f"weights are quantized to 8 (int8) or 16 (Q15) bits, got {bits}")
+    validate.image_batch("calibration images", calibration)
+    if not isinstance(model.exits, ExitHeads):
+        raise ValueError("quantize_exit_heads takes a model with one head per exit; a shared head: quantize()")
+    model = model.eval()
+    stages = [lower(s) for s in model.stages]
+    first = stages[0].pop(0)
+    if first["kind"] != "input":
+        raise ValueError("the first stage must start with Normalize (the model normalizes its own input)")
+    lut, in_scale = _input_lut(first)
+    mean, std = torch.tensor(first["mean"]).double(), torch.tensor(first["std"]).double()
+    with torch.no_grad():
+        x = (calibration.double() - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+        s, qstages, qheads = in_scale, [], []
+        for ops, head in zip(stages, model.exits.heads):
+            qops, x, s = _calibrate(ops, x, s, bits)
+            qstages.append(qops)
+            qheads.append(_calibrate(lower(head), x, s, bits, LOGIT_MAX)[0])
+    last = qheads[-1][-1]
+    return {"format": 2, "source": source, "weight_bits": bits, "input_shape": list(calibration.shape[1:]),
+            "exit_names": list(model.exit_names), "num_classes": int(last["weight"].shape[0]),
+            "input": {"lut": lut, "scale": in_scale}, "stages": qstages, "heads": qheads,
+            "thresholds": torch.full((model.num_exits - 1,), LOGIT_MAX, dtype=torch.int32)}
+
+
 # ------------------------------------------------------------------------------------------ integer forward
 
 
@@ -223,12 +308,43 @@ def _int_op(op: dict, x: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def int_forward(qmodel: dict, images: torch.Tensor) -> list[torch.Tensor]:
-    """Every exit's int16 logits (as int64 tensors ``[N, classes]``) for uint8 ``images`` ``[N, C, H, W]``."""
+def _int_ops(ops: list[dict], x: torch.Tensor) -> torch.Tensor:
+    """Run integer ops (conv, linear, save, add, maxpool) on int8 values held in int64."""
+    saved = []
+    for op in ops:
+        if op["kind"] == "save":
+            saved.append(x)
+        elif op["kind"] == "maxpool":
+            x = F.adaptive_max_pool2d(x.double(), op["size"]).long()
+        elif op["kind"] == "add":
+            m = op["m"].long()
+            acc = _check_int32(saved.pop() * m[0] + x * m[1], "a residual add")
+            shift = op["shift"]
+            x = ((acc + (1 << (shift - 1))) >> shift).clamp(0 if op["relu"] else -op["out_max"], op["out_max"])
+        else:
+            x = _int_op(op, x)
+    return x
+
+
+def _input(qmodel: dict, images: torch.Tensor) -> torch.Tensor:
+    """The int8 input: each channel's pixels through that channel's lookup table."""
     if images.dtype != torch.uint8 or list(images.shape[1:]) != qmodel["input_shape"]:
         raise ValueError(f"expected uint8 images [N, {', '.join(map(str, qmodel['input_shape']))}], got "
                          f"{images.dtype} {tuple(images.shape)}")
-    x = qmodel["input"]["lut"].long()[images.long()]
+    lut = qmodel["input"]["lut"].long().view(-1, 256)
+    channel = torch.arange(images.shape[1]).view(1, -1, 1, 1) * 256
+    return lut.flatten()[channel + images.long()]
+
+
+def int_forward(qmodel: dict, images: torch.Tensor) -> list[torch.Tensor]:
+    """Every exit's int16 logits (as int64 tensors ``[N, classes]``) for uint8 ``images`` ``[N, C, H, W]``."""
+    x = _input(qmodel, images)
+    if qmodel.get("format") == 2:  # one head per exit
+        outputs = []
+        for ops, head in zip(qmodel["stages"], qmodel["heads"]):
+            x = _int_ops(ops, x)
+            outputs.append(_int_ops(head, x))
+        return outputs
     head = qmodel["head"]
     acc = head["bias"].long().expand(len(images), -1).clone()
     outputs, start = [], 0
@@ -261,9 +377,16 @@ def early_exit(qmodel: dict, logits: list[torch.Tensor]) -> torch.Tensor:
     return taken
 
 
+def exit_scales(qmodel: dict) -> list[float]:
+    """The real value of one int16 logit unit, exit by exit."""
+    if qmodel.get("format") == 2:
+        return [head[-1]["out_scale"] for head in qmodel["heads"]]
+    return [qmodel["head"]["out_scale"]] * (len(qmodel["stages"]) - 1) + [qmodel["final"]["out_scale"]]
+
+
 def dequantized_logits(qmodel: dict, logits: list[torch.Tensor]) -> torch.Tensor:
     """``[K, N, classes]`` float logits (int16 logits times their scale), for exit profiles and criteria."""
-    scales = [qmodel["head"]["out_scale"]] * (len(logits) - 1) + [qmodel["final"]["out_scale"]]
+    scales = exit_scales(qmodel)
     return torch.stack([l.double() * s for l, s in zip(logits, scales)]).float()
 
 

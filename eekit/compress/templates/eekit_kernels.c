@@ -72,24 +72,31 @@ static void eek_layer_run(const eek_layer *L, const int8_t *in, void *out)
             }
 }
 
+/* the largest value of window (i, j) of channel ch when (h, w) is max-pooled to p x p (PyTorch's adaptive
+ * windows: rows floor(i h / p) to ceil((i + 1) h / p)) */
+static int32_t eek_pool_max(const int8_t *feat, int32_t ch, int32_t h, int32_t w, int32_t i, int32_t j, int32_t p)
+{
+    int32_t y0 = i * h / p, y1 = ((i + 1) * h + p - 1) / p, x0 = j * w / p, x1 = ((j + 1) * w + p - 1) / p;
+    int32_t best = -128, y, x;
+    for (y = y0; y < y1; y++)
+        for (x = x0; x < x1; x++)
+            if (feat[(ch * h + y) * w + x] > best) best = feat[(ch * h + y) * w + x];
+    return best;
+}
+
+#ifdef EEK_SHARED_HEAD
 /* the shared head's next block: adaptive max-pool of this exit point's features, rescaled to the head's input
  * scale, multiplied into the running int32 accumulators (columns [start, end) of the head's weight). It reads
  * acc_in and writes acc_out, never updating in place, so a step redone after a reset gives the same sums. */
 static void eek_shared_block(const int8_t *feat, int32_t c, int32_t h, int32_t w, int32_t m, uint8_t shift,
                              int32_t start, int32_t end, int8_t *pooled, const int32_t *acc_in, int32_t *acc)
 {
-    int32_t ch, i, j, y, x, o, n = 0;
+    int32_t ch, i, j, o, n = 0;
     for (ch = 0; ch < c; ch++)
         for (i = 0; i < EEK_HEAD_POOL; i++)
-            for (j = 0; j < EEK_HEAD_POOL; j++) {
-                int32_t y0 = i * h / EEK_HEAD_POOL, y1 = ((i + 1) * h + EEK_HEAD_POOL - 1) / EEK_HEAD_POOL;
-                int32_t x0 = j * w / EEK_HEAD_POOL, x1 = ((j + 1) * w + EEK_HEAD_POOL - 1) / EEK_HEAD_POOL;
-                int32_t best = -128;
-                for (y = y0; y < y1; y++)
-                    for (x = x0; x < x1; x++)
-                        if (feat[(ch * h + y) * w + x] > best) best = feat[(ch * h + y) * w + x];
-                pooled[n++] = (int8_t)eek_requant(best, m, shift, -127, 127);
-            }
+            for (j = 0; j < EEK_HEAD_POOL; j++)
+                pooled[n++] = (int8_t)eek_requant(eek_pool_max(feat, ch, h, w, i, j, EEK_HEAD_POOL), m, shift, -127,
+                                                  127);
     for (o = 0; o < EEK_NUM_CLASSES; o++) {
         acc[o] = acc_in[o];
         if (EEK_HEAD.rowptr) {
@@ -108,6 +115,35 @@ static void eek_shared_block(const int8_t *feat, int32_t c, int32_t h, int32_t w
         EEK_TICK(1);
     }
 }
+#else
+/* an exit head's pooling: (c, h, w) int8 features max-pooled to (c, p, p), same scale (max commutes with it) */
+static void eek_pool_run(const int8_t *feat, int32_t c, int32_t h, int32_t w, int32_t p, int8_t *out)
+{
+    int32_t ch, i, j;
+    for (ch = 0; ch < c; ch++)
+        for (i = 0; i < p; i++)
+            for (j = 0; j < p; j++) {
+                out[(ch * p + i) * p + j] = (int8_t)eek_pool_max(feat, ch, h, w, i, j, p);
+                EEK_TICK(1);
+            }
+}
+#endif
+
+#ifdef EEK_RESIDUAL
+/* a residual add: both int8 inputs brought to the output scale by their own multiplier and one shift,
+ * out = floor((skip * m1 + body * m2 + 2^(shift-1)) / 2^shift). It writes a third buffer, one channel at a time
+ * (committed in eek_nv.oc like a layer's), so a step redone after a reset reads intact inputs. */
+static void eek_add_run(const int8_t *skip, const int8_t *body, int8_t *out, int32_t c, int32_t hw, int32_t m1,
+                        int32_t m2, uint8_t shift, int32_t lo, int32_t hi)
+{
+    int32_t ch, i;
+    for (ch = eek_nv.oc; ch < c; eek_nv.oc = ++ch)
+        for (i = ch * hw; i < (ch + 1) * hw; i++) {
+            out[i] = (int8_t)eek_requant((int32_t)skip[i] * m1 + (int32_t)body[i] * m2, 1, shift, lo, hi);
+            EEK_TICK(1);
+        }
+}
+#endif
 
 /* the integer confidence: top-1 minus top-2 logit */
 static int32_t eek_margin(const int16_t *logits)

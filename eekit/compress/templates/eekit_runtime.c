@@ -6,10 +6,28 @@
 
 #define EEK_NUM_STEPS @STEPS@
 
+/* the input: each channel's uint8 pixels through that channel's lookup table */
+static void eek_input(const uint8_t *image, int8_t *out)
+{
+    int32_t i;
+    for (i = 0; i < EEK_INPUT_SIZE; i++) out[i] = eek_lut[(i / EEK_PLANE) * 256 + image[i]];
+}
+
+/* the early-exit rule on exit k's logits (already in eek_nv.logits[k]); 1 when the inference stops here */
+static int eek_decide(int k)
+{
+    if (!eek_nv.decided && eek_margin(eek_nv.logits[k]) >= eek_threshold[k]) {
+        eek_nv.taken = k;  /* idempotent: a redo of this step sets the same values */
+        eek_nv.decided = 1;
+    }
+    return eek_nv.decided && eek_nv.taken == k && !eek_nv.run_all;
+}
+
+#ifdef EEK_SHARED_HEAD
 static void eek_start_step(const uint8_t *image)
 {
     int32_t i;
-    for (i = 0; i < EEK_INPUT_SIZE; i++) eek_nv.buf_a[i] = eek_lut[image[i]];
+    eek_input(image, eek_nv.buf_a);
     for (i = 0; i < EEK_NUM_CLASSES; i++) eek_nv.head_acc[0][i] = EEK_HEAD.bias[i];
 }
 
@@ -20,12 +38,9 @@ static int eek_exit_step(int k, const int32_t *acc)
     for (i = 0; i < EEK_NUM_CLASSES; i++)
         eek_nv.logits[k][i] = (int16_t)eek_requant(acc[i], EEK_HEAD.m[i], EEK_HEAD.shift[i], -EEK_HEAD.out_max,
                                                    EEK_HEAD.out_max);
-    if (!eek_nv.decided && eek_margin(eek_nv.logits[k]) >= eek_threshold[k]) {
-        eek_nv.taken = k;  /* idempotent: a redo of this step sets the same values */
-        eek_nv.decided = 1;
-    }
-    return eek_nv.decided && eek_nv.taken == k && !eek_nv.run_all;
+    return eek_decide(k);
 }
+#endif
 
 static int eek_finish(int16_t logits[EEK_NUM_EXITS][EEK_NUM_CLASSES])
 {

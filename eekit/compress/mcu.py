@@ -13,9 +13,12 @@
   resumes from it. Every failure must give the logits and exit of an uninterrupted run; the extra work it costs
   (MACs done twice) is counted and replaces the energy simulator's assumed work between two checkpoints.
 
-A large model (the CIFAR-10 ResNet, about 360 M instructions an image) runs all of its :data:`INPUTS` on the host
-build but only :data:`LARGE_QEMU_INPUTS` on the emulator, and :data:`LARGE_QEMU_BOUNDARIES` seeded step boundaries
-of its power-failure test there, so the emulated check fits a CI budget of a couple of minutes on one core.
+Every one of the :data:`INPUTS` test images runs on the host build and on the emulator at QEMU's full speed (the
+bit-exactness check); instructions are counted in a second emulator pass with ``-icount``, about three times slower,
+on all of them for a small model but only the first :data:`LARGE_TIMED_INPUTS` for a large one (the CIFAR-10 ResNet,
+about 360 M instructions an image; the count per exit is the same for every image), which also tries only
+:data:`LARGE_QEMU_BOUNDARIES` seeded step boundaries of its power-failure test there, so the emulated checks fit a
+CI budget of a few minutes on one core.
 
 ``python -m eekit.compress.mcu --out data/checkpoints --force`` reruns everything and writes ``mcu-results.json``,
 which ``python -m eekit report compress`` and lesson 31 read (they need no toolchain).
@@ -50,15 +53,16 @@ INSTALL_HINT = ("install the Cortex-M cross-compiler and emulator: "
                 "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
 ARM_FLAGS = ("-mcpu=cortex-m3", "-mthumb", *CFLAGS)
 QEMU_ARGS = ("-M", "mps2-an385", "-nographic", "-monitor", "none", "-serial", "none",
-             "-semihosting-config", "enable=on,target=native", "-icount", "shift=0")
+             "-semihosting-config", "enable=on,target=native")
+ICOUNT = ("-icount", "shift=0")  # QEMU's clock counts instructions (1 ns each): for the instruction counts only
 RESULTS_FILE = "mcu-results.json"
-INPUTS = 200  # test images run on the host build and (small models) on the emulated MCU
+INPUTS = 200  # test images run on the host build and on the emulated MCU
 INSIDE_POINTS = 50  # seeded power failures inside layers (besides every layer boundary)
 QEMU_INSIDE_POINTS = 5  # ... of which the emulated MCU repeats the boundaries and this many
 # a model of over LARGE_MACS per inference (the CIFAR-10 ResNet: 14 M MACs, about 360 M instructions, some 2 s of
 # emulation an image on one core) runs fewer images and failure points on the emulated MCU, to fit the CI budget
 LARGE_MACS = 5_000_000
-LARGE_QEMU_INPUTS = 40
+LARGE_TIMED_INPUTS = 40
 LARGE_QEMU_BOUNDARIES = 4
 SIMULATOR_CHECKPOINT_MACS = inspect.signature(simulate).parameters["checkpoint_macs"].default  # assumed there
 COMMAND = "python -m eekit.compress.mcu --out data/checkpoints --force"
@@ -112,9 +116,11 @@ def _arm_build(c_dir: Path, out: str, *defines: str) -> Path:
     return c_dir / out
 
 
-def _qemu(c_dir: Path, elf: str, args: list[str], timeout: float = 600) -> int:
-    """Run ``elf`` on the emulated board with ``args`` as its command line; the exit status of its ``exit()``."""
-    cmd = [_tools()["qemu"], *QEMU_ARGS, "-kernel", elf, "-append", " ".join(args)]
+def _qemu(c_dir: Path, elf: str, args: list[str], timeout: float = 600, count_instructions: bool = False) -> int:
+    """Run ``elf`` on the emulated board with ``args`` as its command line; the exit status of its ``exit()``.
+    ``count_instructions``: with QEMU's clock counting instructions (``-icount``), about three times slower."""
+    cmd = [_tools()["qemu"], *QEMU_ARGS, *(ICOUNT if count_instructions else ()), "-kernel", elf,
+           "-append", " ".join(args)]
     return subprocess.run(cmd, cwd=c_dir, capture_output=True, timeout=timeout).returncode
 
 
@@ -127,24 +133,32 @@ def sizes(c_dir: Path) -> dict:
     return {"text_bytes": text, "data_bytes": data_, "bss_bytes": bss}
 
 
-def mcu_run(qmodel: dict, images: torch.Tensor, c_dir: Path, name: str = "", qemu_inputs: int | None = None
+def mcu_run(qmodel: dict, images: torch.Tensor, c_dir: Path, name: str = "", timed_inputs: int | None = None
             ) -> dict:
-    """Export ``qmodel`` into ``c_dir``, run ``images`` on the host build and the first ``qemu_inputs`` of them
-    (all by default) on the emulated Cortex-M3; returns both outputs, the per-step instruction counts and the
-    sizes."""
+    """Export ``qmodel`` into ``c_dir``, run ``images`` on the host build and on the emulated Cortex-M3, and count
+    the instructions of each step on the first ``timed_inputs`` of them (all by default); returns both outputs,
+    the per-step instruction counts and the sizes."""
     c_dir = Path(c_dir)
     export = export_c(qmodel, c_dir, name, force=True)
     K, C = len(qmodel["stages"]), qmodel["num_classes"]
-    host = compile_and_run(c_dir, images, K, C)
-    if qemu_inputs is not None:  # the emulated MCU reads images.bin: keep only its share
+    host = compile_and_run(c_dir, images, K, C)  # writes images.bin, which the emulated MCU reads too
+    _arm_build(c_dir, "eekit_model.elf", "-DEEK_STEP_TIMES")
+    if _qemu(c_dir, "eekit_model.elf", ["images.bin", "arm_outputs.txt"]) != 0:  # every input, at full speed
+        raise RuntimeError("the emulated MCU run failed")
+    mcu = read_outputs(c_dir / "arm_outputs.txt", K, C)
+    timed = "images.bin"
+    if timed_inputs is not None and timed_inputs < len(images):
         from ..files import write_bytes
 
-        write_bytes(c_dir / "images.bin", images[:qemu_inputs].to(torch.uint8).contiguous().numpy().tobytes())
-    _arm_build(c_dir, "eekit_model.elf", "-DEEK_STEP_TIMES")
-    status = _qemu(c_dir, "eekit_model.elf", ["images.bin", "arm_outputs.txt", "steps.txt"])
+        timed = "timed.bin"
+        write_bytes(c_dir / timed, images[:timed_inputs].to(torch.uint8).contiguous().numpy().tobytes())
+    status = _qemu(c_dir, "eekit_model.elf", [timed, "timed_outputs.txt", "steps.txt"], count_instructions=True)
     if status != 0:
-        raise RuntimeError(f"the emulated MCU run failed with status {status}")
-    mcu = read_outputs(c_dir / "arm_outputs.txt", K, C)
+        raise RuntimeError(f"the emulated MCU run counting instructions failed with status {status}")
+    again = read_outputs(c_dir / "timed_outputs.txt", K, C)
+    n = len(again["taken"])
+    if any(not torch.equal(again["logits"][k], mcu["logits"][k][:n]) for k in range(K)):
+        raise RuntimeError("the emulated MCU gave other logits when counting instructions")
     lines = (c_dir / "steps.txt").read_text().splitlines()
     _, known, ticks = lines[0].split()
     per_tick = int(known) / int(ticks)  # instructions per SysTick tick (40 when QEMU's clock is 1 ns/instruction)
@@ -251,9 +265,10 @@ def measure(name: str, progress: bool = True) -> dict:
     K = len(qmodel["stages"])
     macs = nonzero_macs(qmodel)
     large = sum(macs["stage_macs"]) + sum(macs["head_macs"]) > LARGE_MACS
-    n = LARGE_QEMU_INPUTS if large else INPUTS
+    n = len(images)
+    timed = LARGE_TIMED_INPUTS if large else INPUTS
     with tempfile.TemporaryDirectory() as tmp:
-        run = mcu_run(qmodel, images, Path(tmp), name, qemu_inputs=n)
+        run = mcu_run(qmodel, images, Path(tmp), name, timed_inputs=timed)
         ref = int_forward(qmodel, images)
         taken = early_exit(qmodel, ref)
         host, mcu = run["host"], run["mcu"]
@@ -270,7 +285,7 @@ def measure(name: str, progress: bool = True) -> dict:
     model = MCU()
     card = load_compressed_card(name)
     mcu_run_ = {
-        "target": TARGET, "inputs_checked": n, "host_inputs_checked": len(images),
+        "target": TARGET, "inputs_checked": n, "host_inputs_checked": len(images), "inputs_timed": min(timed, n),
         "mismatches": sum(per_exit) + exits_differ,
         "mismatches_per_exit": per_exit, "exit_mismatches": exits_differ,
         **run["sizes"], "kit_bytes_mcu": qmodel_bytes(qmodel)["total"],

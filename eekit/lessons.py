@@ -36,7 +36,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("02_bring_your_own_speech_encoder.ipynb",
            "Bring your own speech encoder: exits on wav2vec 2.0, HuBERT and WavLM",
            "put exits on a self-supervised speech encoder: wav2vec 2.0, HuBERT or WavLM",
-           "wav2vec 2.0, HuBERT, WavLM, HuBERT-EE", 20, None, ("01_bring_your_own_model.ipynb",)),
+           "wav2vec 2.0, HuBERT, WavLM, HuBERT-EE", 15, 0.5, ("01_bring_your_own_model.ipynb",)),
     Lesson("10_cnn_early_exit.ipynb", "Look inside an early-exit CNN: exits, costs, and easy vs. hard images",
            "look inside an early-exit CNN on CIFAR-10: per-exit accuracy and cost, easy vs. hard images, "
            "joint vs. two-stage training", "SDN, HuBERT-EE (two-stage)", 20, 1.5, ("00_welcome.ipynb",)),
@@ -55,7 +55,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("22_ssl_exits_without_labels.ipynb",
            "Let the model decide without labels: a self-supervised encoder and DAISY's exit signal",
            "let a self-supervised encoder's own unit uncertainty choose the exit, with no labels, and check it "
-           "against a random-weight twin", "HuBERT, WavLM, DAISY", 25, None, ("21_noise_adaptive_exits.ipynb",)),
+           "against a random-weight twin", "HuBERT, WavLM, DAISY", 35, 0.5, ("21_noise_adaptive_exits.ipynb",)),
     Lesson("23_pretrained_vs_scratch.ipynb", "Pre-trained or from scratch? Five early-exit recipes, three label budgets",
            "compare five early-exit recipes (scratch or self-supervised start) at three label budgets",
            "HuBERT-EE, 2309.09546", 25, 0.5, ("20_speech_early_exit.ipynb", "22_ssl_exits_without_labels.ipynb")),
@@ -65,7 +65,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("31_make_it_fit.ipynb",
            "Make it fit: compress an early-exit network for a 256 KB microcontroller, export it to C",
            "compress an early-exit network until it fits a microcontroller, then read the generated C",
-           "FreeML, Deep Compression", 25, None, ("10_cnn_early_exit.ipynb", "30_energy_budgets.ipynb")),
+           "FreeML, Deep Compression", 35, 0.5, ("10_cnn_early_exit.ipynb", "30_energy_budgets.ipynb")),
 )
 
 _BY_FILE = {lesson.file: lesson for lesson in LESSONS}

@@ -419,3 +419,40 @@ def test_recipe_grid_in_lesson_23_renders_complete(lab, browser):
     assert "layers saved" in readouts(page)[0]  # each trained row's early-exit readout
     shoot_dashboards(page, "23_pretrained_vs_scratch")
     close(page)
+
+
+def test_speech_encoder_explorer_in_lesson_02(lab, browser):
+    page = run_notebook(browser, lab, "02_bring_your_own_speech_encoder.ipynb", dashboards=2)
+    check_first_render(page, "02_bring_your_own_speech_encoder")
+    marker_matches_readout(page)
+    shoot_dashboards(page, "02_bring_your_own_speech_encoder")
+    slide_threshold_and_check_marker(page, 20)
+    close(page)
+
+
+def test_unit_and_signal_explorers_in_lesson_22(lab, browser):
+    page = run_notebook(browser, lab, "22_ssl_exits_without_labels.ipynb", dashboards=6)
+    check_first_render(page, "22_ssl_exits_without_labels")
+    before = readouts(page)
+    assert len(before) == 2 and "pretrained" in before[0] and "mean exit layer" in before[1]
+    shoot_dashboards(page, "22_ssl_exits_without_labels")
+    press_on_slider(page, 0, "Home", 1)  # the unit explorer's SNR slider to 0 dB: exits move deeper
+    assert "0 dB" in changed_readout(page, 0, before[0], timeout_s=120)
+    page.locator(".eekit-readout").nth(1).scroll_into_view_if_needed()
+    page.get_by_role("button", name=PLACEMENT_SILENCE).click()  # the signal explorer's noise switch
+    assert "silence_only" in changed_readout(page, 1, before[1])
+    close(page)
+
+
+PLACEMENT_SILENCE = "0 dB noise in the silence only"
+
+
+def test_fit_explorer_in_lesson_31(lab, browser):
+    page = run_notebook(browser, lab, "31_make_it_fit.ipynb", dashboards=3)
+    check_first_render(page, "31_make_it_fit")
+    before = readouts(page)[0]
+    assert before.startswith("step") and "bytes" in before
+    shoot_dashboards(page, "31_make_it_fit")
+    press_on_slider(page, 0, "Home", 1)  # the smallest target: a later step, or none fits
+    assert changed_readout(page, 0, before) != before
+    close(page)

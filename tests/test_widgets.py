@@ -189,6 +189,24 @@ def test_every_dashboard_figure_reaches_the_browser_complete(profile, sent):
         assert_browser_sees_the_figure(fig, sent)
 
 
+def test_ssl_and_compression_dashboards_reach_the_browser_complete(sent):
+    """Lessons 22 and 31: first render and a moved control send every value (no "unchanged" placeholder)."""
+    from eekit.compress import load_compressed_card
+    from eekit.compress.explorer import FitExplorer
+    from eekit.widgets.ssl import ExitSignalExplorer, UnitExitExplorer
+
+    units = UnitExitExplorer()
+    units.set(snr_db=0)  # moves the marker, the curves stay: the batch that sent placeholders
+    signal = ExitSignalExplorer()
+    signal.set(placement="silence_only")
+    fit = FitExplorer(load_compressed_card("cnn-mnist-shared"), target_kb=32)
+    fit.update(1)  # no step fits: only the compressed bars change
+    fit.update(32)
+    for fig in (units.histogram, units.curve, signal.histogram, fit.accuracy, fit.memory):
+        assert_browser_sees_the_figure(fig, sent)
+    assert fit.memory.layout.yaxis.title.text  # every visible axis is titled
+
+
 def test_snr_slider_runs_like_the_x_axis_noisiest_left_clean_right():
     from eekit.widgets.speech import move_noise_controls, noise_controls
 

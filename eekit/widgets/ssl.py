@@ -23,7 +23,7 @@ from .. import validate
 from ..daisy import NOISY_SNRS, UNIT_CRITERIA, noise_slice
 from ..profile import ExitProfile
 from .speech import audio_player, move_noise_controls, noise_controls
-from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace
+from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace, update_figure
 
 __all__ = ["masked_units_figure", "entropy_by_layer_figure", "UnitExitExplorer", "ExitSignalExplorer",
            "equal_cost_figure"]
@@ -205,17 +205,11 @@ class UnitExitExplorer:
         word, speaker = self.clips.words[self.clip], self.clips.speakers[self.clip]
         self.player_box.children = [W.HTML(f"clip {self.clip}: <b>{html.escape(word)}</b> (speaker {speaker}), "
                                            f"{html.escape(self._setting())} &nbsp;"), audio_player(self._mix(noise, snr))]
-        with self.histogram.batch_update():
-            for i, n in enumerate(self.names):
-                self.histogram.data[i].y = 100 * points[n].exit_fractions
-        with self.curve.batch_update():
-            for i, n in enumerate(self.names):
-                self.curve.data[i].x = xs + [clean_x]
-                self.curve.data[i].y = curves[n]
-            self.curve.data[2].x = [clean_x if snr is None else snr]
-            self.curve.data[2].y = [points[self.names[0]].mean_exit + 1]
-            self.curve.layout.xaxis.tickvals = xs + [clean_x]
-            self.curve.layout.xaxis.ticktext = [str(s) for s in xs] + ["clean"]
+        update_figure(self.histogram, {i: {"y": 100 * points[n].exit_fractions} for i, n in enumerate(self.names)})
+        update_figure(self.curve, {**{i: {"x": xs + [clean_x], "y": curves[n]} for i, n in enumerate(self.names)},
+                                   2: {"x": [clean_x if snr is None else snr],
+                                       "y": [points[self.names[0]].mean_exit + 1]}},
+                      {"xaxis.tickvals": xs + [clean_x], "xaxis.ticktext": [str(s) for s in xs] + ["clean"]})
         rename_trace(self.curve, 0, "pretrained" + ("" if noise == "all" else f" ({noise})"))
         self.readout.value = (html.escape(self.summary()) + f" · {self.criterion} <= "
                               f"{self.thresholds[self.names[0]]:g} (pretrained), "
@@ -318,9 +312,7 @@ class ExitSignalExplorer:
     def _update(self) -> None:
         L = len(self.histogram.data[0].x)
         share = lambda e: 100 * np.bincount(e - 1, minlength=L) / len(e)  # noqa: E731
-        with self.histogram.batch_update():
-            self.histogram.data[0].y = share(self.exits("clean"))
-            self.histogram.data[1].y = share(self.exits())
+        update_figure(self.histogram, {0: {"y": share(self.exits("clean"))}, 1: {"y": share(self.exits())}})
         self.readout.value = html.escape(self.summary())
 
 

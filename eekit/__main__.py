@@ -212,6 +212,8 @@ def _bench(args) -> int:
         result = bench.bench_notebooks()
     elif args.what == "energy":
         result = bench.bench_energy()
+    elif args.what == "speech-encoder":
+        result = bench.bench_speech_encoder()
     else:
         result = bench.bench_widgets()
     _print(result, args.json)
@@ -221,11 +223,13 @@ def _bench(args) -> int:
 def add_bench(sub) -> None:
     """``bench <what>``: one sub-parser per measurement, each with only the options that measurement uses."""
     p = sub.add_parser("bench", help="measure on this machine: speedup of real early exit and where its time goes "
-                       "(stages), dashboard latency, notebook time and memory, energy simulator speed and balance")
+                       "(stages), dashboard latency, notebook time and memory, energy simulator speed and balance, "
+                       "time to bring your own speech encoder")
     kinds = p.add_subparsers(dest="what", required=True, parser_class=_Parser)
     helps = {"speedup": "ideal vs realized speedup of real early exit", "stages": "where the time goes, stage by "
              "stage", "widgets": "dashboard slider latency", "notebooks": "every lesson's time and peak memory",
-             "energy": "energy simulator speed and energy balance"}
+             "energy": "energy simulator speed and energy balance",
+             "speech-encoder": "seconds to wrap, train, profile and run a small wav2vec 2.0 with exits"}
     for what, text in helps.items():
         q = kinds.add_parser(what, help=text)
         if what in ("speedup", "stages"):

@@ -18,7 +18,8 @@ import torch
 
 from . import data, validate
 
-__all__ = ["bench_speedup", "bench_stages", "bench_widgets", "bench_notebooks", "bench_energy", "default_model"]
+__all__ = ["bench_speedup", "bench_stages", "bench_speech_encoder", "bench_widgets", "bench_notebooks", "bench_energy",
+           "default_model"]
 
 
 def default_model() -> str:
@@ -367,6 +368,59 @@ def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 5
         "flop_ideal": round(flop_ideal, 3),
         "time_ideal": round(time_ideal, 3),
         "time_ideal_over_flop_ideal": round(time_ideal / flop_ideal, 3),
+    }
+
+
+def bench_speech_encoder(utterances: int = 800, epochs: int = 2, test_utterances: int | None = None,
+                         threads: int = 1) -> dict:
+    """Seconds to bring your own speech encoder, lesson 02's path, on ``threads`` torch threads (target: under 120 s
+    in all on one core): wrap a small random 6-layer torchaudio wav2vec 2.0 with exits after layers 2, 4 and 6
+    (:func:`~eekit.models.wav2vec2.small_wav2vec2`, :func:`~eekit.models.wav2vec2.wrap_wav2vec2`), train its heads
+    on the frozen encoder (:func:`~eekit.models.wav2vec2.train_two_stage`, ``epochs`` over ``utterances``
+    connected-digit training utterances), profile the exits on the test utterances (all 300, or the first
+    ``test_utterances``) and run real early exit (:func:`eekit.runtime.infer`) on them at the profile's
+    calibrated threshold. Seeded: the same model, data and order every run."""
+    from .models.wav2vec2 import profile_exits, small_wav2vec2, train_two_stage, wrap_wav2vec2
+    from .runtime import infer
+    from .train import TrainConfig
+
+    utterances = validate.whole("utterances", utterances, 1)
+    train_set = data.load_digit_strings("train", count=utterances)
+    test_set = data.load_digit_strings("test", count=test_utterances)
+    heads = TrainConfig(epochs=validate.whole("epochs", epochs, 1), batch_size=16, lr=1e-2, optimizer="adam",
+                        weight_decay=0.0, seed=0)
+    seconds = {}
+    load_before = os.getloadavg()[0]
+    with _torch_threads(threads) as used_threads:
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        model = wrap_wav2vec2(small_wav2vec2(seed=0), [2, 4, 6], encoder_rate=8000)
+        seconds["wrap"] = time.perf_counter() - start
+        start = time.perf_counter()
+        train_two_stage(model, train_set, heads=heads, progress=False)
+        seconds["heads"] = time.perf_counter() - start
+        start = time.perf_counter()
+        profile = profile_exits(model.eval(), test_set)
+        seconds["profile"] = time.perf_counter() - start
+        threshold = profile.calibrate("ctc_entropy", max_drop=0.01).threshold
+        waves, lengths = test_set.collate([test_set[i] for i in range(len(test_set))])[:2]
+        start = time.perf_counter()
+        result = infer(model, (waves, lengths), "ctc_entropy", threshold, batch_size=16)  # the profile's batches
+        seconds["inference"] = time.perf_counter() - start
+    total = sum(seconds.values())
+    return {
+        "torch_threads": used_threads,
+        "train_utterances": len(train_set),
+        "epochs": heads.epochs,
+        "test_utterances": len(test_set),
+        # the host's 1-minute load average before and after: on a shared machine, neighbours slow every phase
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "seconds": {phase: round(s, 2) for phase, s in seconds.items()},
+        "total_seconds": round(total, 2),
+        "target_seconds": 120.0,
+        "target_met": total < 120.0,
+        "exits_as_profiled": bool(np.array_equal(result.exit_index.numpy(),
+                                                 profile.exit_index("ctc_entropy", threshold))),
     }
 
 

@@ -47,6 +47,7 @@ class Recorder:
             (pipeline, "compress", None), (adaptivity, "measure", None),
             (bench, "bench_speedup", {"x": 1}), (bench, "bench_stages", {"x": 1}),
             (bench, "bench_widgets", {"x": 1}), (bench, "bench_notebooks", {"x": 1}), (bench, "bench_energy", {"x": 1}),
+            (bench, "bench_speech_encoder", {"x": 1}),
         ]:
             monkeypatch.setattr(module, name, self.stub(name, result))
 
@@ -114,7 +115,7 @@ CASES = {
                                       "export-onnx speech-fsdd --exit 0 --out s.onnx --seconds 0"),
     (("export-c",), "--force"): ("export-c cnn-mnist-shared --out full", "export-c cnn-mnist-shared --out full --force"),
     **{((("bench", k)), "--json"): (f"bench {k}", f"bench {k} --json")
-       for k in ("speedup", "stages", "widgets", "notebooks", "energy")},
+       for k in ("speedup", "stages", "widgets", "notebooks", "energy", "speech-encoder")},
     **{(("bench", k), "--model"): (f"bench {k}", f"bench {k} --model cnn-mnist") for k in ("speedup", "stages")},
     **{(("bench", k), "--device"): (f"bench {k}", f"bench {k} --device cpu") for k in ("speedup", "stages")},
     **{(("bench", k), "--threads"): (f"bench {k}", f"bench {k} --threads 1") for k in ("speedup", "stages")},
@@ -134,8 +135,8 @@ REFUSED = [
     "report ssl-daisy --criterion margin", "report ssl-daisy --max-drop 0.1",
     "report cnn-mnist --measure", "report compress --measure", "report cnn-mnist --out x", "report ssl-daisy --force",
     "report ssl-daisy --measure --json", "export-onnx cnn-mnist --exit 0 --out m.onnx --seconds 2",
-    *[f"bench {k} --{o}" for k in ("widgets", "notebooks", "energy") for o in ("model x", "threads 2", "device cpu",
-                                                                              "batch 2", "default-malloc")],
+    *[f"bench {k} --{o}" for k in ("widgets", "notebooks", "energy", "speech-encoder")
+      for o in ("model x", "threads 2", "device cpu", "batch 2", "default-malloc")],
     "bench speedup --batch 4",
     "compress cnn-mnist-shared --target-bytes 0", "compress cnn-mnist-shared --target-bytes -5",
     "train cnn-mnist --subset 0", "train cnn-mnist --epochs 0", "train cnn-mnist --device tpu",

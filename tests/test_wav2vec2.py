@@ -115,6 +115,19 @@ def test_two_stage_training_freezes_the_encoder_in_stage_two(utterances):
     assert all(p.requires_grad for p in wrapped.encoder.parameters())  # trainable again afterwards
 
 
+def test_the_speech_encoder_benchmark_times_every_phase():
+    from eekit.bench import bench_speech_encoder
+
+    out = bench_speech_encoder(utterances=16, epochs=1, test_utterances=16)  # tiny: the timing target is in bench
+    assert set(out) == {"torch_threads", "train_utterances", "epochs", "test_utterances", "load_average", "seconds",
+                        "total_seconds", "target_seconds", "target_met", "exits_as_profiled"}
+    assert list(out["seconds"]) == ["wrap", "heads", "profile", "inference"]
+    assert abs(sum(out["seconds"].values()) - out["total_seconds"]) <= 0.02  # phases rounded to 0.01 s each
+    assert out["torch_threads"] == 1 and out["train_utterances"] == 16 and out["test_utterances"] == 16
+    assert out["target_seconds"] == 120 and out["target_met"] == (out["total_seconds"] < 120)
+    assert out["exits_as_profiled"] is True
+
+
 # ------------------------------------------------------------------------------------------------ clear errors
 
 

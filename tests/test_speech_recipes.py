@@ -156,3 +156,13 @@ def test_heat_map_follows_its_dropdowns():
     a = grid.rows.index("A · all")
     assert unseen[a, 5] == pytest.approx(100 * sr.load_cell_card("A", "all")["exit_der"]["unseen_voices"][-1])
     assert not np.allclose(np.nan_to_num(unseen), np.nan_to_num(clean)) and "layers saved" in grid.readout.value
+
+
+def test_heat_map_refuses_an_unknown_test_set_or_criterion_naming_the_known_ones():
+    from eekit.widgets.recipes import RecipeGrid
+
+    with pytest.raises(ValueError, match=r"unknown test 'noisy'; known: \['clean'"):
+        RecipeGrid(test="noisy")
+    grid = RecipeGrid()
+    with pytest.raises(ValueError, match=r"unknown criterion 'max_prob'; known: \['ctc_entropy'"):
+        grid.set(criterion="max_prob")

@@ -7,6 +7,7 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
+from .. import validate
 from .style import error_html, figure_widget, update_figure
 
 __all__ = ["RecipeGrid", "grid_matrix"]
@@ -36,6 +37,7 @@ class RecipeGrid:
     def __init__(self, test: str = "clean", criterion: str = "ctc_entropy", out_dir=None):
         from .. import speech_recipes as sr
 
+        test, criterion = validate.one_of("test", test, sr.TESTS), validate.one_of("criterion", criterion, sr.CRITERIA)
         self.out_dir = out_dir
         style = {"description_width": "initial"}
         self.test_dropdown = W.Dropdown(options=list(sr.TESTS), value=test, description="test set", style=style)
@@ -59,9 +61,9 @@ class RecipeGrid:
     def set(self, test: str | None = None, criterion: str | None = None) -> np.ndarray:
         """Move the dropdowns from Python; returns the DER matrix now shown (%)."""
         if test is not None:
-            self.test_dropdown.value = test
+            self.test_dropdown.value = validate.one_of("test", test, self.test_dropdown.options)
         if criterion is not None:
-            self.criterion_dropdown.value = criterion
+            self.criterion_dropdown.value = validate.one_of("criterion", criterion, self.criterion_dropdown.options)
         return self.matrix
 
     def _on_change(self, _change) -> None:

@@ -52,6 +52,16 @@ def _train(args) -> int:
         print(json.dumps({"name": card["name"], "pretraining_seconds": card["pretraining"]["pretraining_seconds"],
                           "measurement_seconds": card["measurement_seconds"], **card["report"]}, indent=2))
         return 0
+    if args.model == "sentences":  # character CTC on LibriSpeech sentences (eekit.sentences)
+        from . import sentences
+
+        _only(args, always | {"recipe", "labels"}, "train sentences (its recipes fix the epochs)")
+        if args.recipe is None or args.labels is None:
+            raise ValueError(f"train sentences needs --recipe (must be one of {list(sentences.RECIPES)}) and --labels "
+                             f"(one of {list(sentences.BUDGETS)})")
+        card = sentences.train_model(args.recipe, args.labels, args.out, force=args.force, progress=not args.quiet)
+        print(json.dumps({k: card[k] for k in ("name", "cer_by_exit", "wer_by_exit", "training_seconds")}, indent=2))
+        return 0
     if args.model in SPEECH_GRID:  # the recipe x label-budget grid (eekit.speech_recipes)
         _only(args, always | {"device", "recipe", "labels"}, f"train {args.model} (its recipes fix the epochs "
               "and label budgets)")
@@ -59,7 +69,8 @@ def _train(args) -> int:
     from .zoo import RECIPES, run_recipe
 
     if args.model not in RECIPES:
-        raise ValueError(f"unknown model {args.model!r}; known: {sorted(RECIPES) + ['ssl-hubert', *SPEECH_GRID]}")
+        raise ValueError(f"unknown model {args.model!r}; known: "
+                         f"{sorted(RECIPES) + ['ssl-hubert', *SPEECH_GRID, 'sentences']}")
     _only(args, always | ZOO_OPTIONS, f"train {args.model}")
     card = run_recipe(args.model, args.out, subset=args.subset, epochs=args.epochs, progress=not args.quiet,
                       force=args.force, device=args.device)
@@ -98,8 +109,10 @@ def add_train(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace existing weights, card and profile in --out")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu; ssl-hubert: "
                    "cpu only)")
-    p.add_argument("--recipe", default=None, help="speech-recipe(s) only: A, B, C, D or E (eekit.speech_recipes)")
-    p.add_argument("--labels", default=None, help="speech-recipe(s) only: 250, 1000 or all labelled utterances")
+    p.add_argument("--recipe", default=None, help="speech-recipe(s): A, B, C, D or E (eekit.speech_recipes); "
+                   "sentences: scratch, ssl or ssl-2st (eekit.sentences)")
+    p.add_argument("--labels", default=None, help="speech-recipe(s): 250, 1000 or all labelled utterances; "
+                   "sentences: 30min or all")
     p.set_defaults(func=_train, parser=p)
 
 
@@ -133,6 +146,12 @@ def _report(args) -> int:
         result = speech_recipes_report()
         print(json.dumps(result, indent=2) if args.json else json.dumps(result))
         return 0
+    if args.model.startswith("sentences-"):  # character CTC on LibriSpeech sentences (eekit.sentences)
+        from .sentences import report_model
+
+        _only(args, {"criterion", "json"}, f"report {args.model} (its rule is fixed: within 1 CER point)")
+        _print(report_model(args.model, criterion=args.criterion), args.json)
+        return 0
     from .zoo import report
 
     _only(args, {"criterion", "max_drop", "json"}, f"report {args.model}")
@@ -143,7 +162,8 @@ def _report(args) -> int:
 def add_report(sub) -> None:
     p = sub.add_parser("report", help="numbers of a shipped checkpoint, from its test-split profile")
     p.add_argument("model", help="e.g. cnn-mnist, cnn-cifar10; `compress` for the compressed models, `ssl-daisy` "
-                   "for the self-supervised encoder and DAISY's exit signal, `speech-recipes` for the recipe grid")
+                   "for the self-supervised encoder and DAISY's exit signal, `speech-recipes` for the recipe grid, "
+                   "`sentences-scratch` (and the other eekit.sentences models) for LibriSpeech sentences")
     p.add_argument("--criterion", default=None, help="zoo models only: exit criterion, e.g. max_prob, entropy, "
                    "margin, patience (default: the model card's)")
     p.add_argument("--max-drop", type=float, default=None, help="zoo models only: allowed accuracy drop below the "

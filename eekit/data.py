@@ -15,7 +15,7 @@ import os
 import pickle
 import re
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
@@ -31,6 +31,9 @@ __all__ = [
     "DataFileError",
     "ImageDataset",
     "SpokenDigits",
+    "Transcripts",
+    "DigitStrings",
+    "DIGITS",
     "PowerTrace",
     "CIFAR10_CLASSES",
     "FSDD_SPEAKERS",
@@ -470,14 +473,19 @@ def trim_silence(wave: torch.Tensor, sample_rate: int = FSDD_SAMPLE_RATE, thresh
     return wave[start:end]
 
 
+DIGITS = "0123456789"  # the connected-digit alphabet: digit d is CTC class d + 1
+
+
 @dataclass
-class DigitStrings(Dataset):
-    """Connected-digit utterances: ``waveforms[i]`` (8 kHz float32) says the digits ``labels[i]`` (a string)."""
+class Transcripts(Dataset):
+    """Utterances with their transcripts: ``waveforms[i]`` (8 kHz float32) says ``labels[i]``, a string over
+    ``alphabet``; CTC class ``alphabet.index(c) + 1`` is character ``c`` (0 is the blank)."""
 
     waveforms: list[torch.Tensor]
     labels: list[str]
     speakers: list[str]
     sample_rate: int = FSDD_SAMPLE_RATE
+    alphabet: str = DIGITS
 
     def __len__(self) -> int:
         return len(self.waveforms)
@@ -485,26 +493,63 @@ class DigitStrings(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
         return self.waveforms[i], self.labels[i]
 
-    def subset(self, n: int) -> "DigitStrings":
-        """``n`` evenly spaced utterances."""
-        keep = evenly_spaced(len(self), n)
-        return DigitStrings([self.waveforms[i] for i in keep], [self.labels[i] for i in keep],
-                            [self.speakers[i] for i in keep], self.sample_rate)
+    def _keep(self, keep) -> "Transcripts":
+        return replace(self, waveforms=[self.waveforms[i] for i in keep], labels=[self.labels[i] for i in keep],
+                       speakers=[self.speakers[i] for i in keep])
 
-    def with_noise(self, snr_db: float | None, noise: str | Sequence[str] = NOISE_NAMES, seed: int = 0) -> "DigitStrings":
+    def subset(self, n: int) -> "Transcripts":
+        """``n`` evenly spaced utterances."""
+        return self._keep(evenly_spaced(len(self), n))
+
+    def with_noise(self, snr_db: float | None, noise: str | Sequence[str] = NOISE_NAMES, seed: int = 0
+                   ) -> "Transcripts":
         """The same utterances with background noise at ``snr_db`` dB (``None``: unchanged); a list of noise names
         is used round-robin over the utterances."""
         if snr_db is None:
             return self
-        waves = noisy_waves(self.waveforms, snr_db, noise, self.sample_rate, seed)
-        return DigitStrings(waves, list(self.labels), list(self.speakers), self.sample_rate)
+        return replace(self, waveforms=noisy_waves(self.waveforms, snr_db, noise, self.sample_rate, seed),
+                       labels=list(self.labels), speakers=list(self.speakers))
 
-    @staticmethod
-    def collate(batch):
-        """Pad waveforms; targets as CTC wants them: digit ``d`` is class ``d + 1`` (0 is the blank)."""
+    def encode(self, text: str) -> list[int]:
+        """A transcript as CTC classes; a character outside the alphabet is refused, naming the alphabet."""
+        try:
+            return [self.alphabet.index(c) + 1 for c in text]
+        except ValueError:
+            bad = sorted(set(text) - set(self.alphabet))
+            raise ValueError(f"transcript {text[:40]!r} has characters {bad} outside the alphabet "
+                             f"{self.alphabet!r}") from None
+
+    def collate(self, batch):
+        """Pad waveforms; targets as CTC wants them: ``(waves [B, S], lengths [B], targets, target_lengths [B])``."""
         waves, labels = zip(*batch)
-        targets = torch.tensor([int(c) + 1 for text in labels for c in text], dtype=torch.long)
+        targets = torch.tensor([c for text in labels for c in self.encode(text)], dtype=torch.long)
         return (*_pad(waves), targets, torch.tensor([len(t) for t in labels]))
+
+    def length_batches(self, batch_size: int, generator: torch.Generator) -> "LengthBatches":
+        """A batch sampler over utterances of similar length: see :class:`LengthBatches`."""
+        return LengthBatches([len(w) for w in self.waveforms], batch_size, generator)
+
+
+class LengthBatches(torch.utils.data.Sampler):
+    """Batches of similar-length items (sorted, cut into ``batch_size`` runs, the last partial run dropped), in a
+    new seeded random order each epoch: long sentences padded to the longest of a random batch would waste about
+    half of every training step."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, generator: torch.Generator):
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        self.batches = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for i in torch.randperm(len(self.batches), generator=self.generator).tolist():
+            yield self.batches[i]
+
+
+class DigitStrings(Transcripts):
+    """Connected-digit utterances: ``labels[i]`` is a string of digits."""
 
 
 def mix_noise(wave: torch.Tensor, noise: torch.Tensor, snr_db: float, generator: torch.Generator | None = None

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from . import validate
 from .costs import exit_costs, measure_latency
 from .models.exits import EarlyExitNet
-from .models.speech import BLANK
+from .models.speech import BLANK, DIGITS
 from .profile import ExitProfile
 
 __all__ = ["collect_logits", "profile_model", "profile_speech", "greedy_ctc", "speech_outputs", "noisy_run",
@@ -68,13 +68,14 @@ def profile_model(model: EarlyExitNet, dataset: Dataset, batch_size: int = 256, 
 # ------------------------------------------------------------------------------------------------------ speech
 
 
-def greedy_ctc(log_probs: torch.Tensor, length: int) -> str:
-    """Best-path CTC decoding of one utterance ``[T, C]``: collapse repeats, drop blanks; class d+1 is digit d."""
+def greedy_ctc(log_probs: torch.Tensor, length: int, alphabet: str = DIGITS) -> str:
+    """Best-path CTC decoding of one utterance ``[T, C]``: collapse repeats, drop blanks; class i+1 is
+    ``alphabet[i]`` (digits by default)."""
     best = log_probs[:length].argmax(-1).tolist()
     out, prev = [], BLANK
     for c in best:
         if c != prev and c != BLANK:
-            out.append(str(c - 1))
+            out.append(alphabet[c - 1])
         prev = c
     return "".join(out)
 
@@ -125,7 +126,7 @@ def profile_speech(model, dataset, batch_size: int = 16, progress: bool = False,
             scores[n].append(CRITERIA[n].scores(out, lengths=frames).T)
         for b in range(out.shape[1]):
             ref = refs[i]
-            row = [greedy_ctc(out[k, b], int(frames[b])) for k in range(K)]
+            row = [greedy_ctc(out[k, b], int(frames[b]), model.alphabet) for k in range(K)]
             hyps.append(row)
             errors.append([AF.edit_distance(list(ref), list(h)) for h in row])
             totals.append(len(ref))

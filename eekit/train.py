@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from . import validate
+from . import data, validate
 from .models.exits import EarlyExitNet
 from .models.speech import BLANK
 
@@ -47,6 +47,8 @@ class TrainConfig:
     distill: float = 0.0  # weight of the self-distillation term for early exits (0 = off)
     temperature: float = 3.0
     freeze_backbone: bool = False  # train only the exits (stage two of two-stage training)
+    length_batches: bool = False  # batches of similar-length utterances (long sentences); needs a Transcripts set
+    clip_norm: float = 0.0  # clip the gradient norm to this (0 = off)
     seed: int = 0
 
     def __post_init__(self):
@@ -64,6 +66,8 @@ class TrainConfig:
         validate.number("temperature (of self-distillation)", self.temperature, 0, low_open=True)
         validate.instance("freeze_backbone", self.freeze_backbone, bool, "True or False")
         validate.whole("seed", self.seed, 0)
+        validate.instance("length_batches", self.length_batches, bool, "True or False")
+        validate.number("clip_norm (gradient norm clip, 0 = off)", self.clip_norm, 0)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -165,8 +169,16 @@ def _train(model: EarlyExitNet | nn.Module, train_set: Dataset, config: TrainCon
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=True,
-                        collate_fn=getattr(train_set, "collate", None))
+    collate = getattr(train_set, "collate", None)
+    if config.length_batches:
+        if not isinstance(train_set, data.Transcripts):
+            raise ValueError(f"length_batches=True needs a data.Transcripts set (utterances), got "
+                             f"{type(train_set).__name__}")
+        loader = DataLoader(train_set, batch_sampler=train_set.length_batches(config.batch_size, generator),
+                            collate_fn=collate)
+    else:
+        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator,
+                            drop_last=True, collate_fn=collate)
     steps = config.epochs * len(loader)
     if config.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=True,
@@ -198,6 +210,8 @@ def _train(model: EarlyExitNet | nn.Module, train_set: Dataset, config: TrainCon
                 loss = _exit_losses(outputs, loss_fn, weights, config)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if config.clip_norm:
+                torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
             opt.step()
             sched.step()
             if not math.isfinite(loss.item()):

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from eekit import adaptivity, bench, recipes, speech_recipes, ssl
+from eekit import adaptivity, bench, recipes, sentences, speech_recipes, ssl
 from eekit.__main__ import build_parser, main
 from eekit.compress import pipeline
 
@@ -44,6 +44,8 @@ class Recorder:
             (recipes, "_run", {"name": "cnn-mnist", "final_accuracy": 0.5}),
             (ssl, "_run_recipe", None),
             (speech_recipes, "_train_cell", {"cell": "C-250", "exit_der": [], "training_seconds": 0}),
+            (sentences, "_train", {"name": "sentences-ssl", "cer_by_exit": [], "wer_by_exit": [],
+                                   "training_seconds": 0}),
             (pipeline, "compress", None), (adaptivity, "measure", None),
             (bench, "bench_speedup", {"x": 1}), (bench, "bench_stages", {"x": 1}),
             (bench, "bench_widgets", {"x": 1}), (bench, "bench_notebooks", {"x": 1}), (bench, "bench_energy", {"x": 1}),
@@ -127,6 +129,9 @@ CASES = {
 REFUSED = [
     "train speech-recipe --recipe C --labels 250 --epochs 1", "train speech-recipe --recipe C --labels 250 --subset 64",
     "train speech-recipes --epochs 1", "train speech-recipes --subset 64",
+    "train sentences --recipe ssl --labels all --epochs 1", "train sentences --recipe ssl --labels all --device cpu",
+    "train sentences --recipe A --labels all", "train sentences --recipe ssl --labels 250", "train sentences",
+    "report sentences-scratch --max-drop 0.1", "report sentences-scratch --measure", "report sentences-nope",
     "train ssl-hubert --recipe A", "train ssl-hubert --labels 250", "train ssl-hubert --subset 64",
     "train ssl-hubert --device cuda",
     "train cnn-mnist --recipe A", "train cnn-mnist --labels 250", "train kws-fsdd --recipe C",

@@ -48,7 +48,7 @@ def test_noise_is_mixed_at_the_requested_snr(strings):
 
 
 def test_collate_pads_and_shifts_digits_past_the_blank(strings):
-    waves, lengths, targets, target_lengths = data.DigitStrings.collate([strings[0], strings[1]])
+    waves, lengths, targets, target_lengths = strings.collate([strings[0], strings[1]])
     assert waves.shape == (2, int(lengths.max()))
     assert targets.tolist() == [int(c) + 1 for c in strings.labels[0] + strings.labels[1]]
     assert target_lengths.tolist() == [len(strings.labels[0]), len(strings.labels[1])]
@@ -65,7 +65,7 @@ def test_greedy_ctc_collapses_repeats_and_drops_blanks():
 def test_conformer_exits_shapes_forward_to_and_bad_input(strings):
     torch.manual_seed(0)
     model = conformer_ctc().eval()
-    waves, lengths, _, _ = data.DigitStrings.collate([strings[0], strings[1]])
+    waves, lengths, _, _ = strings.collate([strings[0], strings[1]])
     outputs, frames = model(waves, lengths)
     assert len(outputs) == 6 and outputs[0].shape[:2] == (2, int(frames.max())) and outputs[0].shape[2] == 11
     assert torch.allclose(outputs[0].exp().sum(-1), torch.ones(2, outputs[0].shape[1]), atol=1e-5)

@@ -15,9 +15,10 @@ import torch
 import torchaudio
 from torch import nn
 
-__all__ = ["SpeechEarlyExit", "SpeechState", "conformer_ctc", "conformer_kws", "BLANK"]
+__all__ = ["SpeechEarlyExit", "SpeechState", "conformer_ctc", "conformer_kws", "BLANK", "DIGITS"]
 
-BLANK = 0  # CTC blank; digit d is class d + 1
+BLANK = 0  # CTC blank; character alphabet[i] is class i + 1
+DIGITS = "0123456789"  # connected digits: digit d is class d + 1
 
 
 class LogMel(nn.Module):
@@ -87,7 +88,7 @@ class SpeechEarlyExit(nn.Module):
     """Log-mel -> 4x subsampling -> conformer layers, an exit head after each layer.
 
     ``forward(waves, lengths)`` returns every exit's output and the frame lengths: for ``task="ctc"`` log-probs
-    ``[B, T, 11]`` (blank + 10 digits), for ``task="kws"`` logits ``[B, 10]``. ``forward_to(waves, lengths, k)``
+    ``[B, T, 1 + len(alphabet)]`` (blank + 10 digits by default; sentences use letters, space and apostrophe), for ``task="kws"`` logits ``[B, 10]``. ``forward_to(waves, lengths, k)``
     runs layers ``0..k`` only. The backbone (``stages``) is what two-stage training freezes. It satisfies the model
     contract (:class:`~eekit.models.contract.ExitModel`) with inputs ``(waves, lengths)``: compaction drops
     utterances but keeps the padded length, so every utterance sees the padding it would see in the full batch
@@ -95,18 +96,23 @@ class SpeechEarlyExit(nn.Module):
     """
 
     def __init__(self, task: str = "ctc", d_model: int = 64, num_layers: int = 6, num_heads: int = 4,
-                 ffn_dim: int = 256, kernel_size: int = 15, dropout: float = 0.1, n_mels: int = 40):
+                 ffn_dim: int = 256, kernel_size: int = 15, dropout: float = 0.1, n_mels: int = 40,
+                 alphabet: str = DIGITS):
         super().__init__()
         if task not in ("ctc", "kws"):
             raise ValueError(f"task must be 'ctc' (connected digits) or 'kws' (isolated digits), got {task!r}")
+        if not isinstance(alphabet, str) or not alphabet or len(set(alphabet)) != len(alphabet):
+            raise ValueError(f"alphabet must be a non-empty string of distinct characters (e.g. '0123456789'), "
+                             f"got {alphabet!r}")
         self.task = task
+        self.alphabet = alphabet
         self.output_kind = "ctc" if task == "ctc" else "classification"
         self.frontend = LogMel(n_mels=n_mels)
         self.subsample = Subsample(n_mels, d_model)
         conformer = torchaudio.models.Conformer(d_model, num_heads, ffn_dim, num_layers, kernel_size, dropout=dropout)
         self.layers = conformer.conformer_layers
         if task == "ctc":
-            self.exits = nn.ModuleList(nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, 11))
+            self.exits = nn.ModuleList(nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, len(alphabet) + 1))
                                        for _ in range(num_layers))
         else:
             self.exits = nn.ModuleList(PooledClassifier(d_model, 10) for _ in range(num_layers))

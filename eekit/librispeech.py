@@ -1,0 +1,119 @@
+"""Read English sentences: Mini LibriSpeech (``train-clean-5``) at 8 kHz, split by speaker.
+
+28 speakers read audiobook sentences (median 14 s). Eight of them (four women, four men) are the held-out test
+voices that no model in the kit trains on; the other twenty train. Transcripts use :data:`ALPHABET` (26 letters,
+apostrophe, space), which is what the sentence recognizers spell with (CTC class ``i + 1`` is ``ALPHABET[i]``).
+
+The audio ships as Ogg Vorbis (``data/librispeech/``, 36 MB for 2.97 h): see ``data/librispeech/SOURCE.md`` for the
+note of changes. ``python -m eekit.librispeech --source DIR`` rebuilds that folder from the FLAC corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+import torch
+
+from . import data, files, validate
+
+__all__ = ["ALPHABET", "TEST_SPEAKERS", "SAMPLE_RATE", "FOLDER", "speakers", "load_librispeech", "manifest"]
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ' "
+SAMPLE_RATE = 8000
+FOLDER = "librispeech"
+# 4 women, then 4 men, each with about 6.5 minutes of speech: the voices no model trains on
+TEST_SPEAKERS = ("226", "1898", "3947", "6272", "163", "1867", "3664", "7367")
+SPLITS = ("train", "test", "all")
+
+
+def manifest() -> list[dict]:
+    """One row per utterance: path, speaker, sex, chapter, utterance, seconds, transcript (utterance-id order)."""
+    with open(data.data_path(f"{FOLDER}/manifest.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def speakers(split: str = "train") -> list[str]:
+    """The speaker ids in ``split`` (``"train"``: 20, ``"test"``: the 8 of :data:`TEST_SPEAKERS`, ``"all"``)."""
+    split = validate.one_of("split", split, SPLITS)
+    every = sorted({row["speaker"] for row in manifest()}, key=int)
+    if split == "all":
+        return every
+    return [s for s in every if (s in TEST_SPEAKERS) == (split == "test")]
+
+
+def load_librispeech(split: str = "train", minutes: float | None = None) -> data.Transcripts:
+    """The utterances of ``split``'s speakers as :class:`~eekit.data.Transcripts` over :data:`ALPHABET`.
+
+    ``minutes`` keeps a label budget: each speaker's first utterances (in id order) until the speaker has
+    ``minutes / speakers`` of speech, so every voice keeps its share (``None``: everything).
+    """
+    import soundfile
+
+    who = set(speakers(split))
+    rows = [row for row in manifest() if row["speaker"] in who]
+    if minutes is not None:
+        minutes = validate.number("minutes (label budget)", minutes, 0, low_open=True)
+        share, used, kept = minutes * 60 / len(who), dict.fromkeys(who, 0.0), []
+        for row in rows:
+            if used[row["speaker"]] < share:
+                kept.append(row)
+                used[row["speaker"]] += float(row["seconds"])
+        rows = kept
+    waves = []
+    for row in rows:
+        path = data.data_path(f"{FOLDER}/{row['path']}")
+        audio, rate = soundfile.read(path, dtype="float32")
+        validate.sample_rate(str(path), rate, SAMPLE_RATE)
+        waves.append(torch.from_numpy(audio))
+    return data.Transcripts(waves, [row["transcript"] for row in rows], [row["speaker"] for row in rows],
+                            SAMPLE_RATE, ALPHABET)
+
+
+def prepare(source: Path, out: Path, force: bool = False) -> int:
+    """Re-encode the 8 kHz FLAC corpus at ``source`` as Ogg Vorbis into ``out`` (the shipped folder); returns the
+    number of utterances. Refuses to replace an existing folder without ``force``."""
+    import soundfile
+
+    if (out / "manifest.csv").exists() and not force:
+        raise FileExistsError(f"{out} already holds the corpus; pass --force to rebuild it")
+    with open(source / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        audio, rate = soundfile.read(source / row["path"], dtype="float32")
+        validate.sample_rate(row["path"], rate, SAMPLE_RATE)
+        buffer = io.BytesIO()
+        soundfile.write(buffer, audio, rate, format="OGG", subtype="VORBIS")
+        row["path"] = f"audio/{row['speaker']}/{row['utterance']}.ogg"
+        (out / row["path"]).parent.mkdir(parents=True, exist_ok=True)
+        files.write_bytes(out / row["path"], buffer.getvalue())
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    files.write_text(out / "manifest.csv", text.getvalue())
+    for name in ("LICENSE.TXT", "SPEAKERS.TXT"):
+        files.write_bytes(out / name, (source / name).read_bytes())
+    return len(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eekit.librispeech", description=prepare.__doc__)
+    parser.add_argument("--source", type=Path, required=True, help="the mini-librispeech folder (8 kHz FLAC)")
+    parser.add_argument("--out", type=Path, default=data.DATA_DIR / FOLDER)
+    parser.add_argument("--force", action="store_true", help="rebuild an existing folder")
+    args = parser.parse_args(argv)
+    try:
+        count = prepare(args.source, args.out, args.force)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{count} utterances written to {args.out}; record them with data.update_manifest")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

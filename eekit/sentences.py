@@ -1,0 +1,247 @@
+"""Early-exit character CTC on English sentences: from scratch, or on the self-supervised encoder.
+
+Wright et al. 2023 (arXiv 2309.09546) ask, for large-vocabulary recognition, whether early-exit models trained
+*from scratch* do as well as exits added to a *pre-trained* encoder; HuBERT-EE adds CTC exits to a pre-trained
+encoder jointly or in two stages. This module repeats both in miniature on Mini LibriSpeech
+(:mod:`eekit.librispeech`): eekit's conformer (``conformer_ctc``, 6 layers, d=64, a CTC exit after every layer)
+spells the 28-symbol :data:`~eekit.librispeech.ALPHABET`; training speakers only; character and word error rates
+(torchaudio's edit distance) per exit on the 8 held-out speakers, clean and at 10 dB.
+
+====================== ======= =============================================================================
+model                  init    training
+====================== ======= =============================================================================
+``sentences-scratch``  scratch every exit jointly (uniform loss weights, as 2309.09546)
+``sentences-ssl``      SSL     ``ssl-hubert``'s encoder, every exit jointly (HuBERT-EE joint fine-tuning)
+``sentences-ssl-2st``  SSL     two-stage: the final exit fine-tuned, then the early heads on the frozen backbone
+====================== ======= =============================================================================
+
+Each at two label budgets: ``-30min`` (30 minutes of transcribed speech, 1.5 per training speaker) and all
+(2.2 hours). Files: ``data/checkpoints/sentences/<name>.{json,pt}`` (card, fp16 weights) and
+``<name>.<test>.profile.npz`` for ``test`` in :data:`TESTS`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+
+from . import data, librispeech, validate
+from .evaluate import profile_speech
+from .files import claim_folder
+from .models.speech import SpeechEarlyExit, conformer_ctc
+from .profile import ExitProfile
+from .train import TrainConfig, train
+
+__all__ = ["RECIPES", "BUDGETS", "TESTS", "CRITERIA", "MAX_DROP", "OUT_DIR", "model_name", "names", "build",
+           "train_model", "report_model", "load_model", "load_card", "load_profile", "test_set", "word_errors", "results", "report"]
+
+RECIPES = ("scratch", "ssl", "ssl-2st")
+BUDGETS = ("30min", "all")
+TESTS = ("clean", "snr10")  # held-out speakers, clean and mixed with the shipped noises at 10 dB
+CRITERIA = ("ctc_entropy", "ctc_posterior")  # HuBERT-EE's frame-averaged entropy; 2309.09546's posterior
+MAX_DROP = 0.01  # the exit rule's threshold: the cheapest within 1 CER point of the final exit
+FOLDER = "sentences"  # inside data/checkpoints/
+OUT_DIR = f"checkpoints/{FOLDER}"  # inside data/
+SEED = 0
+# One thread of a 2-core CPU trains an epoch over the 2.2 hours in about a minute (length-bucketed batches): 30
+# epochs (~1,150 steps of 16 sentences) let two models train side by side within the hour; the 30-minute budget
+# gets 50 epochs (~450 steps).
+EPOCHS = {"30min": 50, "all": 30}
+STAGE_TWO_FRACTION = 0.4  # two-stage: the frozen-backbone head phase runs this share of the epochs
+_SPEECH = dict(batch_size=16, lr=2e-3, optimizer="adam", weight_decay=0.0, seed=SEED, length_batches=True,
+               clip_norm=5.0, loss_weights="uniform")
+
+
+def model_name(recipe: str, budget: str) -> str:
+    recipe = validate.one_of("recipe", recipe, RECIPES)
+    budget = validate.one_of("labels", budget, BUDGETS)
+    return f"sentences-{recipe}" + ("" if budget == "all" else f"-{budget}")
+
+
+def names() -> list[str]:
+    return [model_name(r, b) for r in RECIPES for b in BUDGETS]
+
+
+def _parse(name: str) -> tuple[str, str]:
+    for r in RECIPES:
+        for b in BUDGETS:
+            if model_name(r, b) == name:
+                return r, b
+    raise ValueError(f"unknown sentence model {name!r}; known: {names()}")
+
+
+def _phases(recipe: str, budget: str) -> list[TrainConfig]:
+    epochs = EPOCHS[budget]
+    if recipe != "ssl-2st":
+        return [TrainConfig(epochs=epochs, **_SPEECH)]
+    two = max(1, round(epochs * STAGE_TWO_FRACTION))
+    return [TrainConfig(epochs=epochs - two, **{**_SPEECH, "loss_weights": "final-only"}),
+            TrainConfig(epochs=two, **{**_SPEECH, "loss_weights": "early-only", "freeze_backbone": True})]
+
+
+def build(recipe: str) -> tuple[SpeechEarlyExit, str]:
+    """A seeded ``conformer_ctc`` spelling :data:`~eekit.librispeech.ALPHABET`; SSL recipes load ``ssl-hubert``'s
+    encoder (the heads stay at their seeded init). Returns the model and where its weights came from."""
+    from .speech_recipes import _ssl_encoder_state, encoder_fingerprint
+
+    recipe = validate.one_of("recipe", recipe, RECIPES)
+    torch.manual_seed(SEED)
+    model = conformer_ctc(alphabet=librispeech.ALPHABET)
+    if recipe == "scratch":
+        return model, f"scratch (torch.manual_seed({SEED}))"
+    state, source = _ssl_encoder_state(None)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("exits.") for k in missing):
+        raise ValueError(f"the SSL encoder does not fit conformer_ctc(): missing {missing}, unexpected {unexpected}")
+    return model, f"{source}; encoder fingerprint {encoder_fingerprint(state)}"
+
+
+@lru_cache(maxsize=2)
+def test_set(test: str) -> data.Transcripts:
+    """The 8 held-out speakers' sentences, clean or with the shipped noises (round-robin, seeded) at 10 dB."""
+    clean = librispeech.load_librispeech("test")
+    return clean if validate.one_of("test", test, TESTS) == "clean" else clean.with_noise(10.0)
+
+
+def _out_dir(out_dir: str | Path | None) -> Path:
+    return data.DATA_DIR / OUT_DIR if out_dir is None else Path(out_dir)
+
+
+def _files(name: str, out: Path) -> list[Path]:
+    return [out / f"{name}.json", out / f"{name}.pt"] + [out / f"{name}.{t}.profile.npz" for t in TESTS]
+
+
+def train_model(recipe: str, budget: str, out_dir: str | Path | None = None, force: bool = False,
+                progress: bool = True) -> dict:
+    """Train one sentence model, profile every exit on :data:`TESTS`, write card, fp16 weights and profiles;
+    returns the card. ``python -m eekit train sentences --recipe scratch --labels all``."""
+    name = model_name(recipe, budget)
+    out = validate.writable_dir("output folder", _out_dir(out_dir))
+    validate.no_overwrite(_files(name, out), force)
+    with claim_folder(out):
+        validate.no_overwrite(_files(name, out), force)
+        return _train(recipe, budget, name, out, progress)
+
+
+def _train(recipe: str, budget: str, name: str, out: Path, progress: bool) -> dict:
+    from .recipes import _machine
+    from .speech_recipes import _half
+
+    model, source = build(recipe)
+    train_set = librispeech.load_librispeech("train", minutes=None if budget == "all" else 30)
+    phases = _phases(recipe, budget)
+    start = time.perf_counter()
+    history = [[round(h["loss"], 4) for h in train(model, train_set, cfg, progress=progress)] for cfg in phases]
+    seconds = time.perf_counter() - start
+    state = _half(model)
+    model = _load_half(state)  # evaluate what ships
+    profiles = {t: profile_speech(model, test_set(t), progress=progress, meta={"model": name, "test": t})
+                for t in TESTS}
+    card = {"name": name, "recipe": recipe, "labels": budget, "init_from": source,
+            "description": __doc__.split("\n\n")[0],
+            "phases": [p.__dict__ for p in phases], "train_speakers": librispeech.speakers("train"),
+            "test_speakers": list(librispeech.TEST_SPEAKERS), "train_utterances": len(train_set),
+            "train_hours": round(sum(len(w) for w in train_set.waveforms) / librispeech.SAMPLE_RATE / 3600, 3),
+            "loss_per_epoch": history, "training_seconds": round(seconds, 1), "machine": _machine(),
+            "cer_by_exit": {t: _rounded(1 - p.exit_accuracy) for t, p in profiles.items()},
+            "wer_by_exit": {t: _rounded(word_errors(p)) for t, p in profiles.items()},
+            "command": f"python -m eekit train sentences --recipe {recipe} --labels {budget}",
+            "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    writers = {out / f"{name}.pt": lambda p: torch.save(state, p)}
+    writers.update({out / f"{name}.{t}.profile.npz": p.write for t, p in profiles.items()})
+    writers[out / f"{name}.json"] = lambda p: p.write_text(json.dumps(card, indent=2) + "\n")  # the card last
+    data.write_run(out, writers)
+    return card
+
+
+def _rounded(values) -> list[float]:
+    return [round(float(v), 4) for v in values]
+
+
+def _load_half(state: dict) -> SpeechEarlyExit:
+    model = conformer_ctc(alphabet=librispeech.ALPHABET)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.eval()
+
+
+def _path(name: str, suffix: str, out_dir: str | Path | None) -> Path:
+    _parse(name)
+    return _out_dir(out_dir) / f"{name}{suffix}"
+
+
+def load_model(name: str, out_dir: str | Path | None = None) -> SpeechEarlyExit:
+    """A trained sentence model (fp16 weights, checksum-verified, loaded into fp32), in eval mode."""
+    return _load_half(data.read_torch(_path(name, ".pt", out_dir)))
+
+
+def load_card(name: str, out_dir: str | Path | None = None) -> dict:
+    return data.read_json(_path(name, ".json", out_dir))
+
+
+def load_profile(name: str, test: str = "clean", out_dir: str | Path | None = None) -> ExitProfile:
+    """The shipped exit profile of ``name`` on the held-out speakers (``test``: one of :data:`TESTS`)."""
+    test = validate.one_of("test", test, TESTS)
+    return ExitProfile.load(data.data_path(f"{OUT_DIR}/{name}.{test}.profile.npz") if out_dir is None
+                            else _path(name, f".{test}.profile.npz", out_dir))
+
+
+def word_errors(profile: ExitProfile) -> np.ndarray:
+    """Word error rate per exit: word edits (torchaudio's edit distance) over reference words, pooled over all
+    utterances, from the transcripts a profile keeps."""
+    refs = [str(r).split() for r in profile.labels]
+    total = sum(len(r) for r in refs)
+    return np.array([sum(AF.edit_distance(ref, str(hyp).split()) for ref, hyp in zip(refs, profile.predictions[:, k]))
+                     / total for k in range(profile.num_exits)])
+
+
+def results(name: str, criterion: str, out_dir: str | Path | None = None) -> dict:
+    """One model's per-exit CER and WER (clean, 10 dB) and the exit rule on clean speech: the cheapest threshold of
+    ``criterion`` within :data:`MAX_DROP` of the final exit's CER, the layers it saves, and the CER at 10 dB with
+    that same threshold."""
+    criterion = validate.one_of("criterion", criterion, CRITERIA)
+    profiles = {t: load_profile(name, t, out_dir) for t in TESTS}
+    clean = profiles["clean"]
+    threshold = float(clean.calibrate(criterion, max_drop=MAX_DROP).threshold)
+    at = {t: p.at(criterion, threshold) for t, p in profiles.items()}
+    return {
+        "cer_by_exit": {t: _rounded(1 - p.exit_accuracy) for t, p in profiles.items()},
+        "wer_by_exit": {t: _rounded(word_errors(p)) for t, p in profiles.items()},
+        "criterion": criterion, "threshold": round(threshold, 4),
+        "cer": {t: round(1 - a.accuracy, 4) for t, a in at.items()},
+        "layers_used": {t: round(float(a.mean_cost), 3) for t, a in at.items()},
+        "layers_saved": {t: round(float(a.savings), 4) for t, a in at.items()},
+    }
+
+
+def report_model(name: str, criterion: str | None = None, out_dir: str | Path | None = None) -> dict:
+    """``python -m eekit report <name>``: one sentence model's :func:`results` (``ctc_entropy`` unless
+    ``criterion``), its card's training facts and the pretrained-vs-scratch comparison of its label budget."""
+    recipe, budget = _parse(name)
+    card = load_card(name, out_dir)
+    comparison = report(out_dir)["comparison"].get(budget)
+    return {"name": name, "recipe": recipe, "labels": budget, "train_hours": card["train_hours"],
+            "training_seconds": card["training_seconds"], **results(name, criterion or CRITERIA[0], out_dir),
+            "comparison": comparison}
+
+
+def report(out_dir: str | Path | None = None) -> dict:
+    """Every trained sentence model's results under both criteria, and the comparison 2309.09546 asks about:
+    the from-scratch model's final-exit CER against the pre-trained ones at each label budget."""
+    trained = [n for n in names() if _path(n, ".json", out_dir).is_file()]
+    models = {n: {c: results(n, c, out_dir) for c in CRITERIA} for n in trained}
+    comparison = {}
+    for budget in BUDGETS:
+        final = {r: models[model_name(r, budget)]["ctc_entropy"]["cer_by_exit"]["clean"][-1]
+                 for r in RECIPES if model_name(r, budget) in models}
+        if "scratch" in final and len(final) > 1:
+            comparison[budget] = {"final_exit_cer": final,
+                                  "scratch_minus_best_pretrained": round(final["scratch"] - min(
+                                      v for r, v in final.items() if r != "scratch"), 4)}
+    return {"models": models, "comparison": comparison, "max_drop": MAX_DROP}

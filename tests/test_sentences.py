@@ -1,0 +1,126 @@
+"""Sentences: the LibriSpeech data (split by speaker, label budgets), the character alphabet through CTC, and the
+shipped sentence models (cards agree with their profiles; the measured findings are pinned)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from eekit import librispeech, sentences
+from eekit.__main__ import main
+from eekit.evaluate import greedy_ctc
+from eekit.models.speech import conformer_ctc
+from eekit.profile import ExitProfile
+
+
+@pytest.fixture(scope="module")
+def test_set():
+    return librispeech.load_librispeech("test")
+
+
+def test_speakers_split_into_20_train_and_8_test_voices_of_both_sexes():
+    train, test = librispeech.speakers("train"), librispeech.speakers("test")
+    assert len(train) == 20 and len(test) == 8 and not set(train) & set(test)
+    assert sorted(train + test, key=int) == librispeech.speakers("all")
+    sex = {row["speaker"]: row["sex"] for row in librispeech.manifest()}
+    assert sorted(sex[s] for s in test) == ["F"] * 4 + ["M"] * 4
+    with pytest.raises(ValueError, match="unknown split .dev.; known"):
+        librispeech.speakers("dev")
+
+
+def test_the_test_set_holds_only_test_voices_and_alphabet_text(test_set):
+    assert len(test_set) > 200 and set(test_set.speakers) == set(librispeech.TEST_SPEAKERS)
+    assert set("".join(test_set.labels)) <= set(librispeech.ALPHABET)
+    assert test_set.sample_rate == 8000 and all(w.ndim == 1 and w.dtype == torch.float32 for w in test_set.waveforms)
+    hours = sum(len(w) for w in test_set.waveforms) / 8000 / 3600
+    assert 0.8 < hours < 1.0  # eight voices of about 6.5 minutes
+
+
+def test_a_label_budget_keeps_every_voices_share():
+    budget = librispeech.load_librispeech("train", minutes=30)
+    seconds = {}
+    for w, s in zip(budget.waveforms, budget.speakers):
+        seconds[s] = seconds.get(s, 0) + len(w) / 8000
+    assert set(seconds) == set(librispeech.speakers("train"))
+    assert all(90 <= v < 90 + 18 for v in seconds.values())  # 1.5 min each, overshooting by under one sentence
+    with pytest.raises(ValueError, match="minutes"):
+        librispeech.load_librispeech("train", minutes=0)
+
+
+def test_transcripts_encode_through_the_alphabet_and_refuse_other_characters(test_set):
+    pair = test_set._keep([0, 1])
+    waves, lengths, targets, target_lengths = pair.collate([pair[0], pair[1]])
+    text = pair.labels[0] + pair.labels[1]
+    assert targets.tolist() == [librispeech.ALPHABET.index(c) + 1 for c in text]
+    assert target_lengths.tolist() == [len(pair.labels[0]), len(pair.labels[1])]
+    assert waves.shape == (2, int(lengths.max()))
+    with pytest.raises(ValueError, match="outside the alphabet"):
+        pair.encode("HELLO, WORLD")
+
+
+def test_length_batches_cover_every_utterance_once_per_epoch_in_a_seeded_order(test_set):
+    def epoch(seed):
+        return list(test_set.length_batches(16, torch.Generator().manual_seed(seed)))
+
+    batches = epoch(0)
+    flat = [i for b in batches for i in b]
+    assert len(flat) == len(set(flat)) == len(test_set) // 16 * 16
+    lengths = [len(w) for w in test_set.waveforms]
+    spread = np.mean([max(lengths[i] for i in b) / min(lengths[i] for i in b) for b in batches])
+    assert spread < 1.2  # similar lengths in a batch: little padding
+    assert batches == epoch(0) and batches != epoch(1)
+
+
+def test_greedy_ctc_spells_with_the_models_alphabet():
+    model = conformer_ctc(alphabet=librispeech.ALPHABET)
+    assert model.exits[0][1].out_features == 29
+    path = [0, 8, 8, 5, 0, 12, 0, 12, 15, 28, 0]  # H H E _ L _ L O ' ' _
+    log_probs = torch.full((len(path), 29), -10.0)
+    log_probs[torch.arange(len(path)), torch.tensor(path)] = 0.0
+    assert greedy_ctc(log_probs, len(path), librispeech.ALPHABET) == "HELLO "
+    with pytest.raises(ValueError, match="distinct characters"):
+        conformer_ctc(alphabet="AAB")
+
+
+def test_word_error_rate_counts_word_edits_over_reference_words():
+    profile = ExitProfile(predictions=np.array([["THE CAT SAT", "THE CAT"], ["A DOG", "A DOG"]]),
+                          errors=np.zeros((2, 2), np.float32), totals=np.ones(2, np.float32), kind="ctc",
+                          labels=np.array(["THE CAT SAT", "A DOG"]), cost=np.array([1.0, 2.0]), full_cost=2.0,
+                          exit_names=["layer 1", "layer 2"], cost_unit="layers")
+    assert sentences.word_errors(profile).tolist() == [0.0, pytest.approx(1 / 5)]
+
+
+# ----------------------------------------------------------------------------------------- the shipped models
+
+@pytest.mark.parametrize("name", sentences.names())
+def test_each_shipped_model_has_a_card_that_its_profiles_confirm(name):
+    card = sentences.load_card(name)
+    assert card["name"] == name and card["test_speakers"] == list(librispeech.TEST_SPEAKERS)
+    assert not set(card["train_speakers"]) & set(card["test_speakers"])
+    for test in sentences.TESTS:
+        profile = sentences.load_profile(name, test)
+        assert profile.num_samples == len(sentences.test_set("clean"))
+        assert card["cer_by_exit"][test] == [round(float(1 - a), 4) for a in profile.exit_accuracy]
+        assert card["wer_by_exit"][test] == [round(float(w), 4) for w in sentences.word_errors(profile)]
+
+
+def test_the_scratch_model_recognizes_sentences_of_unseen_voices():
+    """The measured findings on the held-out speakers (pinned; the lesson states them)."""
+    clean = sentences.load_card("sentences-scratch")["cer_by_exit"]["clean"]
+    assert clean[-1] == pytest.approx(CLEAN_FINAL_CER, abs=1e-4)
+    assert clean[0] - clean[-1] > 0.10  # a real trade-off: layer 1 more than 10 points worse
+
+
+def test_report_carries_the_exit_rule_and_the_comparison(capsys):
+    assert main(["report", "sentences-scratch", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("cer_by_exit", "wer_by_exit", "layers_saved", "threshold", "comparison"):
+        assert key in result, key
+    assert set(result["cer_by_exit"]) == {"clean", "snr10"}
+    assert result["cer"]["clean"] <= result["cer_by_exit"]["clean"][-1] + sentences.MAX_DROP + 1e-9
+    assert set(result["comparison"]["final_exit_cer"]) == set(sentences.RECIPES)
+    assert main(["report", "sentences-nope"]) == 2
+
+
+CLEAN_FINAL_CER = None  # filled in from the shipped card once trained

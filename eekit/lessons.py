@@ -59,6 +59,11 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("23_pretrained_vs_scratch.ipynb", "Pre-trained or from scratch? Five early-exit recipes, three label budgets",
            "compare five early-exit recipes (scratch or self-supervised start) at three label budgets",
            "HuBERT-EE, 2309.09546", 25, 0.5, ("20_speech_early_exit.ipynb", "22_ssl_exits_without_labels.ipynb")),
+    Lesson("24_digits_to_sentences.ipynb",
+           "From digits to sentences: early-exit character CTC on voices the model never heard",
+           "read each layer's transcript of an unseen voice's sentence, trade CER for layers, compare pre-trained "
+           "and from-scratch exits", "2309.09546, HuBERT-EE", 25, None,
+           ("20_speech_early_exit.ipynb", "23_pretrained_vs_scratch.ipynb")),
     Lesson("30_energy_budgets.ipynb", "Run a network on harvested energy: early exits on a batteryless device",
            "run early exit on a batteryless device powered by real RF and solar traces; size the capacitor",
            "FreeML", 25, 0.5, ("10_cnn_early_exit.ipynb",)),

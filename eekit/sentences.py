@@ -33,6 +33,7 @@ import torch
 import torchaudio.functional as AF
 
 from . import data, librispeech, validate
+from .adaptivity import random_same_cost, static_same_cost
 from .evaluate import profile_speech
 from .files import claim_folder
 from .models.speech import SpeechEarlyExit, conformer_ctc
@@ -210,6 +211,7 @@ def results(name: str, criterion: str, out_dir: str | Path | None = None) -> dic
     clean = profiles["clean"]
     threshold = float(clean.calibrate(criterion, max_drop=MAX_DROP).threshold)
     at = {t: p.at(criterion, threshold) for t, p in profiles.items()}
+    exits = clean.exit_index(criterion, threshold)
     return {
         "cer_by_exit": {t: _rounded(1 - p.exit_accuracy) for t, p in profiles.items()},
         "wer_by_exit": {t: _rounded(word_errors(p)) for t, p in profiles.items()},
@@ -217,6 +219,9 @@ def results(name: str, criterion: str, out_dir: str | Path | None = None) -> dic
         "cer": {t: round(1 - a.accuracy, 4) for t, a in at.items()},
         "layers_used": {t: round(float(a.mean_cost), 3) for t, a in at.items()},
         "layers_saved": {t: round(float(a.savings), 4) for t, a in at.items()},
+        # controls on clean speech: a fixed depth, and exits shuffled across sentences, at the same mean cost
+        "static_same_cost_cer": round(1 - static_same_cost(clean.exit_accuracy, at["clean"].mean_exit + 1), 4),
+        "random_same_cost_cer": round(1 - random_same_cost(clean.errors, clean.totals, exits), 4),
     }
 
 

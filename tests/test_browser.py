@@ -421,6 +421,18 @@ def test_recipe_grid_in_lesson_23_renders_complete(lab, browser):
     close(page)
 
 
+def test_sentence_threshold_explorer_in_lesson_24(lab, browser):
+    page = run_notebook(browser, lab, "24_digits_to_sentences.ipynb", dashboards=3)
+    check_first_render(page, "24_digits_to_sentences")
+    marker_matches_readout(page)  # the exit rule's threshold: the marker sits at the readout's 1 - CER
+    shoot_dashboards(page, "24_digits_to_sentences")
+    before = readouts(page)[0]
+    assert "layers" in before
+    press_on_slider(page, 0, "ArrowRight", 30)  # a looser entropy threshold: earlier exits, fewer layers
+    changed_readout(page, 0, before)
+    close(page)
+
+
 def test_speech_encoder_explorer_in_lesson_02(lab, browser):
     page = run_notebook(browser, lab, "02_bring_your_own_speech_encoder.ipynb", dashboards=2)
     check_first_render(page, "02_bring_your_own_speech_encoder")

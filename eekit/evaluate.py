@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from . import validate
 from .costs import exit_costs, measure_latency
 from .models.exits import EarlyExitNet
-from .models.speech import BLANK
+from .models.speech import greedy_ctc  # re-exported: lessons import it from here
 from .profile import ExitProfile
 
 __all__ = ["collect_logits", "profile_model", "profile_speech", "greedy_ctc", "speech_outputs", "noisy_run",
@@ -66,17 +66,6 @@ def profile_model(model: EarlyExitNet, dataset: Dataset, batch_size: int = 256, 
 
 
 # ------------------------------------------------------------------------------------------------------ speech
-
-
-def greedy_ctc(log_probs: torch.Tensor, length: int) -> str:
-    """Best-path CTC decoding of one utterance ``[T, C]``: collapse repeats, drop blanks; class d+1 is digit d."""
-    best = log_probs[:length].argmax(-1).tolist()
-    out, prev = [], BLANK
-    for c in best:
-        if c != prev and c != BLANK:
-            out.append(str(c - 1))
-        prev = c
-    return "".join(out)
 
 
 def speech_outputs(model, dataset, batch_size: int = 16, progress: bool = False):

@@ -137,7 +137,7 @@ def _speech_outputs(model, utterances, count: int) -> tuple[torch.Tensor, torch.
 def check_greedy_ctc(decode: Callable, model, utterances, count: int = 16) -> None:
     """``decode(log_probs [T, C], frames) -> str`` against :func:`eekit.evaluate.greedy_ctc` on every layer's
     output for the first ``count`` utterances."""
-    from .evaluate import greedy_ctc
+    from .models.speech import greedy_ctc
 
     outputs, frames = _speech_outputs(model, utterances, count)
     for k in range(outputs.shape[0]):

@@ -36,10 +36,9 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from . import data
-from .models.speech import BLANK
+from .models.speech import BLANK, greedy_ctc
 from .criteria import CRITERIA
 from .daisy import BATCH_SIZE, UNIT_CRITERIA, layer_outputs
-from .evaluate import greedy_ctc
 from .models.ssl import MaskedUnitEncoder
 from .profile import ExitProfile
 

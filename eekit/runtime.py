@@ -20,6 +20,7 @@ import torch
 
 from .criteria import Criterion, get_criterion
 from .models.contract import ExitModel, inference_copy
+from .models.speech import greedy_ctc
 from .validate import exit_threshold, model_input, whole
 
 __all__ = ["InferenceResult", "infer", "infer_full", "default_device", "check_device"]
@@ -53,8 +54,6 @@ class InferenceResult:
 
     def transcripts(self) -> list[str]:
         """CTC: the greedy (best-path) transcript of each utterance, as the cached profile decodes it."""
-        from .evaluate import greedy_ctc
-
         if self.lengths is None:
             raise ValueError("transcripts exist for CTC outputs only; this result holds class predictions")
         return [greedy_ctc(lp, int(n)) for lp, n in zip(self.logits, self.lengths)]

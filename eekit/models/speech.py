@@ -15,9 +15,20 @@ import torch
 import torchaudio
 from torch import nn
 
-__all__ = ["SpeechEarlyExit", "SpeechState", "conformer_ctc", "conformer_kws", "BLANK"]
+__all__ = ["SpeechEarlyExit", "SpeechState", "conformer_ctc", "conformer_kws", "BLANK", "greedy_ctc"]
 
 BLANK = 0  # CTC blank; digit d is class d + 1
+
+
+def greedy_ctc(log_probs: torch.Tensor, length: int) -> str:
+    """Best-path CTC decoding of one utterance ``[T, C]``: collapse repeats, drop blanks; class d+1 is digit d."""
+    best = log_probs[:length].argmax(-1).tolist()
+    out, prev = [], BLANK
+    for c in best:
+        if c != prev and c != BLANK:
+            out.append(str(c - 1))
+        prev = c
+    return "".join(out)
 
 
 class LogMel(nn.Module):

@@ -376,11 +376,12 @@ def bench_speech_encoder(utterances: int = 800, epochs: int = 2, test_utterances
     """Seconds to bring your own speech encoder, lesson 02's path, on ``threads`` torch threads (target: under 120 s
     in all on one core): wrap a small random 6-layer torchaudio wav2vec 2.0 with exits after layers 2, 4 and 6
     (:func:`~eekit.models.wav2vec2.small_wav2vec2`, :func:`~eekit.models.wav2vec2.wrap_wav2vec2`), train its heads
-    on the frozen encoder (:func:`~eekit.models.wav2vec2.train_two_stage`, ``epochs`` over ``utterances``
+    on the frozen encoder (:func:`~eekit.speech_encoders.train_two_stage`, ``epochs`` over ``utterances``
     connected-digit training utterances), profile the exits on the test utterances (all 300, or the first
     ``test_utterances``) and run real early exit (:func:`eekit.runtime.infer`) on them at the profile's
     calibrated threshold. Seeded: the same model, data and order every run."""
-    from .models.wav2vec2 import profile_exits, small_wav2vec2, train_two_stage, wrap_wav2vec2
+    from .models.wav2vec2 import small_wav2vec2, wrap_wav2vec2
+    from .speech_encoders import profile_exits, train_two_stage
     from .runtime import infer
     from .train import TrainConfig
 

@@ -256,7 +256,7 @@ def _measure(seed: int, checkpoint_dir, progress: bool) -> dict:
     from datetime import datetime, timezone
 
     from . import probes
-    from .recipes import _machine
+    from .train import machine as _machine
     from .ssl import NAME, calibration_clips, held_out_clips, load_encoder, load_ssl_profile
 
     start = time.perf_counter()

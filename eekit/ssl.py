@@ -439,7 +439,7 @@ def _run_recipe(out_dir: Path, staging: Path, config: PretrainConfig, epochs: in
     import os
 
     from . import adaptivity, daisy, probes
-    from .recipes import _machine
+    from .train import machine as _machine
 
     model, codebook, log = pretrain(out_dir, config, progress)
     start = time.perf_counter()

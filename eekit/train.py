@@ -14,6 +14,8 @@ Everything is seeded; progress bars come from ``tqdm.auto`` so they render as wi
 from __future__ import annotations
 
 import math
+import os
+import platform
 import time
 from dataclasses import dataclass
 
@@ -27,7 +29,7 @@ from . import validate
 from .models.exits import EarlyExitNet
 from .models.speech import BLANK
 
-__all__ = ["TrainConfig", "LOSS_WEIGHTINGS", "exit_loss_weights", "train", "seed_everything"]
+__all__ = ["TrainConfig", "LOSS_WEIGHTINGS", "exit_loss_weights", "train", "seed_everything", "machine"]
 
 LOSS_WEIGHTINGS = ("uniform", "increasing", "sdn", "final-only", "early-only", "random-exit")
 
@@ -211,3 +213,9 @@ def _train(model: EarlyExitNet | nn.Module, train_set: Dataset, config: TrainCon
     bar.close()
     model.eval()
     return history
+
+
+def machine() -> dict:
+    """Where a run trained, for its card: CPU, cores, torch threads and versions."""
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}

@@ -145,7 +145,7 @@ class NoiseExplorer:
         return self._run(noise, snr_db)[1]
 
     def _run(self, noise: str, snr_db) -> tuple[data.DigitStrings, ExitProfile]:
-        from ..evaluate import noisy_run
+        from ..zoo.noise import noisy_run
 
         key = (noise, snr_db) if snr_db is not None else ("all", None)
         if key not in self._runs:

@@ -1,8 +1,7 @@
 """Shipped checkpoints and the recipes that made them: the registry (:data:`RECIPES`) and loading.
 
 Each entry has a recipe (model builder, data, training phases); ``python -m eekit train <name>`` reruns it
-(:func:`eekit.recipes.run_recipe`, re-exported here). The noise runs of the speech recognizers live in
-:mod:`eekit.evaluate` (also re-exported here).
+(:func:`eekit.zoo.training.run_recipe`). The noise runs of the speech recognizers live in :mod:`eekit.zoo.noise`.
 A trained model is shipped in ``data/checkpoints/`` as three files, all in ``data/SHA256SUMS``:
 
 * ``<name>.pt`` - the weights (a plain state dict, loaded with ``weights_only=True``);
@@ -18,20 +17,17 @@ from typing import Callable
 
 from torchvision.transforms import v2
 
-from . import data
-from .evaluate import SNR_LEVELS, mean_exit_layer_by_snr, noisy_profile, noisy_run, profile_model, profile_speech
-from .models import branchy_lenet, resnet_ee
-from .models.speech import conformer_ctc, conformer_kws
-from .models.wav2vec2 import wav2vec2_ctc
-from .models.exits import EarlyExitNet
-from .profile import ExitProfile
-from .recipes import run_recipe
-from .train import TrainConfig
+from .. import data
+from ..evaluate import profile_model, profile_speech
+from ..models import branchy_lenet, resnet_ee
+from ..models.speech import conformer_ctc, conformer_kws
+from ..models.wav2vec2 import wav2vec2_ctc
+from ..models.exits import EarlyExitNet
+from ..profile import ExitProfile
+from ..train import TrainConfig
 
-__all__ = ["Recipe", "RECIPES", "get_recipe", "load_pretrained", "load_profile", "load_card", "report",
-           "CHECKPOINT_DIR",
-           # moved, re-exported so that existing code keeps working:
-           "run_recipe", "noisy_run", "noisy_profile", "mean_exit_layer_by_snr", "SNR_LEVELS"]
+__all__ = ["Recipe", "RECIPES", "get_recipe", "load_pretrained", "load_profile", "load_card", "CHECKPOINT_DIR",
+           "SHIPPED_MAX_DROP"]
 
 CHECKPOINT_DIR = "checkpoints"
 SHIPPED_MAX_DROP = 0.01  # the cards' early-exit numbers: cheapest threshold within 1 accuracy point of the final exit
@@ -190,53 +186,3 @@ def load_pretrained(name: str, folder: str | Path | None = None) -> EarlyExitNet
 def load_profile(name: str, folder: str | Path | None = None) -> ExitProfile:
     """The shipped exit profile of ``name`` on its test split (no model run needed; ``folder``: your own run's)."""
     return ExitProfile.load(_shipped(name, ".profile.npz", folder))
-
-
-def report(name: str, criterion: str | None = None, max_drop: float | None = None) -> dict:
-    """The headline numbers of a shipped model, recomputed from its test-split profile (fractions in [0, 1]).
-
-    Speech recognizers (``speech-fsdd*``) report digit error rates, encoder layers saved, and the mean exit layer
-    on the test takes mixed with noise at each of :data:`SNR_LEVELS` (see :func:`mean_exit_layer_by_snr`).
-    """
-    recipe = _recipe(name)
-    criterion = criterion or recipe.criterion
-    max_drop = recipe.max_drop if max_drop is None else max_drop
-    profile = load_profile(name)
-    point = profile.calibrate(criterion, max_drop=max_drop)
-    if profile.kind == "ctc":
-        return {
-            "model": name,
-            "exit_names": profile.exit_names,
-            "exit_der": [round(1 - float(a), 4) for a in profile.exit_accuracy],
-            "final_der": round(1 - profile.final_accuracy, 4),
-            "criterion": criterion,
-            "max_drop": max_drop,
-            "threshold": round(point.threshold, 4),
-            "ee_der": round(1 - point.accuracy, 4),
-            "layers_saved": round(point.savings, 4),
-            "exit_fractions": [round(float(f), 4) for f in point.exit_fractions],
-            "mean_exit_layer_by_snr": mean_exit_layer_by_snr(name, criterion, point.threshold),
-        }
-    unit = _unit_key(profile)
-    return {
-        "model": name,
-        "exit_names": profile.exit_names,
-        "exit_accuracy": [round(float(a), 4) for a in profile.exit_accuracy],
-        f"exit_{unit}": [round(float(c), 4) for c in profile.cost],
-        f"full_model_{unit}": round(profile.full_cost, 4),
-        "final_accuracy": round(profile.final_accuracy, 4),
-        "criterion": criterion,
-        "max_drop": max_drop,
-        "threshold": round(point.threshold, 4),
-        "ee_accuracy": round(point.accuracy, 4),
-        _saved_key(profile): round(point.savings, 4),
-        "exit_fractions": [round(float(f), 4) for f in point.exit_fractions],
-    }
-
-
-def _unit_key(profile: ExitProfile) -> str:
-    return profile.cost_unit.lower()  # "mflops" or "layers"
-
-
-def _saved_key(profile: ExitProfile) -> str:
-    return "flops_saved" if profile.cost_unit == "MFLOPs" else f"{_unit_key(profile)}_saved"

@@ -42,7 +42,7 @@ def _print(result: dict, as_json: bool) -> None:
 def _train(args) -> int:
     always = {"out", "force", "quiet"}
     if args.model == "ssl-hubert":  # self-supervised pretraining, then DAISY's measurements (eekit.ssl)
-        from .ssl import run_recipe as run_ssl
+        from .ssl import run_recipe as run_ssl  # why: moves to the registry next
 
         _only(args, always | {"epochs", "device"}, "train ssl-hubert")
         if args.device not in (None, "cpu"):
@@ -107,10 +107,10 @@ def add_train(sub) -> None:
 
 def _report(args) -> int:
     if args.model == "ssl-daisy":  # the self-supervised encoder and DAISY's exit signal (eekit.daisy)
-        from .daisy import report as daisy_report
+        from .ssl import report as daisy_report  # why: moves to the registry next
 
         if args.measure:  # rerun the label-free exit's controls (eekit.adaptivity), minutes
-            from .adaptivity import measure
+            from .ssl.adaptivity import measure  # why: moves to the registry next
 
             _only(args, {"measure", "out", "force", "quiet"}, "report ssl-daisy --measure")
             result = measure(args.out, force=args.force, progress=not args.quiet)

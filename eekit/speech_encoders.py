@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from . import validate
-from .daisy import _fit, layer_outputs, unit_profile
 from .evaluate import profile_speech
 from .models.wav2vec2 import Wav2Vec2Exits
 from .train import train
-from .units import kmeans
+from .ssl.daisy import _fit, layer_outputs, unit_profile
+from .ssl.units import kmeans
 
 __all__ = ["train_two_stage", "fit_unit_heads", "profile_exits"]
 

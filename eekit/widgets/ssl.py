@@ -20,7 +20,9 @@ import torch
 
 from .. import data
 from .. import validate
-from ..daisy import NOISY_SNRS, UNIT_CRITERIA, noise_slice
+from ..ssl import HELD_OUT_CLIPS, NAME, RANDOM_NAME, held_out_clips, load_ssl_profile, thresholds
+from ..ssl.adaptivity import PADDING_S, PLACEMENTS, SCORES, load
+from ..ssl.daisy import NOISY_SNRS, UNIT_CRITERIA, noise_slice
 from ..profile import ExitProfile
 from .speech import audio_player, move_noise_controls, noise_controls
 from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace, update_figure
@@ -78,14 +80,9 @@ class UnitExitExplorer:
     """
 
     def __init__(self, clip: int = 0, criterion: str = "ssl_entropy"):
-        import json
-
-        from ..ssl import HELD_OUT_CLIPS, NAME, RANDOM_NAME, _checkpoint, held_out_clips, load_ssl_profile
-
         self.clip = validate.whole("clip (index of a held-out clip)", clip, 0, HELD_OUT_CLIPS - 1)
         self.criterion = validate.one_of("criterion", criterion, UNIT_CRITERIA)
-        numbers = json.loads(_checkpoint(f"{NAME}.json").read_text())["report"]  # the card's thresholds
-        self.thresholds = {NAME: numbers["threshold"], RANDOM_NAME: numbers["threshold_random"]}
+        self.thresholds = thresholds()  # the card's
         self.clean = {n: load_ssl_profile(n) for n in (NAME, RANDOM_NAME)}
         self.noisy = {n: load_ssl_profile(f"{n}-noisy") for n in (NAME, RANDOM_NAME)}
         self.names = (NAME, RANDOM_NAME)
@@ -229,8 +226,6 @@ class ExitSignalExplorer:
     moving one control resets the other. Read from ``ssl-hubert-adaptivity.json`` (no model run)."""
 
     def __init__(self, score: str = "speech", result: dict | None = None):
-        from ..adaptivity import PADDING_S, PLACEMENTS, SCORES, load
-
         self.result = load() if result is None else validate.instance("result", result, dict,
                                                                        "the dict eekit.adaptivity.load() returns")
         if "clips" not in self.result:

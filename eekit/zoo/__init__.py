@@ -2,7 +2,7 @@
 reports, training and the noise runs.
 
 * :mod:`eekit.zoo.registry` - the recipes (:data:`RECIPES`), loading shipped files, the one registry of entries;
-* :mod:`eekit.zoo.report` - ``python -m eekit report <name>``'s numbers;
+* :mod:`eekit.zoo.reports` - ``python -m eekit report <name>``'s numbers;
 * :mod:`eekit.zoo.training` - ``python -m eekit train <name>``: rerun a recipe, write weights, card, profile;
 * :mod:`eekit.zoo.noise` - a shipped recognizer on noisy test utterances;
 * :mod:`eekit.zoo.speech_grid` - five speech recipes x three label budgets.
@@ -10,7 +10,7 @@ reports, training and the noise runs.
 
 from .noise import SNR_LEVELS, mean_exit_layer_by_snr, noisy_profile, noisy_run
 from .registry import CHECKPOINT_DIR, RECIPES, Recipe, get_recipe, load_card, load_pretrained, load_profile
-from .report import report
+from .reports import report
 from .training import run_recipe
 
 __all__ = ["Recipe", "RECIPES", "get_recipe", "load_pretrained", "load_profile", "load_card", "report",

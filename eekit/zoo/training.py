@@ -25,7 +25,7 @@ from ..profile import ExitProfile
 from ..runtime import check_device
 from ..train import TrainConfig, machine, train
 from .registry import get_recipe
-from .report import _saved_key, _unit_key
+from .reports import _saved_key, _unit_key
 
 __all__ = ["run_recipe", "output_files"]
 

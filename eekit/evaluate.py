@@ -18,6 +18,7 @@ from .costs import exit_costs, measure_latency
 from .models.exits import EarlyExitNet
 from .models.speech import greedy_ctc  # re-exported: lessons import it from here
 from .profile import ExitProfile
+from .criteria import CRITERIA
 
 __all__ = ["collect_logits", "profile_model", "profile_speech", "greedy_ctc", "speech_outputs"]
 
@@ -85,13 +86,11 @@ def profile_speech(model, dataset, batch_size: int = 16, progress: bool = False,
     """
     import torchaudio.functional as AF
 
-    from .criteria import CRITERIA
-
     K = model.num_exits
     cost = np.arange(1, K + 1, dtype=np.float64)
     common = dict(cost=cost, full_cost=float(K), exit_names=list(model.exit_names), cost_unit="layers",
                   meta={**(meta or {}), "batch_size": batch_size})
-    if model.task == "kws":
+    if model.output_kind == "classification":  # keyword spotting: one label per utterance
         logits, labels = [], []
         for out, _, batch in speech_outputs(model, dataset, batch_size, progress):
             logits.append(out)

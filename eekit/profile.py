@@ -20,6 +20,7 @@ import torch
 
 from . import validate
 from .criteria import CRITERIA, Criterion, first_exit, get_criterion, passes
+from .files import write_atomic
 
 __all__ = ["ExitProfile", "OperatingPoint", "Sweep"]
 
@@ -264,8 +265,6 @@ class ExitProfile:
         """Write a plain ``.npz`` (no pickle) that :meth:`load` reads back, all at once (a crash leaves the old file
         or the new one, :func:`eekit.files.write_atomic`); returns the path written (``.npz`` is added to a name
         without it)."""
-        from .files import write_atomic
-
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")

@@ -61,7 +61,7 @@ class InferenceResult:
 
 def _inputs(model: ExitModel, x):
     """``x`` as the model's ``begin`` takes it; speech: ``(waves, lengths)``, a bare ``[N, S]`` is all full length."""
-    if getattr(model, "task", None) is not None:
+    if model.input_kind == "waveforms":
         if isinstance(x, torch.Tensor):
             x = (x, torch.full((x.shape[0],), x.shape[-1], dtype=torch.long, device=x.device))
         x = (x[0], torch.as_tensor(x[1], device=x[0].device))

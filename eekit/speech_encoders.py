@@ -37,7 +37,7 @@ def train_two_stage(model: Wav2Vec2Exits, train_set, heads, backbone=None, progr
     :class:`~eekit.train.TrainConfig`; skip it for a pretrained encoder), then freeze it and train the early exits
     (``heads``). Returns each phase's history. CTC heads only (units: :func:`fit_unit_heads`)."""
     _check_data(model, train_set, "train_set")
-    if model.task != "ctc":
+    if model.output_kind != "ctc":
         raise ValueError("train_two_stage trains CTC heads on labelled utterances; unit heads are label-free: "
                          "use fit_unit_heads(model, clips)")
     history = []
@@ -55,7 +55,7 @@ def fit_unit_heads(model: Wav2Vec2Exits, dataset, epochs: int = 20, seed: int = 
     last exit's frames of ``dataset`` (no labels read), then every exit's unit head learns that unit per frame on
     the frozen encoder (cross-entropy, :func:`eekit.daisy._fit`). Returns each head's loss per epoch."""
     _check_data(model, dataset, "dataset")
-    if model.task != "units":
+    if model.output_kind != "units":
         raise ValueError("fit_unit_heads trains unit heads; wrap the encoder with head='units'")
     hidden = []
     for h, _, frames, _ in layer_outputs(model, dataset, batch_size=16):
@@ -78,7 +78,7 @@ def profile_exits(model: Wav2Vec2Exits, dataset, batch_size: int = 16, progress:
     (label-free agreement with the last exit)."""
     _check_data(model, dataset, "dataset")
     meta = {"model": "wav2vec2-exits", "exit_after": list(model.exit_after), **(meta or {})}
-    make = profile_speech if model.task == "ctc" else unit_profile
+    make = profile_speech if model.output_kind == "ctc" else unit_profile
     profile = make(model, dataset, batch_size=batch_size, progress=progress, meta=meta)
     return replace(profile, cost=np.asarray(model.exit_after, dtype=np.float64),
                    full_cost=float(model.exit_after[-1]))

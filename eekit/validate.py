@@ -12,7 +12,6 @@ tensors (:func:`finite`, :func:`image_batch`, :func:`log_probs`, :func:`model_in
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 from pathlib import Path
@@ -221,63 +220,43 @@ def log_probs(name: str, x: torch.Tensor, dim: int = -1) -> None:
                          f"(raw logits? apply .log_softmax(-1) first)")
 
 
-@functools.cache
-def _model_classes() -> tuple:
-    """eekit's model classes, imported once (validate sits below the models; a function-level import per call
-    costs microseconds, which batch-1 inference pays on every image)."""
-    from .models.cnn import Normalize
-    from .models.contract import ExitModel
-    from .models.exits import EarlyExitNet
-    from .models.speech import SpeechEarlyExit
-
-    return ExitModel, EarlyExitNet, SpeechEarlyExit, Normalize
-
-
 def model_input(model, x) -> None:
     """What real early exit (``runtime.infer``) can take: a model that satisfies
-    :class:`~eekit.models.contract.ExitModel` and, for an image model, a float batch ``[N, C, H, W]`` with the
-    model's channels (in [0, 1] when the model normalizes its own input, as eekit's CNNs do); for a speech model,
-    float waveforms ``[N, S]`` or ``(waves [N, S], lengths [N])`` with ``1 <= lengths <= S``."""
-    ExitModel, EarlyExitNet, SpeechEarlyExit, Normalize = _model_classes()
-    # eekit's own model classes first: the Protocol's structural check costs ~20 us, a lot at batch 1
-    images = isinstance(model, EarlyExitNet)
-    if not images and not isinstance(model, SpeechEarlyExit) and not isinstance(model, ExitModel):
+    :class:`~eekit.models.contract.ExitModel`, and an input its kind accepts (the model's own ``check_input``: for an
+    image model a float batch ``[N, C, H, W]`` with the model's channels, in [0, 1] when the model normalizes its own
+    input, as eekit's CNNs do; for a speech model float waveforms ``[N, S]`` or ``(waves [N, S], lengths [N])`` with
+    ``1 <= lengths <= S``)."""
+    check = getattr(model, "check_input", None)
+    if not callable(check) or not isinstance(getattr(model, "input_kind", None), str):
         raise ValueError(f"model must be an eekit early-exit model (an EarlyExitNet such as "
                          f"zoo.load_pretrained('cnn-mnist') or models.attach_exits(...), or a speech model), got "
                          f"{type(model).__name__}")
-    task = None if images else getattr(model, "task", None)
-    if task is not None:  # a speech model: waveforms [N, samples], optionally with their lengths
-        accepted = (f"a speech model ({task}) takes float waveforms [N, samples] or (waves [N, samples], "
-                    f"lengths [N])")
-        waves, lengths = (x[0], x[1]) if isinstance(x, (tuple, list)) and len(x) == 2 else (x, None)
-        if not isinstance(waves, torch.Tensor) or not waves.is_floating_point() or waves.ndim != 2 or not len(waves):
-            got = f"{waves.dtype} {tuple(waves.shape)}" if isinstance(waves, torch.Tensor) else type(waves).__name__
-            raise ValueError(f"{accepted}, got {got}")
-        finite("waveforms", waves)
-        if lengths is not None:
-            lengths = torch.as_tensor(lengths)
-            if (lengths.shape != (len(waves),) or lengths.is_floating_point() or bool((lengths < 1).any())
-                    or bool((lengths > waves.shape[1]).any())):
-                raise ValueError(f"{accepted}: lengths must be {len(waves)} whole numbers in 1..{waves.shape[1]}, "
-                                 f"got {lengths.tolist()[:8]}")
-        return
-    if not images:
-        return
-    # the input's normalization comes before the first convolution: the walk stops there
-    normalizes, conv = False, None
-    for m in model.stages[0].modules():
-        if isinstance(m, Normalize):
-            normalizes = True
-        elif isinstance(m, torch.nn.Conv2d):
-            conv = m
-            break
-    if normalizes:  # normalizes inside: takes [0, 1] pixels
-        image_batch("x", x, channels=conv.in_channels if conv is not None else None)
-    elif not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2 or not len(x):
+    check(x)
+
+
+def waveforms(who: str, x) -> None:
+    """Speech input: float waveforms ``[N, samples]``, optionally with their lengths ``(waves, lengths [N])``,
+    ``1 <= lengths <= samples``; ``who`` names the model in the message (e.g. "a speech model (ctc)")."""
+    accepted = f"{who} takes float waveforms [N, samples] or (waves [N, samples], lengths [N])"
+    waves, lengths = (x[0], x[1]) if isinstance(x, (tuple, list)) and len(x) == 2 else (x, None)
+    if not isinstance(waves, torch.Tensor) or not waves.is_floating_point() or waves.ndim != 2 or not len(waves):
+        got = f"{waves.dtype} {tuple(waves.shape)}" if isinstance(waves, torch.Tensor) else type(waves).__name__
+        raise ValueError(f"{accepted}, got {got}")
+    finite("waveforms", waves)
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths)
+        if (lengths.shape != (len(waves),) or lengths.is_floating_point() or bool((lengths < 1).any())
+                or bool((lengths > waves.shape[1]).any())):
+            raise ValueError(f"{accepted}: lengths must be {len(waves)} whole numbers in 1..{waves.shape[1]}, "
+                             f"got {lengths.tolist()[:8]}")
+
+
+def float_batch(x) -> None:
+    """A non-empty float batch ``[N, ...]`` of finite values (a model that does not normalize its own input)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2 or not len(x):
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be a non-empty float batch [N, ...], got {got}")
-    else:
-        finite("x", x)
+    finite("x", x)
 
 
 # ---------------------------------------------------------------------------------------------------- files

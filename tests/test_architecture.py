@@ -22,14 +22,16 @@ def _outside_models():
 
 
 def _model_classes() -> set[str]:
-    """Concrete classes of eekit/models/ (Protocols excluded: isinstance on ExitModel is the contract)."""
-    names = set()
+    """The model kinds of eekit/models/: the classes that implement the contract (they define ``begin``), and the SSL
+    encoder. (Layers such as ``Normalize`` are building blocks a compiler may match, e.g. compress' lowering.)"""
+    names = {"MaskedUnitEncoder"}
     for module, path in arch.modules().items():
         if module.startswith("eekit.models"):
             for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.ClassDef) and not any(getattr(b, "id", getattr(b, "attr", "")) == "Protocol"
-                                                              for b in node.bases):
-                    names.add(node.name)
+                if isinstance(node, ast.ClassDef) and any(isinstance(f, ast.FunctionDef) and f.name == "begin"
+                                                          for f in node.body):
+                    if not any(getattr(b, "id", getattr(b, "attr", "")) == "Protocol" for b in node.bases):
+                        names.add(node.name)
     return names
 
 
@@ -38,12 +40,10 @@ def test_the_analysis_sees_a_cycle():
     assert arch.cycles({"a": {"b"}, "b": {"c"}}) == []
 
 
-@NOT_YET
 def test_no_import_cycle_between_files():
     assert arch.cycles(arch.graph(arch.arrows())) == []
 
 
-@NOT_YET
 def test_no_import_cycle_between_files_and_subpackages():
     assert arch.cycles(arch.graph(arch.arrows(), collapse=True)) == []
 
@@ -56,7 +56,6 @@ def test_few_function_level_imports_each_with_a_reason():
     assert unexplained == []
 
 
-@NOT_YET
 def test_no_isinstance_on_a_concrete_model_class_outside_models():
     classes = _model_classes()
     assert {"EarlyExitNet", "SpeechEarlyExit", "MaskedUnitEncoder"} <= classes
@@ -71,13 +70,18 @@ def test_no_isinstance_on_a_concrete_model_class_outside_models():
     assert found == []
 
 
-@NOT_YET
 def test_no_task_switch_outside_models():
+    """No comparison on a model's ``task`` (``model.task == ...``, ``getattr(model, "task") ...``): switch on the
+    contract's ``output_kind``/``input_kind`` or call the kind's own method. (A local ``task`` naming a downstream
+    probe task, as in eekit.ssl.probes, is data, not a model kind.)"""
+    def is_model_task(node):
+        return (isinstance(node, ast.Attribute) and node.attr == "task") or (
+            isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and len(node.args) >= 2
+            and getattr(node.args[1], "value", None) == "task")
+
     found = []
     for module, path in _outside_models().items():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Compare):
-                sides = [node.left, *node.comparators]
-                if any(getattr(s, "attr", getattr(s, "id", None)) == "task" for s in sides):
-                    found.append(f"{module}:{node.lineno}")
+            if isinstance(node, ast.Compare) and any(is_model_task(s) for s in [node.left, *node.comparators]):
+                found.append(f"{module}:{node.lineno}")
     assert found == []

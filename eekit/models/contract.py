@@ -34,11 +34,18 @@ class ExitModel(Protocol):
     """A model with ``num_exits`` exits, run one block at a time.
 
     ``output_kind`` is ``"classification"`` (``exit_output`` gives logits ``[N, C]``) or ``"ctc"`` (log-probs
-    ``[N, T, V]`` with valid frame counts ``lengths(state)``). ``select(state, keep)`` keeps rows ``keep`` (a
+    ``[N, T, V]`` with valid frame counts ``lengths(state)``). What the model accepts belongs to its kind:
+    ``input_kind``, and ``check_input(x)`` raising a ``ValueError`` that says what is accepted; so does its training
+    loss, ``batch_loss(batch)`` -> (every exit's output, the loss of one exit's output). ``select(state, keep)`` keeps rows ``keep`` (a
     boolean mask or index tensor over the current rows) of everything in the state, in that order.
     """
 
     output_kind: str
+    input_kind: str  # "images" or "waveforms": what ``begin`` takes (``check_input`` says it precisely)
+
+    def check_input(self, x: Any) -> None: ...
+
+    def batch_loss(self, batch: Any, label_smoothing: float = 0.0) -> tuple[Any, Any]: ...
 
     @property
     def num_exits(self) -> int: ...

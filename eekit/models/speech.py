@@ -12,10 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
-__all__ = ["SpeechEarlyExit", "SpeechState", "conformer_ctc", "conformer_kws", "BLANK", "greedy_ctc"]
+from .. import validate
+
+__all__ = ["SpeechEarlyExit", "SpeechState", "conformer_ctc", "conformer_kws", "BLANK", "greedy_ctc", "speech_batch_loss"]
 
 BLANK = 0  # CTC blank; digit d is class d + 1
 
@@ -29,6 +32,23 @@ def greedy_ctc(log_probs: torch.Tensor, length: int) -> str:
             out.append(str(c - 1))
         prev = c
     return "".join(out)
+
+
+def speech_batch_loss(model, batch, label_smoothing: float = 0.0):
+    """Every exit's output on one speech batch and the loss of one exit's output, for a model of ``task`` "ctc"
+    (``batch = (waves, lengths, targets, target_lengths)``, CTC loss) or "kws" (``(waves, lengths, labels)``,
+    cross-entropy): the loss the speech model kinds (:class:`SpeechEarlyExit`, the wrapped wav2vec 2.0) share."""
+    if model.task == "ctc":
+        waves, lengths, targets, target_lengths = batch
+        outputs, frames = model(waves, lengths)
+        return outputs, lambda out: F.ctc_loss(out.transpose(0, 1), targets, frames, target_lengths, blank=BLANK,
+                                               zero_infinity=True)
+    if model.task == "kws":
+        waves, lengths, labels = batch
+        outputs, _ = model(waves, lengths)
+        return outputs, lambda out: F.cross_entropy(out, labels, label_smoothing=label_smoothing)
+    raise ValueError(f"{model.task} heads learn without labels (eekit.speech_encoders.fit_unit_heads); train() "
+                     "trains ctc or kws heads")
 
 
 class LogMel(nn.Module):
@@ -112,6 +132,7 @@ class SpeechEarlyExit(nn.Module):
             raise ValueError(f"task must be 'ctc' (connected digits) or 'kws' (isolated digits), got {task!r}")
         self.task = task
         self.output_kind = "ctc" if task == "ctc" else "classification"
+        self.input_kind = "waveforms"
         self.frontend = LogMel(n_mels=n_mels)
         self.subsample = Subsample(n_mels, d_model)
         conformer = torchaudio.models.Conformer(d_model, num_heads, ffn_dim, num_layers, kernel_size, dropout=dropout)
@@ -134,6 +155,13 @@ class SpeechEarlyExit(nn.Module):
 
     def backbone_parameters(self):
         return self.stages.parameters()
+
+    def check_input(self, x) -> None:
+        """Float waveforms ``[N, S]`` or ``(waves [N, S], lengths [N])`` with ``1 <= lengths <= S``."""
+        validate.waveforms(f"a speech model ({self.task})", x)
+
+    def batch_loss(self, batch, label_smoothing: float = 0.0):
+        return speech_batch_loss(self, batch, label_smoothing)
 
     # the model contract: one conformer layer at a time
     def begin(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> SpeechState:

@@ -35,6 +35,7 @@ from torchaudio.models import Wav2Vec2Model
 from torchaudio.models.wav2vec2.wavlm_attention import WavLMSelfAttention
 
 from .. import validate
+from .speech import speech_batch_loss
 
 __all__ = ["Wav2Vec2Exits", "Wav2Vec2State", "wrap_wav2vec2", "small_wav2vec2", "wav2vec2_ctc",
            "ACCEPTED_MODELS", "HEADS", "ENCODER_RATE"]
@@ -97,6 +98,7 @@ class Wav2Vec2Exits(nn.Module):
         self.exit_after = validate.layers("exit_after", exit_after, len(layers))
         self.task = validate.one_of("head", head, HEADS)
         self.output_kind = self.task  # "ctc" or "units": which criteria apply (eekit.criteria)
+        self.input_kind = "waveforms"
         self.sample_rate = validate.whole("sample_rate (Hz) of the waveforms you feed", sample_rate, 1000, 192_000)
         self.encoder_rate = validate.whole("encoder_rate (Hz) the encoder was trained on", encoder_rate, 1000, 192_000)
         self.num_classes = validate.whole("num_classes (outputs of each exit head)", num_classes, 2)
@@ -173,9 +175,16 @@ class Wav2Vec2Exits(nn.Module):
         mask = None if state.mask is None else state.mask[keep]
         return Wav2Vec2State(state.h[keep], state.frames[keep], mask, bias)
 
+    def check_input(self, x) -> None:
+        """Float waveforms ``[N, S]`` or ``(waves [N, S], lengths [N])`` with ``1 <= lengths <= S``."""
+        validate.waveforms(f"a speech model ({self.task})", x)
+
+    def batch_loss(self, batch, label_smoothing: float = 0.0):
+        return speech_batch_loss(self, batch, label_smoothing)
+
     def hidden(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Every exit's frames ``[B, T, D]`` (before its head) and the frame lengths."""
-        validate.model_input(self, (waves, lengths))  # lengths that do not fit the batch fail here, clearly
+        self.check_input((waves, lengths))  # lengths that do not fit the batch fail here, clearly
         state, out = self.begin((waves, lengths)), []
         for k in range(self.num_exits):
             state = self.advance(state, k)

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from .. import validate
 from .style import error_html, figure_widget, update_figure
+from ..zoo import speech_grid as sr
 
 __all__ = ["RecipeGrid", "grid_matrix"]
 
@@ -16,8 +17,6 @@ __all__ = ["RecipeGrid", "grid_matrix"]
 def grid_matrix(test: str, criterion: str, out_dir=None) -> tuple[list[str], list[str], np.ndarray, list[str]]:
     """Rows (``"A · 250"``), columns (layers 1-6 and the early-exit point), DER in % (NaN: an exit never trained),
     and each row's early-exit readout (threshold, layers saved), from the trained cells' shipped profiles."""
-    from ..zoo import speech_grid as sr
-
     rows, values, notes = [], [], []
     for recipe, labels in sr.trained_cells(out_dir):
         r = sr.cell_results(recipe, labels, test, criterion, out_dir)
@@ -35,8 +34,6 @@ class RecipeGrid:
     (the cheapest threshold within 1 point of that cell's final exit on that test set)."""
 
     def __init__(self, test: str = "clean", criterion: str = "ctc_entropy", out_dir=None):
-        from ..zoo import speech_grid as sr
-
         test, criterion = validate.one_of("test", test, sr.TESTS), validate.one_of("criterion", criterion, sr.CRITERIA)
         self.out_dir = out_dir
         style = {"description_width": "initial"}

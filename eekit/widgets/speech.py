@@ -21,6 +21,8 @@ from .. import data, validate
 from ..models.speech import BLANK
 from ..profile import ExitProfile
 from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace, update_figure
+from ..zoo import get_recipe, load_card, load_profile, RECIPES
+from ..zoo.noise import noisy_run
 
 __all__ = ["ctc_layers_figure", "audio_player", "noise_controls", "NoiseExplorer"]
 
@@ -95,8 +97,6 @@ class NoiseExplorer:
 
     def __init__(self, model_name: str = "speech-fsdd", criterion: str = "ctc_entropy", threshold: float | None = None,
                  snrs: tuple = (None, 20, 15, 10, 5, 0), utterance: int = 0):
-        from ..zoo import RECIPES, get_recipe, load_card, load_profile
-
         if get_recipe(model_name).dataset != "fsdd-strings":
             raise ValueError(f"the noise explorer needs a connected-digit recognizer; choose from "
                              f"{[n for n, r in RECIPES.items() if r.dataset == 'fsdd-strings']}, got {model_name!r}")
@@ -145,8 +145,6 @@ class NoiseExplorer:
         return self._run(noise, snr_db)[1]
 
     def _run(self, noise: str, snr_db) -> tuple[data.DigitStrings, ExitProfile]:
-        from ..zoo.noise import noisy_run
-
         key = (noise, snr_db) if snr_db is not None else ("all", None)
         if key not in self._runs:
             self._runs[key] = noisy_run(self.model_name, snr_db, None if noise == "all" else noise)

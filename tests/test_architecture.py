@@ -10,9 +10,6 @@
 import ast
 
 import architecture as arch
-import pytest
-
-NOT_YET = pytest.mark.xfail(strict=True, reason="target of the refactor, not met yet")
 
 MAX_LATE_IMPORTS = 20
 
@@ -48,7 +45,6 @@ def test_no_import_cycle_between_files_and_subpackages():
     assert arch.cycles(arch.graph(arch.arrows(), collapse=True)) == []
 
 
-@NOT_YET
 def test_few_function_level_imports_each_with_a_reason():
     late = {(a.source, a.line): a.text for a in arch.arrows() if a.late}
     assert len(late) < MAX_LATE_IMPORTS, sorted(late)

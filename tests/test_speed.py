@@ -244,7 +244,8 @@ def test_device_option(capsys, tmp_path, monkeypatch):
         assert main(["bench", "speedup", "--device", "cuda"]) == 2
         assert "not available here" in capsys.readouterr().err
     # --device cpu reaches the benchmark and the training run (both stubbed: the real ones take minutes)
-    from eekit import bench, zoo
+    from eekit import bench
+    from eekit.zoo import training
 
     monkeypatch.setattr(bench, "bench_speedup", lambda model, device, threads, keep_freed_memory: {
         "device": device, "keep": keep_freed_memory})
@@ -252,7 +253,7 @@ def test_device_option(capsys, tmp_path, monkeypatch):
     assert '"device": "cpu"' in capsys.readouterr().out
     assert main(["bench", "speedup", "--device", "cpu", "--default-malloc", "--json"]) == 0
     assert '"keep": false' in capsys.readouterr().out
-    monkeypatch.setattr(zoo, "run_recipe", lambda *args, device, **kwargs: {"name": device})
+    monkeypatch.setattr(training, "run_recipe", lambda *args, device, **kwargs: {"name": device})
     assert main(["train", "cnn-mnist", "--device", "cpu", "--quiet"]) == 0
     assert '"name": "cpu"' in capsys.readouterr().out
 

@@ -3,8 +3,12 @@ and the emulated-MCU results (:mod:`eekit.compress.mcu`), which themselves read 
 
 from __future__ import annotations
 
+import json
+from functools import partial
+
+from ..zoo.registry import Entry, Runner, register, register_runner, takes
 from .mcu import load_mcu_results
-from .pipeline import COMPRESSED, REPORT_KEYS, SUFFIX, load_compressed_card
+from .pipeline import COMPRESSED, REPORT_KEYS, SUFFIX, load_compressed, load_compressed_card, load_compressed_profile
 
 __all__ = ["report"]
 
@@ -27,3 +31,22 @@ def report() -> dict:
                         "mismatches": sum(c["mismatches"] for c in exported.values()),
                         "models": sorted(exported)}}
     return out
+
+
+def _profile(name: str, split: str):
+    return load_compressed_profile(name)  # the test split is the one shipped
+
+
+for _source in COMPRESSED:  # the shipped compressed models, in the one registry (eekit.zoo)
+    register(Entry(_source + SUFFIX, "compressed", partial(load_compressed, _source),
+                   partial(load_compressed_card, _source), partial(_profile, _source),
+                   f"python -m eekit compress {_source}"))
+
+
+def _cli_report(args) -> str:
+    result = report()
+    return json.dumps(result, indent=2) if args.json else json.dumps(result)
+
+
+register_runner(Runner("report", "compress", _cli_report, takes(
+    {"json"}, "report compress (its integer thresholds are fixed in the shipped models)")))

@@ -1,4 +1,12 @@
-"""Shipped checkpoints and the recipes that made them: the registry (:data:`RECIPES`) and loading.
+"""The one registry of shipped models (:func:`list_models`, :func:`get`, :func:`register`), the recipes of the zoo's
+own checkpoints (:data:`RECIPES`) and loading them.
+
+Every shipped name is an :class:`Entry`: ``load()``, ``card()``, ``profile(split)`` and the ``command`` that reruns
+it. A family of models registers its entries with one call each, ``register(Entry(...))``, where its code lives:
+the zoo's recipes and the self-supervised encoders at the end of this file, the speech grid's cells in
+:mod:`eekit.zoo.speech_grid`, the compressed models in :mod:`eekit.compress.results`. ``python -m eekit train |
+report <name>`` looks its :class:`Runner` up here (:func:`register_runner`, :func:`runner`), so the command line
+has no branch per family.
 
 Each entry has a recipe (model builder, data, training phases); ``python -m eekit train <name>`` reruns it
 (:func:`eekit.zoo.training.run_recipe`). The noise runs of the speech recognizers live in :mod:`eekit.zoo.noise`.
@@ -11,9 +19,11 @@ A trained model is shipped in ``data/checkpoints/`` as three files, all in ``dat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from torchvision.transforms import v2
 
@@ -24,12 +34,109 @@ from ..models.speech import conformer_ctc, conformer_kws
 from ..models.wav2vec2 import wav2vec2_ctc
 from ..models.exits import EarlyExitNet
 from ..profile import ExitProfile
+from .. import validate
+from ..report_format import table
+from ..ssl import adaptivity
+from ..ssl import shipped as ssl_shipped
+from ..ssl.pretraining import NAME as SSL_NAME
+from ..ssl.pretraining import RANDOM_NAME as SSL_RANDOM_NAME
+from ..ssl.pretraining import _checkpoint as _ssl_file
+from ..ssl.pretraining import load_encoder, load_ssl_profile
 from ..train import TrainConfig
 
-__all__ = ["Recipe", "RECIPES", "get_recipe", "load_pretrained", "load_profile", "load_card", "CHECKPOINT_DIR",
-           "SHIPPED_MAX_DROP"]
+__all__ = ["Entry", "register", "get", "list_models", "Runner", "register_runner", "runner", "takes", "Recipe",
+           "RECIPES", "get_recipe", "load_pretrained", "load_profile", "load_card", "CHECKPOINT_DIR",
+           "SHIPPED_MAX_DROP", "TRAIN_ALWAYS"]
 
 CHECKPOINT_DIR = "checkpoints"
+TRAIN_ALWAYS = frozenset({"out", "force", "quiet"})  # the options every `train` run takes
+
+
+# ------------------------------------------------------------------------------------------------ the registry
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One shipped model: how to load it, read its card and one of its profiles, and the command that reruns it.
+
+    ``splits``: the profiles it ships (``profile()`` reads the first); ``family`` groups the entries
+    (``"recipes"``, ``"ssl"``, ``"speech-grid"``, ``"compressed"``, ...)."""
+
+    name: str
+    family: str
+    loader: Callable[[], Any]
+    card_reader: Callable[[], dict]
+    profile_reader: Callable[[str], ExitProfile]
+    command: str
+    splits: tuple[str, ...] = ("test",)
+
+    def load(self) -> Any:
+        """The model (checksum-verified, eval mode)."""
+        return self.loader()
+
+    def card(self) -> dict:
+        """Its model card (JSON)."""
+        return self.card_reader()
+
+    def profile(self, split: str | None = None) -> ExitProfile:
+        """Its cached exit profile on ``split`` (one of :attr:`splits`; default: the first)."""
+        return self.profile_reader(self.splits[0] if split is None else validate.one_of("split", split, self.splits))
+
+
+_ENTRIES: dict[str, Entry] = {}
+
+
+def register(entry: Entry) -> Entry:
+    """Add ``entry`` to the registry (a second entry of the same name is refused: names are unique)."""
+    if entry.name in _ENTRIES and _ENTRIES[entry.name] != entry:
+        raise ValueError(f"a model named {entry.name!r} is already registered (family {_ENTRIES[entry.name].family})")
+    _ENTRIES[entry.name] = entry
+    return entry
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Every shipped name (of one ``family``), in registration order."""
+    return [n for n, e in _ENTRIES.items() if family is None or e.family == family]
+
+
+def get(name: str) -> Entry:
+    """The registry entry of a shipped name; an unknown name lists the known ones."""
+    if not isinstance(name, str) or name not in _ENTRIES:
+        raise ValueError(f"unknown model {name!r}; known: {list_models()}")
+    return _ENTRIES[name]
+
+
+@dataclass(frozen=True)
+class Runner:
+    """What ``python -m eekit <command> <name>`` runs: ``run(args)`` returns the text to print, and
+    ``accepts(args)`` the option names this run takes and how a refusal names it (every other option given is
+    refused, exit status 2)."""
+
+    command: str  # "train" or "report"
+    name: str
+    run: Callable[[Any], str]
+    accepts: Callable[[Any], tuple[frozenset[str], str]] = field(compare=False)
+
+
+_RUNNERS: dict[tuple[str, str], Runner] = {}
+
+
+def takes(options, who: str) -> Callable[[Any], tuple[frozenset[str], str]]:
+    """``accepts`` for a run whose options do not depend on the others given."""
+    return lambda args: (frozenset(options), who)
+
+
+def register_runner(runner: Runner) -> Runner:
+    _RUNNERS[(runner.command, runner.name)] = runner
+    return runner
+
+
+def runner(command: str, name: str) -> Runner:
+    """The run of ``python -m eekit <command> <name>``; an unknown name lists the known ones."""
+    found = _RUNNERS.get((command, name))
+    if found is None:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(n for c, n in _RUNNERS if c == command)}")
+    return found
 SHIPPED_MAX_DROP = 0.01  # the cards' early-exit numbers: cheapest threshold within 1 accuracy point of the final exit
 
 
@@ -186,3 +293,58 @@ def load_pretrained(name: str, folder: str | Path | None = None) -> EarlyExitNet
 def load_profile(name: str, folder: str | Path | None = None) -> ExitProfile:
     """The shipped exit profile of ``name`` on its test split (no model run needed; ``folder``: your own run's)."""
     return ExitProfile.load(_shipped(name, ".profile.npz", folder))
+
+
+# -------------------------------------------------------------------------------------------------- families
+
+
+def _recipe_profile(name: str, split: str) -> ExitProfile:
+    return load_profile(name)  # the test split is the one shipped
+
+
+for _name in RECIPES:
+    register(Entry(_name, "recipes", partial(load_pretrained, _name), partial(load_card, _name),
+                   partial(_recipe_profile, _name), f"python -m eekit train {_name}"))
+
+
+SSL_SPLITS = ("test", "calibration", "noisy", "kws", "digits", "speaker", "ctc")  # test: the held-out clean clips
+
+
+def _ssl_profile(name: str, split: str) -> ExitProfile:
+    return load_ssl_profile(name if split == "test" else f"{name}-{split}")
+
+
+def _ssl_card() -> dict:
+    """The card of ``ssl-hubert``; it describes its random twin too (``random_twin``)."""
+    return data.read_json(_ssl_file(f"{SSL_NAME}.json"))
+
+
+for _name in (SSL_NAME, SSL_RANDOM_NAME):
+    register(Entry(_name, "ssl", lambda n=_name: load_encoder(n)[0], _ssl_card, partial(_ssl_profile, _name),
+                   f"python -m eekit train {SSL_NAME}", SSL_SPLITS))
+
+
+def _train_ssl(args) -> str:
+    if args.device not in (None, "cpu"):
+        raise ValueError(f"train ssl-hubert trains on the CPU; --device {args.device!r} is not accepted "
+                         "(accepted: cpu, or leave it out)")
+    card = ssl_shipped.run_recipe(args.out, epochs=args.epochs, progress=not args.quiet, force=args.force)
+    return json.dumps({"name": card["name"], "pretraining_seconds": card["pretraining"]["pretraining_seconds"],
+                       "measurement_seconds": card["measurement_seconds"], **card["report"]}, indent=2)
+
+
+def _report_ssl_accepts(args) -> tuple[frozenset[str], str]:
+    if args.measure:  # rerun the label-free exit's controls (eekit.ssl.adaptivity), minutes
+        return frozenset({"measure", "out", "force", "quiet"}), "report ssl-daisy --measure"
+    return frozenset({"json"}), "report ssl-daisy (one criterion, ssl_entropy, and a label-free calibration rule)"
+
+
+def _report_ssl(args) -> str:
+    if args.measure:
+        result = adaptivity.measure(args.out, force=args.force, progress=not args.quiet)
+        return table({k: v for k, v in result.items() if k != "clips"}, True)
+    return table(ssl_shipped.report(), args.json)
+
+
+register_runner(Runner("train", SSL_NAME, _train_ssl, takes(TRAIN_ALWAYS | {"epochs", "device"}, f"train {SSL_NAME}")))
+register_runner(Runner("report", "ssl-daisy", _report_ssl, _report_ssl_accepts))

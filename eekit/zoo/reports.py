@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..profile import ExitProfile
+from ..report_format import table
 from .noise import mean_exit_layer_by_snr
+from .registry import RECIPES, Runner, load_profile, register_runner, takes
 from .registry import get_recipe as _recipe
-from .registry import load_profile
 
 __all__ = ["report"]
 
@@ -58,3 +59,11 @@ def _unit_key(profile: ExitProfile) -> str:
 
 def _saved_key(profile: ExitProfile) -> str:
     return "flops_saved" if profile.cost_unit == "MFLOPs" else f"{_unit_key(profile)}_saved"
+
+
+def _cli_report(args) -> str:
+    return table(report(args.model, criterion=args.criterion, max_drop=args.max_drop), args.json)
+
+
+for _name in RECIPES:
+    register_runner(Runner("report", _name, _cli_report, takes({"criterion", "max_drop", "json"}, f"report {_name}")))

@@ -33,7 +33,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,7 @@ from ..profile import ExitProfile
 from ..runtime import check_device
 from ..ssl import NAME, load_encoder
 from ..train import TrainConfig, machine, train
-from .registry import load_card, load_pretrained
+from .registry import TRAIN_ALWAYS, Entry, Runner, load_card, load_pretrained, register, register_runner, takes
 
 __all__ = ["SpeechRecipe", "SPEECH_RECIPES", "LABELS", "TESTS", "CRITERIA", "EPOCHS", "OUT_DIR", "cell_name",
            "cells", "test_set", "encoder_fingerprint", "shipped_encoder_fingerprint", "trained_cells",
@@ -483,3 +483,45 @@ def report(out_dir: str | Path | None = None) -> dict:
             "comparisons": comparisons(out_dir), "claims": claims(out_dir),
             "missing": [cell_name(r, n) for r, n in cells() if (r, n) not in done],
             "epochs": {str(k): v for k, v in EPOCHS.items()}, "max_drop": MAX_DROP}
+
+
+# ------------------------------------------------------------------------------------ registry and command line
+
+
+def _cell_entry(recipe: str, labels) -> Entry:
+    name = cell_name(recipe, labels)
+    return Entry(f"speech-recipe-{name}", "speech-grid", partial(load_cell_model, recipe, labels),
+                 partial(load_cell_card, recipe, labels), partial(load_cell_profile, recipe, labels),
+                 f"python -m eekit train speech-recipe --recipe {recipe} --labels {labels}", TESTS)
+
+
+for _recipe, _labels_ in cells():
+    register(_cell_entry(_recipe, _labels_))
+
+
+def _cli_train(args) -> str:
+    """``python -m eekit train speech-recipe --recipe R --labels N`` (one cell) or ``train speech-recipes`` (the
+    grid, or the cells of one ``--recipe`` / ``--labels``)."""
+    common = dict(out_dir=args.out, force=args.force, progress=not args.quiet, device=args.device)
+    if args.model == "speech-recipe":
+        if args.recipe is None or args.labels is None:
+            raise ValueError(f"train speech-recipe needs --recipe (one of {list(SPEECH_RECIPES)}) and --labels "
+                             f"(one of {list(LABELS)})")
+        trained = [train_cell(args.recipe, args.labels, **common)]
+    else:
+        trained = train_grid(labels=[args.labels] if args.labels else None,
+                             recipes=[args.recipe] if args.recipe else None, **common)
+    return json.dumps([{k: c[k] for k in ("cell", "exit_der", "training_seconds")} for c in trained], indent=2)
+
+
+def _cli_report(args) -> str:
+    result = report()
+    return json.dumps(result, indent=2) if args.json else json.dumps(result)
+
+
+for _command in ("speech-recipe", "speech-recipes"):
+    register_runner(Runner("train", _command, _cli_train, takes(
+        TRAIN_ALWAYS | {"device", "recipe", "labels"}, f"train {_command} (its recipes fix the epochs and label "
+        "budgets)")))
+register_runner(Runner("report", "speech-recipes", _cli_report, takes(
+    {"json"}, "report speech-recipes (its rule is fixed: no DER increase on clean speech)")))

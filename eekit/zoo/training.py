@@ -24,7 +24,7 @@ from ..files import claim_folder
 from ..profile import ExitProfile
 from ..runtime import check_device
 from ..train import TrainConfig, machine, train
-from .registry import get_recipe
+from .registry import RECIPES, TRAIN_ALWAYS, Runner, get_recipe, register_runner, takes
 from .reports import _saved_key, _unit_key
 
 __all__ = ["run_recipe", "output_files"]
@@ -109,3 +109,16 @@ def _run(recipe, name: str, out_dir: Path, subset: int | None, epochs: int | Non
     data.write_run(out_dir, {weights: lambda p: torch.save(state, p), profile_file: profile.write,
                              card_file: lambda p: p.write_text(json.dumps(card, indent=2) + "\n")})  # the card last
     return card
+
+
+def _cli_train(args) -> str:
+    """``python -m eekit train <recipe>``: the card's headline keys."""
+    card = run_recipe(args.model, args.out, subset=args.subset, epochs=args.epochs, progress=not args.quiet,
+                      force=args.force, device=args.device)
+    keys = ("name", "exit_accuracy", "exit_mflops", "exit_layers", "final_accuracy", "early_exit", "training_seconds")
+    return json.dumps({k: card[k] for k in keys if k in card}, indent=2)
+
+
+for _name in RECIPES:
+    register_runner(Runner("train", _name, _cli_train, takes(TRAIN_ALWAYS | {"subset", "epochs", "device"},
+                                                              f"train {_name}")))

@@ -1,0 +1,54 @@
+"""One registry knows every shipped name (eekit.zoo.list_models / get), whatever family made it."""
+
+from pathlib import Path
+
+import pytest
+
+from eekit import zoo
+from eekit.profile import ExitProfile
+from eekit.zoo.registry import Entry
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
+
+
+def test_every_shipped_checkpoint_has_a_registry_entry():
+    names = set(zoo.list_models())
+    weights = {p.name[: -len(".pt")] for p in CHECKPOINTS.glob("*.pt") if not p.name.endswith(".int8.pt")}
+    assert weights <= names  # the zoo's rows, ssl-hubert and its twin, the compressed models, wav2vec2-fsdd
+    cells = {p.stem for p in (CHECKPOINTS / "speech-recipes").glob("*.json")}
+    assert {f"speech-recipe-{c}" for c in cells} <= names and len(cells) == 15
+    assert set(zoo.list_models("ssl")) == {"ssl-hubert", "ssl-hubert-random"}
+    assert set(zoo.list_models("compressed")) == {"cnn-mnist-shared-compressed", "cnn-cifar10-compressed"}
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_each_entry_reads_its_card_and_profile_and_names_its_command(name):
+    entry = zoo.get(name)
+    assert isinstance(entry.card(), dict) and entry.card()
+    profile = entry.profile()
+    assert isinstance(profile, ExitProfile) and profile.num_samples > 0
+    assert entry.command.startswith("python -m eekit ")
+    for split in entry.splits:
+        assert entry.profile(split).num_exits == profile.num_exits
+
+
+@pytest.mark.parametrize("name", ["cnn-mnist", "speech-fsdd", "ssl-hubert-random", "speech-recipe-C-250",
+                                  "cnn-mnist-shared-compressed"])
+def test_an_entry_loads_its_model(name):
+    assert zoo.get(name).load() is not None
+
+
+def test_unknown_names_and_splits_are_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="unknown model 'cnn-imagenet'; known: .*ssl-hubert"):
+        zoo.get("cnn-imagenet")
+    with pytest.raises(ValueError, match="split"):
+        zoo.get("cnn-mnist").profile("train")
+
+
+def test_a_new_family_registers_with_one_call(monkeypatch):
+    monkeypatch.setattr(zoo.registry, "_ENTRIES", dict(zoo.registry._ENTRIES))
+    entry = Entry("toy", "toys", lambda: "model", lambda: {"name": "toy"}, lambda split: None, "python -m eekit x")
+    zoo.register(entry)
+    assert zoo.get("toy").card() == {"name": "toy"} and zoo.list_models("toys") == ["toy"]
+    with pytest.raises(ValueError, match="already registered"):
+        zoo.register(Entry("cnn-mnist", "toys", lambda: None, dict, lambda split: None, "x"))

@@ -192,7 +192,7 @@ def test_every_dashboard_figure_reaches_the_browser_complete(profile, sent):
 def test_ssl_and_compression_dashboards_reach_the_browser_complete(sent):
     """Lessons 22 and 31: first render and a moved control send every value (no "unchanged" placeholder)."""
     from eekit.compress import load_compressed_card
-    from eekit.compress.explorer import FitExplorer
+    from eekit.widgets import FitExplorer
     from eekit.widgets.ssl import ExitSignalExplorer, UnitExitExplorer
 
     units = UnitExitExplorer()

@@ -14,9 +14,9 @@ import plotly.graph_objects as go
 from torch import nn
 
 from .. import validate, zoo
-from ..widgets.style import figure_widget, update_figure
-from .lowrank import apply_ranks
-from .memory import FRAM_BYTES, SRAM_BYTES
+from ..compress.lowrank import apply_ranks
+from ..compress.memory import FRAM_BYTES, SRAM_BYTES
+from .style import figure_widget, update_figure
 
 __all__ = ["FitExplorer", "step_for_target", "readable_action"]
 

@@ -21,7 +21,7 @@ from .zoo import load_card, load_pretrained, load_profile, RECIPES
 from .runtime import check_device, infer, infer_full
 from .evaluate import profile_speech
 from .costs import block_times
-from .models.contract import inference_copy
+from .models.fast import inference_copy
 from .models.wav2vec2 import small_wav2vec2, wrap_wav2vec2
 from .speech_encoders import profile_exits, train_two_stage
 from .train import TrainConfig

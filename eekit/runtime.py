@@ -7,7 +7,7 @@ decision uses the same score function as the cached profile (:meth:`Criterion.sc
 
 Any model that satisfies the contract :class:`~eekit.models.contract.ExitModel` runs here: the image CNNs and the
 speech encoders (CTC and keyword spotting; their input is ``(waves [N, S], lengths [N])``). Inference runs on a
-batch-norm-folded copy (:func:`~eekit.models.contract.inference_copy`) under ``torch.inference_mode``; memoryless
+batch-norm-folded copy (:func:`~eekit.models.fast.inference_copy`) under ``torch.inference_mode``; memoryless
 criteria score only the newest exit; per-sample work is tensor work, never a Python loop over samples.
 """
 
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from .criteria import Criterion, get_criterion
-from .models.contract import ExitModel, inference_copy
+from .models.contract import ExitModel
+from .models.fast import inference_copy
 from .models.speech import greedy_ctc
 from .validate import exit_threshold, model_input, whole
 

@@ -18,8 +18,9 @@ from eekit.__main__ import main
 from eekit.bench import bench_speedup, bench_stages
 from eekit.evaluate import profile_speech
 from eekit.models import branchy_lenet, resnet_ee
-from eekit.models.contract import (PAIRWISE_FROM, ExitModel, FewChannelConv2d, PairMaxPool, PooledLinear, WindowMaxPool,
-                                   fold_batchnorm, inference_copy)
+from eekit.models.contract import ExitModel
+from eekit.models.fast import (PAIRWISE_FROM, FewChannelConv2d, PairMaxPool, PooledLinear, WindowMaxPool, fold_batchnorm,
+                               inference_copy)
 from eekit.models.speech import conformer_ctc, conformer_kws
 from eekit.runtime import check_device, infer, infer_full
 from eekit.zoo import load_pretrained

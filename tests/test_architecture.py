@@ -81,3 +81,20 @@ def test_no_task_switch_outside_models():
             if isinstance(node, ast.Compare) and any(is_model_task(s) for s in [node.left, *node.comparators]):
                 found.append(f"{module}:{node.lineno}")
     assert found == []
+
+
+# docs/architecture.md's floors; inside floor 4 the orchestrators are ordered (zoo may use ssl, compress may use zoo)
+FLOORS = {"validate": 0, "files": 0, "report_format": 0, "data": 0.5, "models": 1,
+          "criteria": 2, "profile": 2.5, "costs": 2, "runtime": 2.5, "train": 2, "evaluate": 3,
+          "ssl": 4, "speech_encoders": 4.1, "zoo": 4.2, "energy": 4.3, "compress": 4.4,
+          "recipes": 4.9, "speech_recipes": 4.9, "units": 4.9, "daisy": 4.9, "probes": 4.9, "adaptivity": 4.9,
+          "widgets": 5, "onnx_export": 5.5, "bench": 5.5, "exercises": 5.5, "lessons": 5.5, "__main__": 6}
+
+
+def test_every_import_goes_down_the_floors_of_docs_architecture():
+    edges = arch.graph(arch.arrows(), collapse=True)
+    nodes = {n.split(".")[1] for n in set(edges) | {t for ts in edges.values() for t in ts}}
+    assert nodes <= set(FLOORS), f"a new module needs its floor in docs/architecture.md: {nodes - set(FLOORS)}"
+    upward = [f"{s} -> {t}" for s, ts in edges.items() for t in ts
+              if FLOORS[t.split(".")[1]] > FLOORS[s.split(".")[1]]]
+    assert upward == []

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import data, energy, validate
+from .criteria import get_criterion
 from .zoo import load_card, load_pretrained, load_profile, RECIPES
 from .runtime import check_device, infer, infer_full
 from .evaluate import profile_speech
@@ -174,15 +175,16 @@ def _freed_memory_kept(keep: bool):
 
 def _operating_point(model_name: str | None, criterion: str | None, max_drop: float | None, device):
     """A shipped model on ``device`` and its card's operating point: ``(name, recipe, model, profile, criterion,
-    threshold, device)``, the threshold the cheapest within ``max_drop`` of the final exit on the cached profile."""
+    threshold, device)``, the threshold the cheapest within ``max_drop`` of the final exit on the cached profile.
+    The criterion is resolved here, once (a :class:`~eekit.criteria.Criterion`), and passed inward as is."""
     name = model_name or default_model()
     if name not in RECIPES:
         raise ValueError(f"unknown model {name!r}; known: {sorted(RECIPES)}")
     recipe = RECIPES[name]
-    criterion = criterion or recipe.criterion
     max_drop = recipe.max_drop if max_drop is None else max_drop
     device = check_device(device)
     profile = load_profile(name)
+    criterion = get_criterion(criterion or recipe.criterion, profile.kind)
     threshold = profile.calibrate(criterion, max_drop=max_drop).threshold
     return name, recipe, load_pretrained(name).to(device), profile, criterion, threshold, device
 
@@ -279,7 +281,7 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     quality = "der" if recipe.dataset == "fsdd-strings" else "accuracy"
     out = {
         "model": name,
-        "criterion": criterion,
+        "criterion": criterion.name,
         "threshold": round(threshold, 4),
         "device": str(device),
         "torch_threads": used_threads,
@@ -352,7 +354,7 @@ def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 5
 
     flop_ideal, time_ideal = ideal(block_flops, head_flops), ideal(block_ms, head_ms)
     return {
-        "model": name, "criterion": criterion, "threshold": round(threshold, 4), "device": str(device),
+        "model": name, "criterion": criterion.name, "threshold": round(threshold, 4), "device": str(device),
         "torch_threads": used_threads, "malloc": malloc, "batch_size": batch, "repeats": repeats,
         "exit_names": list(model.exit_names),
         "exit_share": [round(float(v), 4) for v in share],

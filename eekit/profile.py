@@ -149,16 +149,22 @@ class ExitProfile:
             return [n for n, c in CRITERIA.items() if c.kind == "classification"]
         return sorted(self.scores)
 
+    # The public methods take a criterion's name or the Criterion itself and resolve it once (get_criterion); the
+    # private ones below them take the resolved Criterion, so no lookup repeats on the way in.
     def threshold_range(self, criterion: str | Criterion) -> tuple[float, float]:
         """The thresholds that make sense here (integer criteria are clipped to this profile's exits)."""
-        c = get_criterion(criterion)
+        return self._range(get_criterion(criterion))
+
+    def _range(self, c: Criterion) -> tuple[float, float]:
         if c.integer:
             return (c.low, min(c.high, self.num_exits - 1))
         return (c.low, c.high)
 
     def scores_for(self, criterion: str | Criterion) -> np.ndarray:
         """Scores ``[N, K]`` of ``criterion`` (computed from the cached logits once, then memoized)."""
-        c = get_criterion(criterion, self.kind)
+        return self._scores(get_criterion(criterion, self.kind))
+
+    def _scores(self, c: Criterion) -> np.ndarray:
         if c.name not in self.scores:
             if self.logits is None:
                 raise ValueError(f"this profile has no scores for {c.name!r}; available: {self.criteria()}")
@@ -171,14 +177,18 @@ class ExitProfile:
     def exit_index(self, criterion: str | Criterion, threshold: float) -> np.ndarray:
         """The exit each sample leaves at, ``[N]``."""
         c = get_criterion(criterion, self.kind)
-        threshold = self._checked(c, threshold)
-        return first_exit(passes(c, self.scores_for(c), threshold))
+        return self._exit_index(c, self._checked(c, threshold))
+
+    def _exit_index(self, c: Criterion, threshold: float) -> np.ndarray:
+        return first_exit(passes(c, self._scores(c), threshold))
 
     def at(self, criterion: str | Criterion, threshold: float) -> OperatingPoint:
         """Accuracy, mean cost, savings and exit histogram at one threshold."""
-        c = get_criterion(criterion, self.kind)
+        return self._at(get_criterion(criterion, self.kind), threshold)
+
+    def _at(self, c: Criterion, threshold: float) -> OperatingPoint:
         threshold = self._checked(c, threshold)
-        exits = self.exit_index(c, threshold)
+        exits = self._exit_index(c, threshold)
         rows = np.arange(self.num_samples)
         accuracy = 1.0 - self.errors[rows, exits].sum() / self.totals.sum()
         mean_cost = float(self.cost[exits].mean())
@@ -200,9 +210,11 @@ class ExitProfile:
 
     # ---------------------------------------------------------------------------------------- many thresholds
     def default_thresholds(self, criterion: str | Criterion, steps: int = 201) -> np.ndarray:
-        c = get_criterion(criterion, self.kind)
+        return self._default_thresholds(get_criterion(criterion, self.kind), steps)
+
+    def _default_thresholds(self, c: Criterion, steps: int = 201) -> np.ndarray:
         steps = validate.whole("steps", steps, 2)
-        low, high = self.threshold_range(c)
+        low, high = self._range(c)
         if c.integer:
             return np.arange(low, high + 1, dtype=float)
         if c.needs_labels:
@@ -211,9 +223,11 @@ class ExitProfile:
 
     def sweep(self, criterion: str | Criterion, thresholds: np.ndarray | None = None) -> Sweep:
         """Accuracy and cost at every threshold, vectorized over thresholds and samples."""
-        c = get_criterion(criterion, self.kind)
+        return self._sweep(get_criterion(criterion, self.kind), thresholds)
+
+    def _sweep(self, c: Criterion, thresholds: np.ndarray | None = None) -> Sweep:
         if thresholds is None:
-            t = self.default_thresholds(c)
+            t = self._default_thresholds(c)
         else:
             try:
                 t = np.asarray(thresholds, dtype=float).reshape(-1)
@@ -223,7 +237,7 @@ class ExitProfile:
                 raise ValueError("thresholds must hold at least one threshold, got an empty list")
         for value in np.unique(t):  # every one, not just the extremes: a NaN or 1.5 patience hides in between
             self._checked(c, float(value))
-        scores = self.scores_for(c)  # [N, K]
+        scores = self._scores(c)  # [N, K]
         exits = first_exit(passes(c, scores[None], t[:, None, None]))  # [T, N, K] -> [T, N]
         rows = np.arange(self.num_samples)[None, :]
         accuracy = 1.0 - self.errors[rows, exits].sum(1) / self.totals.sum()
@@ -240,7 +254,8 @@ class ExitProfile:
         """
         if (max_drop is None) == (budget is None):
             raise ValueError("give exactly one of max_drop (accuracy drop, a fraction) or budget (fraction of cost)")
-        sw = self.sweep(criterion, thresholds)
+        c = get_criterion(criterion, self.kind)
+        sw = self._sweep(c, thresholds)
         if max_drop is not None:
             max_drop = validate.number("max_drop", max_drop, 0, 1, accepted="a fraction in [0, 1] (0.01 = 1 point)")
             ok = sw.accuracy >= self.final_accuracy - max_drop - 1e-12
@@ -258,7 +273,7 @@ class ExitProfile:
                                  f"costs {cheapest:.0%} of the full model")
             candidates = np.flatnonzero(ok)
             best = candidates[np.lexsort((sw.mean_cost[candidates], -sw.accuracy[candidates]))[0]]
-        return self.at(criterion, float(sw.thresholds[best]))
+        return self._at(c, float(sw.thresholds[best]))
 
     # ------------------------------------------------------------------------------------------- save / load
     def save(self, path: str | Path) -> Path:

@@ -18,7 +18,7 @@ import torch
 
 from . import data, energy, validate
 from .criteria import get_criterion
-from .zoo import load_card, load_pretrained, load_profile, RECIPES
+from .zoo import load_card, load_pretrained, load_profile, operating_point, RECIPES
 from .runtime import check_device, infer, infer_full
 from .evaluate import profile_speech
 from .costs import block_times
@@ -181,11 +181,10 @@ def _operating_point(model_name: str | None, criterion: str | None, max_drop: fl
     if name not in RECIPES:
         raise ValueError(f"unknown model {name!r}; known: {sorted(RECIPES)}")
     recipe = RECIPES[name]
-    max_drop = recipe.max_drop if max_drop is None else max_drop
     device = check_device(device)
     profile = load_profile(name)
     criterion = get_criterion(criterion or recipe.criterion, profile.kind)
-    threshold = profile.calibrate(criterion, max_drop=max_drop).threshold
+    threshold = operating_point(name, criterion, max_drop, profile).threshold
     return name, recipe, load_pretrained(name).to(device), profile, criterion, threshold, device
 
 

@@ -46,21 +46,10 @@ def profile_model(model: EarlyExitNet, dataset: Dataset, batch_size: int = 256, 
     logits, labels = collect_logits(model, dataset, batch_size, progress)
     example = dataset[0][0].unsqueeze(0)
     costs = exit_costs(model, example)
-    predictions = logits.argmax(-1).T.numpy()  # [N, K]
-    errors = (predictions != labels.numpy()[:, None]).astype(np.float32)
-    return ExitProfile(
-        predictions=predictions,
-        errors=errors,
-        totals=np.ones(len(labels), dtype=np.float32),
-        cost=costs.cumulative_mflops,
-        full_cost=costs.full_model_flops / 1e6,
-        exit_names=list(model.exit_names),
-        logits=logits.numpy().astype(np.float32),
-        labels=labels.numpy(),
-        params=costs.params,
-        latency_ms=measure_latency(model, example) if latency else None,
-        meta=dict(meta or {}),
-    )
+    return ExitProfile.from_logits(logits, labels, cost=costs.cumulative_mflops, full_cost=costs.full_model_flops / 1e6,
+                                   exit_names=list(model.exit_names), params=costs.params,
+                                   latency_ms=measure_latency(model, example) if latency else None,
+                                   meta=dict(meta or {}))
 
 
 # ------------------------------------------------------------------------------------------------------ speech
@@ -95,11 +84,7 @@ def profile_speech(model, dataset, batch_size: int = 16, progress: bool = False,
         for out, _, batch in speech_outputs(model, dataset, batch_size, progress):
             logits.append(out)
             labels.append(batch[2])
-        logits, labels = torch.cat(logits, 1), torch.cat(labels)
-        preds = logits.argmax(-1).T.numpy()
-        return ExitProfile(preds, (preds != labels.numpy()[:, None]).astype(np.float32),
-                           np.ones(len(labels), np.float32), logits=logits.numpy().astype(np.float32),
-                           labels=labels.numpy(), **common)
+        return ExitProfile.from_logits(torch.cat(logits, 1), torch.cat(labels), **common)
 
     names = ("ctc_entropy", "ctc_posterior", "ctc_batch_entropy")
     hyps, errors, totals, scores = [], [], [], {n: [] for n in names}

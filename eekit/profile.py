@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -124,6 +125,39 @@ class ExitProfile:
                 i, k = (int(v) for v in over[0])
                 raise ValueError(f"errors must be at most each sample's total (accepted: 0 or 1 per image), got "
                                  f"{self.errors[i, k]!r} errors of {self.totals[i]!r} for sample {i} at exit {k}")
+
+    # ---------------------------------------------------------------------------------- built from parts
+    @classmethod
+    def from_predictions(cls, predictions: np.ndarray, labels: np.ndarray, **fields: Any) -> "ExitProfile":
+        """A classification profile from every exit's predicted class ``[N, K]`` and the labels ``[N]``: errors
+        0/1, one unit per sample. ``fields``: ``cost``, ``full_cost``, ``exit_names`` and any other field."""
+        labels = np.asarray(labels)
+        errors = (predictions != labels[:, None]).astype(np.float32)
+        return cls(predictions, errors, np.ones(len(labels), np.float32), labels=labels, **fields)
+
+    @classmethod
+    def from_logits(cls, logits: torch.Tensor, labels: torch.Tensor, **fields: Any) -> "ExitProfile":
+        """A classification profile from every exit's logits ``[K, N, C]`` (kept, so any criterion can be scored
+        later) and the labels ``[N]``: predictions are each exit's argmax."""
+        predictions = logits.argmax(-1).T.numpy()
+        return cls.from_predictions(predictions, labels.numpy(), logits=logits.numpy().astype(np.float32), **fields)
+
+    @classmethod
+    def concat(cls, parts: list["ExitProfile"], **fields: Any) -> "ExitProfile":
+        """The samples of ``parts`` one after another (same exits, costs and criteria; ``scores`` concatenated);
+        ``fields`` (e.g. ``meta``) replace the first part's."""
+        first = parts[0]
+        return cls(predictions=np.concatenate([p.predictions for p in parts]),
+                   errors=np.concatenate([p.errors for p in parts]),
+                   totals=np.concatenate([p.totals for p in parts]), cost=first.cost, full_cost=first.full_cost,
+                   exit_names=first.exit_names, kind=first.kind, cost_unit=first.cost_unit,
+                   scores={n: np.concatenate([p.scores[n] for p in parts]) for n in first.scores}, **fields)
+
+    def rows(self, rows: slice, **fields: Any) -> "ExitProfile":
+        """The samples ``rows`` of a profile with precomputed scores (``fields``, e.g. ``meta``, replace its own)."""
+        return ExitProfile(predictions=self.predictions[rows], errors=self.errors[rows], totals=self.totals[rows],
+                           cost=self.cost, full_cost=self.full_cost, exit_names=self.exit_names, kind=self.kind,
+                           cost_unit=self.cost_unit, scores={n: v[rows] for n, v in self.scores.items()}, **fields)
 
     # ------------------------------------------------------------------------------------------------ basics
     @property

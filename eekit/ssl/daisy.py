@@ -176,13 +176,8 @@ def noisy_unit_profile(model: MaskedUnitEncoder, clips, progress: bool = False, 
             noisy = clips.with_noise(snr, data.NOISE_NAMES if noise == "all" else noise, seed=seed)
             parts.append(unit_profile(model, noisy))
             blocks.append({"noise": noise, "snr_db": snr})
-    first = parts[0]
-    return ExitProfile(predictions=np.concatenate([p.predictions for p in parts]),
-                       errors=np.concatenate([p.errors for p in parts]),
-                       totals=np.concatenate([p.totals for p in parts]), cost=first.cost, full_cost=first.full_cost,
-                       exit_names=first.exit_names, kind="units", cost_unit="layers",
-                       scores={n: np.concatenate([p.scores[n] for p in parts]) for n in UNIT_CRITERIA},
-                       meta={**(meta or {}), "blocks": blocks, "block_size": len(clips), "batch_size": BATCH_SIZE})
+    return ExitProfile.concat(parts, meta={**(meta or {}), "blocks": blocks, "block_size": len(clips),
+                                           "batch_size": BATCH_SIZE})
 
 
 def noise_slice(noisy: ExitProfile, noise: str, snr_db: float) -> ExitProfile:
@@ -193,11 +188,7 @@ def noise_slice(noisy: ExitProfile, noise: str, snr_db: float) -> ExitProfile:
     for i, b in enumerate(blocks):
         if b["noise"] == noise and float(b["snr_db"]) == float(snr_db):
             rows = slice(i * noisy.meta["block_size"], (i + 1) * noisy.meta["block_size"])
-            return ExitProfile(predictions=noisy.predictions[rows], errors=noisy.errors[rows],
-                               totals=noisy.totals[rows], cost=noisy.cost, full_cost=noisy.full_cost,
-                               exit_names=noisy.exit_names, kind=noisy.kind, cost_unit=noisy.cost_unit,
-                               scores={n: v[rows] for n, v in noisy.scores.items()},
-                               meta={**{k: v for k, v in noisy.meta.items() if k != "blocks"}, **b})
+            return noisy.rows(rows, meta={**{k: v for k, v in noisy.meta.items() if k != "blocks"}, **b})
     raise ValueError(f"no block for noise {noise!r} at {snr_db} dB; noises {list(NOISE_CHOICES)}, "
                      f"SNRs {list(NOISY_SNRS)} dB")
 

@@ -244,9 +244,7 @@ def task_profile(model: MaskedUnitEncoder, task: str, progress: bool = False, me
             splits = _fold_splits(x_test, y_test, folds)
         classes = len(getattr(test_set, "classes", range(10)))
         preds = _layer_predictions(splits, x_test, classes, progress, desc=f"{task} probes")
-        errors = (preds != y_test.numpy()[:, None]).astype(np.float32)
-        return ExitProfile(predictions=preds, errors=errors, totals=np.ones(len(errors), np.float32),
-                           labels=y_test.numpy(), scores=scores, meta=meta, **common)
+        return ExitProfile.from_predictions(preds, y_test.numpy(), scores=scores, meta=meta, **common)
 
     with torch.no_grad():
         train_feats, _, _ = _encode(model, train_set, False, progress)

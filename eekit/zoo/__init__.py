@@ -11,10 +11,10 @@ reports, training and the noise runs.
 from . import speech_grid  # its cells register themselves
 from .noise import SNR_LEVELS, mean_exit_layer_by_snr, noisy_profile, noisy_run
 from .registry import (CHECKPOINT_DIR, RECIPES, Entry, Recipe, Runner, get, get_recipe, list_models, load_card,
-                       load_pretrained, load_profile, register, register_runner, runner)
+                       load_pretrained, load_profile, operating_point, register, register_runner, runner)
 from .reports import report
 from .training import run_recipe
 
 __all__ = ["list_models", "get", "register", "Entry", "Runner", "register_runner", "runner", "Recipe", "RECIPES",
-           "get_recipe", "load_pretrained", "load_profile", "load_card", "report", "CHECKPOINT_DIR", "run_recipe",
+           "get_recipe", "load_pretrained", "load_profile", "load_card", "operating_point", "report", "CHECKPOINT_DIR", "run_recipe",
            "noisy_run", "noisy_profile", "mean_exit_layer_by_snr", "SNR_LEVELS", "speech_grid"]

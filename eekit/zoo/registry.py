@@ -33,7 +33,8 @@ from ..models import branchy_lenet, resnet_ee
 from ..models.speech import conformer_ctc, conformer_kws
 from ..models.wav2vec2 import wav2vec2_ctc
 from ..models.exits import EarlyExitNet
-from ..profile import ExitProfile
+from ..criteria import Criterion
+from ..profile import ExitProfile, OperatingPoint
 from .. import validate
 from ..report_format import table
 from ..ssl import adaptivity
@@ -45,7 +46,7 @@ from ..ssl.pretraining import load_encoder, load_ssl_profile
 from ..train import TrainConfig
 
 __all__ = ["Entry", "register", "get", "list_models", "Runner", "register_runner", "runner", "takes", "Recipe",
-           "RECIPES", "get_recipe", "load_pretrained", "load_profile", "load_card", "CHECKPOINT_DIR",
+           "RECIPES", "get_recipe", "load_pretrained", "load_profile", "load_card", "operating_point", "CHECKPOINT_DIR",
            "SHIPPED_MAX_DROP", "TRAIN_ALWAYS"]
 
 CHECKPOINT_DIR = "checkpoints"
@@ -293,6 +294,16 @@ def load_pretrained(name: str, folder: str | Path | None = None) -> EarlyExitNet
 def load_profile(name: str, folder: str | Path | None = None) -> ExitProfile:
     """The shipped exit profile of ``name`` on its test split (no model run needed; ``folder``: your own run's)."""
     return ExitProfile.load(_shipped(name, ".profile.npz", folder))
+
+
+def operating_point(name: str, criterion: str | Criterion | None = None, max_drop: float | None = None,
+                    profile: ExitProfile | None = None) -> OperatingPoint:
+    """The card's operating point of recipe ``name``: its criterion (or ``criterion``) at the cheapest threshold
+    within its ``max_drop`` (or this one) of the final exit, on its shipped test profile (or ``profile``, e.g. a
+    fresh run's). The one place reports, training and benchmarks pick it."""
+    recipe = get_recipe(name)
+    profile = load_profile(name) if profile is None else profile
+    return profile.calibrate(criterion or recipe.criterion, max_drop=recipe.max_drop if max_drop is None else max_drop)
 
 
 # -------------------------------------------------------------------------------------------------- families

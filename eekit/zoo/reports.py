@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..profile import ExitProfile
 from ..report_format import table
 from .noise import mean_exit_layer_by_snr
-from .registry import RECIPES, Runner, load_profile, register_runner, takes
+from .registry import RECIPES, Runner, load_profile, operating_point, register_runner, takes
 from .registry import get_recipe as _recipe
 
 __all__ = ["report"]
@@ -21,7 +21,7 @@ def report(name: str, criterion: str | None = None, max_drop: float | None = Non
     criterion = criterion or recipe.criterion
     max_drop = recipe.max_drop if max_drop is None else max_drop
     profile = load_profile(name)
-    point = profile.calibrate(criterion, max_drop=max_drop)
+    point = operating_point(name, criterion, max_drop, profile)
     if profile.kind == "ctc":
         return {
             "model": name,

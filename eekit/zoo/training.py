@@ -24,7 +24,7 @@ from ..files import claim_folder
 from ..profile import ExitProfile
 from ..runtime import check_device
 from ..train import TrainConfig, machine, train
-from .registry import RECIPES, TRAIN_ALWAYS, Runner, get_recipe, register_runner, takes
+from .registry import RECIPES, TRAIN_ALWAYS, Runner, get_recipe, operating_point, register_runner, takes
 from .reports import _saved_key, _unit_key
 
 __all__ = ["run_recipe", "output_files"]
@@ -81,7 +81,7 @@ def _run(recipe, name: str, out_dir: Path, subset: int | None, epochs: int | Non
 
     weights, card_file, profile_file = output_files(name, out_dir)
     profile = recipe.profile(model, test_set, meta={"model": name, "split": "test"})
-    point = profile.calibrate(recipe.criterion, max_drop=recipe.max_drop)
+    point = operating_point(name, profile=profile)
     command = f"python -m eekit train {name}" + (f" --subset {subset}" if subset else "") + (
         f" --epochs {epochs}" if epochs else "")
     unit, saved = _unit_key(profile), _saved_key(profile)

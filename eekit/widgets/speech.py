@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .. import data, validate
 from ..models.speech import BLANK
 from ..profile import ExitProfile
+from .base import Dashboard
 from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace, update_figure
 from ..zoo import get_recipe, load_card, load_profile, RECIPES
 from ..zoo.noise import noisy_run
@@ -88,7 +89,7 @@ def ctc_layers_figure(log_probs: list[torch.Tensor], frames: int, exit_names: li
     return fig
 
 
-class NoiseExplorer:
+class NoiseExplorer(Dashboard):
     """Noise dropdown + SNR slider -> a player for the mix, where utterances exit at a fixed threshold, and the
     mean exit layer against SNR (DAISY: clean speech exits early, noisy speech late).
 
@@ -116,8 +117,7 @@ class NoiseExplorer:
         self.levels = [None] + [s for s in self.snrs if s is not None]  # slider position -> SNR (None: clean)
         self.noise_dropdown, self.snr_slider = noise_controls(self.levels)
         self.player_box = W.Box()
-        self.readout = W.HTML()
-        self.readout.add_class("eekit-readout")
+        self._make_readout()
         K = self._runs[("all", None)][1].num_exits
         self.histogram = figure_widget("Where utterances exit", "exit layer", "utterances (%)", height=320, width=420,
                                        traces=[go.Bar(x=[f"{k + 1}" for k in range(K)], y=[0] * K,
@@ -160,10 +160,6 @@ class NoiseExplorer:
         return (f"{self._setting()}: mean exit layer {p.mean_exit + 1:.2f}, digit error rate {1 - p.accuracy:.2%} "
                 f"(final layer {1 - self.profile.final_accuracy:.2%}), layers saved {p.savings:.1%}")
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
 
     # ------------------------------------------------------------------------------------------ internals
     @property

@@ -40,7 +40,7 @@ class OperatingPoint:
 
     @property
     def exit_fractions(self) -> np.ndarray:
-        return self.exit_counts / max(self.exit_counts.sum(), 1)
+        return np.asarray(self.exit_counts / max(self.exit_counts.sum(), 1))
 
     def summary(self, cost_unit: str = "MFLOPs") -> str:
         return (f"{self.criterion} @ {self.threshold:g}: accuracy {self.accuracy:.2%}, mean cost "
@@ -93,9 +93,9 @@ class ExitProfile:
     params: np.ndarray | None = None
     latency_ms: np.ndarray | None = None
     cost_unit: str = "MFLOPs"
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if np.ndim(self.errors) != 2:
             raise ValueError(f"errors must be an array [N samples, K exits], got shape {np.shape(self.errors)}")
         N, K = self.errors.shape
@@ -162,16 +162,16 @@ class ExitProfile:
     # ------------------------------------------------------------------------------------------------ basics
     @property
     def num_samples(self) -> int:
-        return self.errors.shape[0]
+        return int(self.errors.shape[0])
 
     @property
     def num_exits(self) -> int:
-        return self.errors.shape[1]
+        return int(self.errors.shape[1])
 
     @property
     def exit_accuracy(self) -> np.ndarray:
         """Accuracy of every exit if all samples left there."""
-        return 1.0 - self.errors.sum(0) / self.totals.sum()
+        return np.asarray(1.0 - self.errors.sum(0) / self.totals.sum())
 
     @property
     def final_accuracy(self) -> float:
@@ -214,7 +214,7 @@ class ExitProfile:
         return self._exit_index(c, self._checked(c, threshold))
 
     def _exit_index(self, c: Criterion, threshold: float) -> np.ndarray:
-        return first_exit(passes(c, self._scores(c), threshold))
+        return np.asarray(first_exit(passes(c, self._scores(c), threshold)))
 
     def at(self, criterion: str | Criterion, threshold: float) -> OperatingPoint:
         """Accuracy, mean cost, savings and exit histogram at one threshold."""
@@ -322,7 +322,7 @@ class ExitProfile:
     def write(self, path: str | Path) -> None:
         """Write the ``.npz`` bytes to exactly ``path`` (no atomic rename: :meth:`save`, or a
         :class:`eekit.files.FileSet` stage, wraps this)."""
-        arrays = {
+        arrays: dict[str, Any] = {
             "predictions": self.predictions, "errors": self.errors, "totals": self.totals, "cost": self.cost,
         }
         for name in ("logits", "labels", "params", "latency_ms"):

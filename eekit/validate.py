@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ IMAGE_RANGE = (0.0, 1.0)  # what eekit's image models take: floats in [0, 1], as
 # ---------------------------------------------------------------------------------------------------- numbers
 
 
-def _bounds(low, high, low_open: bool, high_open: bool, integer: bool) -> str:
+def _bounds(low: float | None, high: float | None, low_open: bool, high_open: bool, integer: bool) -> str:
     kind = "a whole number" if integer else "a finite number"
     lo = None if low is None else f"{'>' if low_open else '>='} {low:g}"
     hi = None if high is None else f"{'<' if high_open else '<='} {high:g}"
@@ -60,9 +60,10 @@ def whole(name: str, value: Any, low: int | None = None, high: int | None = None
     accepted = accepted or _bounds(low, high, False, False, integer=True)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be {accepted}, got {value!r} ({type(value).__name__})")
-    if not math.isfinite(float(value)) or float(value) != int(value):
+    # int(): numbers.Real has no __int__ in typeshed, every finite real number here has one
+    if not math.isfinite(float(value)) or float(value) != int(cast(Any, value)):
         raise ValueError(f"{name} must be {accepted}, got {value!r}")
-    v = int(value)
+    v = int(cast(Any, value))
     if (low is not None and v < low) or (high is not None and v > high):
         raise ValueError(f"{name} must be {accepted}, got {value!r}")
     return v
@@ -78,7 +79,7 @@ def instance(name: str, value: Any, kind: type | tuple[type, ...], example: str)
     return value
 
 
-def one_of(name: str, value: Any, choices: Iterable) -> Any:
+def one_of(name: str, value: Any, choices: Iterable[Any]) -> Any:
     """``value`` if it is one of ``choices``; otherwise an error listing them."""
     choices = list(choices)
     try:
@@ -115,7 +116,7 @@ def names(name: str, value: Any, known: Sequence[str] | None = None, example: st
 # ---------------------------------------------------------------------------------------------------- tensors
 
 
-def finite(name: str, x, allow_neg_inf: bool = False) -> None:
+def finite(name: str, x: Any, allow_neg_inf: bool = False) -> None:
     """Refuse NaN and infinities (a NaN input must never come out as a confident answer). ``allow_neg_inf``:
     log-probabilities may hold ``-inf`` (probability 0)."""
     t = torch.as_tensor(x)
@@ -129,7 +130,7 @@ def finite(name: str, x, allow_neg_inf: bool = False) -> None:
                          f"only {accepted} are accepted")
 
 
-def values(name: str, x, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+def values(name: str, x: Any, low: float | None = None, high: float | None = None, *, low_open: bool = False,
            nonempty: bool = True) -> None:
     """An array (numpy or torch) of finite numbers within the bounds (``low_open``: strictly above ``low``), e.g. a
     profile's costs (> 0) or a sample's error count (>= 0); the message names the first bad value and its index."""
@@ -155,7 +156,7 @@ def values(name: str, x, low: float | None = None, high: float | None = None, *,
                          f"{float(t[i])!r} at index {i if len(i) != 1 else i[0]}")
 
 
-def waveform(name: str, x) -> None:
+def waveform(name: str, x: Any) -> None:
     """One waveform ``[samples]`` with at least one sample, every sample finite (speech features are computed clip
     by clip)."""
     if not isinstance(x, torch.Tensor) or x.ndim != 1 or len(x) == 0:
@@ -181,7 +182,7 @@ def exit_threshold(criterion: str, threshold: float, low: float, num_exits: int)
     return threshold
 
 
-def image_batch(name: str, x, channels: int | None = None) -> None:
+def image_batch(name: str, x: Any, channels: int | None = None) -> None:
     """A float image batch ``[N, C, H, W]`` with values in :data:`IMAGE_RANGE` (eekit's models normalize inside)."""
     low, high = IMAGE_RANGE
     if not isinstance(x, torch.Tensor):
@@ -220,7 +221,7 @@ def log_probs(name: str, x: torch.Tensor, dim: int = -1) -> None:
                          f"(raw logits? apply .log_softmax(-1) first)")
 
 
-def model_input(model, x) -> None:
+def model_input(model: Any, x: Any) -> None:
     """What real early exit (``runtime.infer``) can take: a model that satisfies
     :class:`~eekit.models.contract.ExitModel`, and an input its kind accepts (the model's own ``check_input``: for an
     image model a float batch ``[N, C, H, W]`` with the model's channels, in [0, 1] when the model normalizes its own
@@ -234,7 +235,7 @@ def model_input(model, x) -> None:
     check(x)
 
 
-def waveforms(who: str, x) -> None:
+def waveforms(who: str, x: Any) -> None:
     """Speech input: float waveforms ``[N, samples]``, optionally with their lengths ``(waves, lengths [N])``,
     ``1 <= lengths <= samples``; ``who`` names the model in the message (e.g. "a speech model (ctc)")."""
     accepted = f"{who} takes float waveforms [N, samples] or (waves [N, samples], lengths [N])"
@@ -251,7 +252,7 @@ def waveforms(who: str, x) -> None:
                              f"got {lengths.tolist()[:8]}")
 
 
-def float_batch(x) -> None:
+def float_batch(x: Any) -> None:
     """A non-empty float batch ``[N, ...]`` of finite values (a model that does not normalize its own input)."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2 or not len(x):
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
@@ -293,7 +294,7 @@ def layers(name: str, value: Any, num_layers: int) -> tuple[int, ...]:
     items = list(value)
     if not items:
         raise ValueError(f"{name} must be {accepted}; got an empty list")
-    ok = all(not isinstance(v, bool) and isinstance(v, numbers.Integral) and 1 <= v <= num_layers for v in items)
+    ok = all(not isinstance(v, bool) and isinstance(v, numbers.Integral) and 1 <= int(v) <= num_layers for v in items)
     if not ok or items != sorted(set(items)):
         raise ValueError(f"{name} must be {accepted}; got {items}")
     return tuple(int(v) for v in items)

@@ -6,6 +6,8 @@ each model normalizes its own input, so data never needs a separate transform at
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -56,7 +58,7 @@ class Residual(nn.Module):
         self.body = nn.Sequential(_conv_bn(channels, channels), _conv_bn(channels, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        return cast(torch.Tensor, x + self.body(x))
 
 
 def resnet_ee(num_classes: int = 10, width: int = 24) -> EarlyExitNet:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Callable, Iterator, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,10 @@ __all__ = ["EarlyExitNet", "FeatureState", "ExitHeads", "SharedExitHead", "Share
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, as a layer so that checkpoints carry their own preprocessing."""
 
-    def __init__(self, mean, std):
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
@@ -70,7 +73,7 @@ class ExitHeads(nn.Module):
         return len(self.heads)
 
     def forward(self, k: int, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.heads[k](features[-1])
+        return cast(torch.Tensor, self.heads[k](features[-1]))
 
 
 class SharedExitHead(nn.Module):
@@ -101,7 +104,7 @@ class SharedExitHead(nn.Module):
         missing = sum(self.sizes[k + 1 :])
         if missing:
             pooled.append(pooled[0].new_zeros(batch, missing))
-        return self.linear(self.dropout(torch.cat(pooled, dim=1)))
+        return cast(torch.Tensor, self.linear(self.dropout(torch.cat(pooled, dim=1))))
 
 
 @dataclass
@@ -160,7 +163,7 @@ class EarlyExitNet(nn.Module):
         else:
             validate.float_batch(x)
 
-    def batch_loss(self, batch, label_smoothing: float = 0.0):
+    def batch_loss(self, batch: Any, label_smoothing: float = 0.0) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
         """Every exit's output on ``batch = (images, labels)`` and the loss of one exit's output (cross-entropy)."""
         images, labels = batch
         return self(images), lambda out: F.cross_entropy(out, labels, label_smoothing=label_smoothing)
@@ -175,7 +178,7 @@ class EarlyExitNet(nn.Module):
         return FeatureState(h, state.features + [h] if getattr(self.exits, "needs_history", True) else [h])
 
     def exit_output(self, state: FeatureState, k: int) -> torch.Tensor:
-        return self.exits(k, state.features)
+        return cast(torch.Tensor, self.exits(k, state.features))
 
     def lengths(self, state: FeatureState) -> None:
         return None  # one label per image
@@ -202,7 +205,7 @@ class EarlyExitNet(nn.Module):
             state = self.advance(state, j)
         return self.exit_output(state, k)
 
-    def backbone_parameters(self):
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the stages (frozen in two-stage training)."""
         return self.stages.parameters()
 
@@ -318,5 +321,5 @@ class SharedPlusFinal(nn.Module):
 
     def forward(self, k: int, features: Sequence[torch.Tensor]) -> torch.Tensor:
         if k == len(self.shared):
-            return self.final(features[-1])
-        return self.shared(k, features[: k + 1])
+            return cast(torch.Tensor, self.final(features[-1]))
+        return cast(torch.Tensor, self.shared(k, features[: k + 1]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import operator
 import weakref
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -16,6 +17,8 @@ from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 __all__ = ["fold_batchnorm", "inference_copy"]
+
+M = TypeVar("M")  # the model kind inference_copy is given, and returns
 
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -54,7 +57,7 @@ class WindowMaxPool(nn.Module):
     def __init__(self, adaptive: nn.AdaptiveMaxPool2d):
         super().__init__()
         size = adaptive.output_size
-        self.out = (size, size) if isinstance(size, int) else tuple(size)
+        self.out: Any = (size, size) if isinstance(size, int) else tuple(cast(Any, size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (h, w), (oh, ow) = x.shape[-2:], self.out
@@ -107,12 +110,13 @@ class FewChannelConv2d(nn.Module):
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
         self.conv = conv
+        self.weight_nchw: torch.Tensor
         self.register_buffer("weight_nchw", conv.weight.detach().contiguous(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 4 and x.shape[0] == 1:
-            return self.conv._conv_forward(x.contiguous(), self.weight_nchw, self.conv.bias)
-        return self.conv(x)
+            return cast(torch.Tensor, self.conv._conv_forward(x.contiguous(), self.weight_nchw, self.conv.bias))
+        return cast(torch.Tensor, self.conv(x))
 
 
 class PooledLinear(nn.Module):
@@ -131,13 +135,14 @@ class PooledLinear(nn.Module):
         if channels * side * side != linear.in_features:
             raise ValueError(f"a linear layer of {linear.in_features} inputs cannot read {channels} pooled channels")
         nhwc = linear.weight.detach().view(linear.out_features, channels, side, side).permute(0, 2, 3, 1)
+        self.weight_nhwc: torch.Tensor
         self.register_buffer("weight_nhwc", nhwc.reshape(linear.out_features, -1).contiguous(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.pool(x)
         if y.ndim == 4 and y.shape[-1] * y.shape[-2] > 1 and y.is_contiguous(memory_format=torch.channels_last):
             return F.linear(y.permute(0, 2, 3, 1).reshape(len(y), -1), self.weight_nhwc, self.linear.bias)
-        return self.linear(y.flatten(1))
+        return cast(torch.Tensor, self.linear(y.flatten(1)))
 
 
 def _fuse_heads(model: nn.Module) -> None:
@@ -157,7 +162,7 @@ def _fuse_heads(model: nn.Module) -> None:
 
 
 def _is_pool2(m: nn.Module) -> bool:
-    def pair(v):
+    def pair(v: Any) -> bool:
         return v in (2, (2, 2))
 
     return (isinstance(m, nn.MaxPool2d) and pair(m.kernel_size) and (m.stride is None or pair(m.stride))
@@ -184,9 +189,9 @@ def _fast_layers(model: nn.Module) -> nn.Module:
         for name, child in module._modules.items():
             if isinstance(child, nn.AdaptiveMaxPool2d) and not child.return_indices:
                 module._modules[name] = WindowMaxPool(child)
-            elif _is_pool2(child):
+            elif child is not None and _is_pool2(child):
                 module._modules[name] = PairMaxPool()
-    model.to(memory_format=torch.channels_last)
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # nn.Module.to takes it; typeshed's overloads omit it
     for module in list(model.modules()):  # after the layout change, so that the NCHW weights stay NCHW
         for name, child in module._modules.items():
             if isinstance(child, nn.Conv2d) and child.in_channels <= FEW_CHANNELS:
@@ -202,7 +207,7 @@ class _Copy:
         self.stamp = self.current()
         self.model = _fast_layers(fold_batchnorm(model))
 
-    def current(self) -> tuple:
+    def current(self) -> tuple[int, ...]:
         # two passes in C (map) instead of a Python loop: batch-1 inference checks this on every call
         return (*map(_VERSION, self.tensors), *map(torch.Tensor.data_ptr, self.tensors))
 
@@ -211,15 +216,16 @@ _VERSION = operator.attrgetter("_version")
 _COPIES: "weakref.WeakKeyDictionary[nn.Module, _Copy]" = weakref.WeakKeyDictionary()
 
 
-def inference_copy(model: nn.Module) -> nn.Module:
+def inference_copy(model: M) -> M:
     """The batch-norm-folded eval copy of ``model`` (:func:`fold_batchnorm`), cached: made again when one of the
     model's weights or buffers changes in place or moves (optimizer steps, ``load_state_dict``, ``.to(device)``),
     so real inference pays for folding once, not per call. Assigning a brand-new ``nn.Parameter`` object is not
     noticed: call ``inference_copy.cache_clear()`` after such surgery."""
-    cached = _COPIES.get(model)
+    module = cast(nn.Module, model)  # any model kind is an nn.Module; typed M so the caller keeps its protocol
+    cached = _COPIES.get(module)
     if cached is None or cached.current() != cached.stamp:
-        cached = _COPIES[model] = _Copy(model)
-    return cached.model
+        cached = _COPIES[module] = _Copy(module)
+    return cast(M, cached.model)
 
 
 inference_copy.cache_clear = _COPIES.clear  # type: ignore[attr-defined]

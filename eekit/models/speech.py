@@ -10,6 +10,7 @@ training mode only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable, Iterator, cast
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +35,8 @@ def greedy_ctc(log_probs: torch.Tensor, length: int) -> str:
     return "".join(out)
 
 
-def speech_batch_loss(model, batch, label_smoothing: float = 0.0):
+def speech_batch_loss(model: Any, batch: Any, label_smoothing: float = 0.0
+                      ) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
     """Every exit's output on one speech batch and the loss of one exit's output, for a model of ``task`` "ctc"
     (``batch = (waves, lengths, targets, target_lengths)``, CTC loss) or "kws" (``(waves, lengths, labels)``,
     cross-entropy): the loss the speech model kinds (:class:`SpeechEarlyExit`, the wrapped wav2vec 2.0) share."""
@@ -101,7 +103,7 @@ class PooledClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask[..., None].to(x.dtype)
-        return self.linear((x * m).sum(1) / m.sum(1).clamp_min(1))
+        return cast(torch.Tensor, self.linear((x * m).sum(1) / m.sum(1).clamp_min(1)))
 
 
 @dataclass
@@ -153,14 +155,15 @@ class SpeechEarlyExit(nn.Module):
         """Everything but the exit heads."""
         return nn.ModuleList([self.frontend, self.subsample, self.layers])
 
-    def backbone_parameters(self):
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
         return self.stages.parameters()
 
-    def check_input(self, x) -> None:
+    def check_input(self, x: Any) -> None:
         """Float waveforms ``[N, S]`` or ``(waves [N, S], lengths [N])`` with ``1 <= lengths <= S``."""
         validate.waveforms(f"a speech model ({self.task})", x)
 
-    def batch_loss(self, batch, label_smoothing: float = 0.0):
+    def batch_loss(self, batch: Any, label_smoothing: float = 0.0
+                   ) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
         return speech_batch_loss(self, batch, label_smoothing)
 
     # the model contract: one conformer layer at a time
@@ -178,8 +181,8 @@ class SpeechEarlyExit(nn.Module):
     def exit_output(self, state: SpeechState, k: int) -> torch.Tensor:
         x = state.h.transpose(0, 1)
         if self.task == "ctc":
-            return self.exits[k](x).log_softmax(-1)
-        return self.exits[k](x, state.mask)
+            return cast(torch.Tensor, self.exits[k](x).log_softmax(-1))
+        return cast(torch.Tensor, self.exits[k](x, state.mask))
 
     def lengths(self, state: SpeechState) -> torch.Tensor | None:
         """Valid frames per utterance for CTC outputs; ``None`` for keyword spotting (one label per utterance)."""
@@ -206,11 +209,11 @@ class SpeechEarlyExit(nn.Module):
         return self.forward(waves, lengths, upto=k)[0][0]
 
 
-def conformer_ctc(**kwargs) -> SpeechEarlyExit:
+def conformer_ctc(**kwargs: Any) -> SpeechEarlyExit:
     """Connected-digit recognizer: 6 conformer layers (d=64), a CTC exit after each."""
     return SpeechEarlyExit("ctc", **kwargs)
 
 
-def conformer_kws(**kwargs) -> SpeechEarlyExit:
+def conformer_kws(**kwargs: Any) -> SpeechEarlyExit:
     """Isolated-digit classifier (keyword spotting): the same encoder, a pooled classifier after each layer."""
     return SpeechEarlyExit("kws", **kwargs)

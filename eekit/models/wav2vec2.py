@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Iterator, Sequence, cast
 
 import torch
 import torchaudio
@@ -61,12 +61,12 @@ class Wav2Vec2State:
 
 
 @contextmanager
-def _without_onednn():
+def _without_onednn() -> Iterator[None]:
     """PyTorch's own convolutions instead of oneDNN's, which keeps a compiled convolution per input length (about
     8 MB each, up to 1,024 of them): a profile of variable-length speech grew by 8 MB per batch of 16 utterances.
     PyTorch's were also faster here (22.5 against 25.4 s for 50 batches, one thread)."""
     enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+    torch.backends.mkldnn.enabled = False  # type: ignore[assignment]  # a flag; typeshed types it as its descriptor
     try:
         yield
     finally:
@@ -119,8 +119,8 @@ class Wav2Vec2Exits(nn.Module):
         """Everything but the exit heads (what two-stage training freezes)."""
         return nn.ModuleList([self.encoder])
 
-    def backbone_parameters(self):
-        return self.encoder.parameters()
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        return cast(Iterator[nn.Parameter], self.encoder.parameters())  # a torchaudio module: untyped
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Encoder frames of waveforms of ``lengths`` samples at ``sample_rate`` (what ``begin`` computes)."""
@@ -161,7 +161,7 @@ class Wav2Vec2Exits(nn.Module):
         return Wav2Vec2State(h, state.frames, state.mask, bias)
 
     def exit_output(self, state: Wav2Vec2State, k: int) -> torch.Tensor:
-        return self.exits[k](state.h).log_softmax(-1)
+        return cast(torch.Tensor, self.exits[k](state.h).log_softmax(-1))
 
     def lengths(self, state: Wav2Vec2State) -> torch.Tensor:
         return state.frames
@@ -175,11 +175,12 @@ class Wav2Vec2Exits(nn.Module):
         mask = None if state.mask is None else state.mask[keep]
         return Wav2Vec2State(state.h[keep], state.frames[keep], mask, bias)
 
-    def check_input(self, x) -> None:
+    def check_input(self, x: Any) -> None:
         """Float waveforms ``[N, S]`` or ``(waves [N, S], lengths [N])`` with ``1 <= lengths <= S``."""
         validate.waveforms(f"a speech model ({self.task})", x)
 
-    def batch_loss(self, batch, label_smoothing: float = 0.0):
+    def batch_loss(self, batch: Any, label_smoothing: float = 0.0
+                   ) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
         return speech_batch_loss(self, batch, label_smoothing)
 
     def hidden(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:

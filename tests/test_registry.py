@@ -52,3 +52,34 @@ def test_a_new_family_registers_with_one_call(monkeypatch):
     assert zoo.get("toy").card() == {"name": "toy"} and zoo.list_models("toys") == ["toy"]
     with pytest.raises(ValueError, match="already registered"):
         zoo.register(Entry("cnn-mnist", "toys", lambda: None, dict, lambda split: None, "x"))
+
+
+@pytest.mark.parametrize("name", ["cnn-mnist", "cnn-cifar10", "cnn-mnist-shared", "speech-fsdd", "kws-fsdd",
+                                  "wav2vec2-fsdd", "ssl-hubert", "ssl-hubert-random", "speech-recipe-C-250"])
+def test_every_shipped_model_kind_satisfies_the_contract(name):
+    from eekit.models.contract import ExitModel
+
+    model = zoo.get(name).load()
+    assert isinstance(model, ExitModel) and model.input_kind in ("images", "waveforms")
+
+
+def test_the_ssl_encoder_runs_real_early_exit_as_its_unit_profile_decides():
+    """DAISY's label-free exit through the runtime: the same exits as the unit scores of the same batch."""
+    import torch
+
+    from eekit import data
+    from eekit.criteria import CRITERIA, first_exit, passes
+    from eekit.runtime import infer
+
+    encoder = zoo.get("ssl-hubert").load()
+    clips = data.load_speech_commands("test").subset(8)
+    waves, lengths = data._pad([clips[i][0] for i in range(len(clips))])
+    threshold = 0.135
+    with torch.no_grad():
+        log_probs, frames = encoder.unit_log_probs(waves, lengths)
+    scores = CRITERIA["ssl_entropy"].scores(log_probs, lengths=frames)  # [K, N]
+    expected = first_exit(passes(CRITERIA["ssl_entropy"], scores.T, threshold))
+    result = infer(encoder, (waves, lengths), "ssl_entropy", threshold)
+    assert result.exit_index.tolist() == expected.tolist()
+    with pytest.raises(ValueError, match="without labels"):
+        encoder.batch_loss(None)

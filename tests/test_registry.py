@@ -83,3 +83,12 @@ def test_the_ssl_encoder_runs_real_early_exit_as_its_unit_profile_decides():
     assert result.exit_index.tolist() == expected.tolist()
     with pytest.raises(ValueError, match="without labels"):
         encoder.batch_loss(None)
+
+
+def test_the_zoo_loaders_read_every_shipped_name():
+    """zoo.load_card / load_profile take any registry name (lesson 22 no longer needs to read ssl-hubert's JSON)."""
+    assert zoo.load_card("ssl-hubert") == zoo.get("ssl-hubert").card()
+    assert zoo.load_card("speech-recipe-C-250")["cell"] == "C-250"
+    assert zoo.load_profile("cnn-mnist-shared-compressed").num_exits == 3
+    with pytest.raises(ValueError, match="unknown model 'cnn-imagenet'; known:"):
+        zoo.load_card("cnn-imagenet")

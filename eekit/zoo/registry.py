@@ -274,9 +274,19 @@ def _shipped(name: str, suffix: str, folder: str | Path | None = None) -> Path:
     return data.checkpoint_file(f"{name}{suffix}", folder, train_command=f"python -m eekit train {name}")
 
 
+def _other_family(name: str, folder: str | Path | None) -> Entry | None:
+    """The registry entry of a shipped name that is not one of the zoo's recipes (ssl-hubert, a speech-grid cell, a
+    compressed model), so the zoo's loaders read every shipped name."""
+    if folder is None and isinstance(name, str) and name not in RECIPES:
+        return _ENTRIES.get(name)
+    return None
+
+
 def load_card(name: str, folder: str | Path | None = None) -> dict:
-    """The model card of a shipped checkpoint (``folder``: of a run of your own, ``train --out folder``)."""
-    return data.read_json(_shipped(name, ".json", folder))
+    """The model card of a shipped checkpoint (``folder``: of a run of your own, ``train --out folder``); any name
+    of :func:`list_models`."""
+    entry = _other_family(name, folder)
+    return entry.card() if entry is not None else data.read_json(_shipped(name, ".json", folder))
 
 
 def load_pretrained(name: str, folder: str | Path | None = None) -> EarlyExitNet:
@@ -292,8 +302,10 @@ def load_pretrained(name: str, folder: str | Path | None = None) -> EarlyExitNet
 
 
 def load_profile(name: str, folder: str | Path | None = None) -> ExitProfile:
-    """The shipped exit profile of ``name`` on its test split (no model run needed; ``folder``: your own run's)."""
-    return ExitProfile.load(_shipped(name, ".profile.npz", folder))
+    """The shipped exit profile of ``name`` on its test split (no model run needed; ``folder``: your own run's); any
+    name of :func:`list_models` (its first split)."""
+    entry = _other_family(name, folder)
+    return entry.profile() if entry is not None else ExitProfile.load(_shipped(name, ".profile.npz", folder))
 
 
 def operating_point(name: str, criterion: str | Criterion | None = None, max_drop: float | None = None,

@@ -11,10 +11,10 @@ import argparse
 import json
 import sys
 
+from . import bench, zoo
+from .compress import pipeline
 from .onnx_export import add_command as add_export_onnx
-
-ZOO_OPTIONS = {"subset", "epochs", "device"}  # train options of the zoo recipes (eekit.recipes)
-SPEECH_GRID = ("speech-recipe", "speech-recipes")
+from .report_format import table
 
 
 def _only(args, allowed: set[str], who: str) -> None:
@@ -29,69 +29,18 @@ def _only(args, allowed: set[str], who: str) -> None:
 
 
 def _print(result: dict, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(result, indent=2))
-    else:
-        width = max(len(k) for k in result)
-        for key, value in result.items():
-            print(f"{key:<{width}}  {value}")
+    print(table(result, as_json))
 
 
-# --------------------------------------------------------------------------------------------------------- train
+# ---------------------------------------------------------------------------------------------- train, report
 
-def _train(args) -> int:
-    always = {"out", "force", "quiet"}
-    if args.model == "ssl-hubert":  # self-supervised pretraining, then DAISY's measurements (eekit.ssl)
-        from .ssl import run_recipe as run_ssl
-
-        _only(args, always | {"epochs", "device"}, "train ssl-hubert")
-        if args.device not in (None, "cpu"):
-            raise ValueError(f"train ssl-hubert trains on the CPU; --device {args.device!r} is not accepted "
-                             "(accepted: cpu, or leave it out)")
-        card = run_ssl(args.out, epochs=args.epochs, progress=not args.quiet, force=args.force)
-        print(json.dumps({"name": card["name"], "pretraining_seconds": card["pretraining"]["pretraining_seconds"],
-                          "measurement_seconds": card["measurement_seconds"], **card["report"]}, indent=2))
-        return 0
-    if args.model == "sentences":  # character CTC on LibriSpeech sentences (eekit.sentences)
-        from . import sentences
-
-        _only(args, always | {"recipe", "labels"}, "train sentences (its recipes fix the epochs)")
-        if args.recipe is None or args.labels is None:
-            raise ValueError(f"train sentences needs --recipe (must be one of {list(sentences.RECIPES)}) and --labels "
-                             f"(one of {list(sentences.BUDGETS)})")
-        card = sentences.train_model(args.recipe, args.labels, args.out, force=args.force, progress=not args.quiet)
-        print(json.dumps({k: card[k] for k in ("name", "cer_by_exit", "wer_by_exit", "training_seconds")}, indent=2))
-        return 0
-    if args.model in SPEECH_GRID:  # the recipe x label-budget grid (eekit.speech_recipes)
-        _only(args, always | {"device", "recipe", "labels"}, f"train {args.model} (its recipes fix the epochs "
-              "and label budgets)")
-        return _train_speech_recipes(args)
-    from .zoo import RECIPES, run_recipe
-
-    if args.model not in RECIPES:
-        raise ValueError(f"unknown model {args.model!r}; known: "
-                         f"{sorted(RECIPES) + ['ssl-hubert', *SPEECH_GRID, 'sentences']}")
-    _only(args, always | ZOO_OPTIONS, f"train {args.model}")
-    card = run_recipe(args.model, args.out, subset=args.subset, epochs=args.epochs, progress=not args.quiet,
-                      force=args.force, device=args.device)
-    keys = ("name", "exit_accuracy", "exit_mflops", "exit_layers", "final_accuracy", "early_exit", "training_seconds")
-    print(json.dumps({k: card[k] for k in keys if k in card}, indent=2))
-    return 0
-
-
-def _train_speech_recipes(args) -> int:
-    from . import speech_recipes as sr
-
-    common = dict(out_dir=args.out, force=args.force, progress=not args.quiet, device=args.device)
-    if args.model == "speech-recipe":
-        if args.recipe is None or args.labels is None:
-            raise ValueError(f"train speech-recipe needs --recipe (one of {list(sr.SPEECH_RECIPES)}) and --labels "
-                             f"(one of {list(sr.LABELS)})")
-        cards = [sr.train_cell(args.recipe, args.labels, **common)]
-    else:
-        cards = sr.train_grid(labels=[args.labels] if args.labels else None,
-                              recipes=[args.recipe] if args.recipe else None, **common)
-    print(json.dumps([{k: c[k] for k in ("cell", "exit_der", "training_seconds")} for c in cards], indent=2))
+def _run(args) -> int:
+    """``train <name>`` / ``report <name>``: the run the registry holds for that name (eekit.zoo.runner), after
+    refusing every option it does not take."""
+    run = zoo.runner(args.command, args.model)
+    allowed, who = run.accepts(args)
+    _only(args, allowed, who)
+    print(run.run(args))
     return 0
 
 
@@ -113,57 +62,15 @@ def add_train(sub) -> None:
                    "sentences: scratch, ssl or ssl-2st (eekit.sentences)")
     p.add_argument("--labels", default=None, help="speech-recipe(s): 250, 1000 or all labelled utterances; "
                    "sentences: 30min or all")
-    p.set_defaults(func=_train, parser=p)
+    p.set_defaults(func=_run, parser=p)
 
 
 # -------------------------------------------------------------------------------------------------------- report
 
-def _report(args) -> int:
-    if args.model == "ssl-daisy":  # the self-supervised encoder and DAISY's exit signal (eekit.daisy)
-        from .daisy import report as daisy_report
-
-        if args.measure:  # rerun the label-free exit's controls (eekit.adaptivity), minutes
-            from .adaptivity import measure
-
-            _only(args, {"measure", "out", "force", "quiet"}, "report ssl-daisy --measure")
-            result = measure(args.out, force=args.force, progress=not args.quiet)
-            _print({k: v for k, v in result.items() if k != "clips"}, True)
-            return 0
-        _only(args, {"json"}, "report ssl-daisy (one criterion, ssl_entropy, and a label-free calibration rule)")
-        _print(daisy_report(), args.json)
-        return 0
-    if args.model == "compress":  # the compressed models' shipped results (eekit.compress)
-        from .compress import report as compress_report
-
-        _only(args, {"json"}, "report compress (its integer thresholds are fixed in the shipped models)")
-        result = compress_report()
-        print(json.dumps(result, indent=2) if args.json else json.dumps(result))
-        return 0
-    if args.model == "speech-recipes":  # the recipe x label-budget grid, from its shipped profiles
-        from .speech_recipes import report as speech_recipes_report
-
-        _only(args, {"json"}, "report speech-recipes (its rule is fixed: no DER increase on clean speech)")
-        result = speech_recipes_report()
-        print(json.dumps(result, indent=2) if args.json else json.dumps(result))
-        return 0
-    if args.model.startswith("sentences-"):  # character CTC on LibriSpeech sentences (eekit.sentences)
-        from .sentences import report_model
-
-        _only(args, {"criterion", "json"}, f"report {args.model} (its rule is fixed: within 1 CER point)")
-        _print(report_model(args.model, criterion=args.criterion), args.json)
-        return 0
-    from .zoo import report
-
-    _only(args, {"criterion", "max_drop", "json"}, f"report {args.model}")
-    _print(report(args.model, criterion=args.criterion, max_drop=args.max_drop), args.json)
-    return 0
-
-
 def add_report(sub) -> None:
     p = sub.add_parser("report", help="numbers of a shipped checkpoint, from its test-split profile")
     p.add_argument("model", help="e.g. cnn-mnist, cnn-cifar10; `compress` for the compressed models, `ssl-daisy` "
-                   "for the self-supervised encoder and DAISY's exit signal, `speech-recipes` for the recipe grid, "
-                   "`sentences-scratch` (and the other eekit.sentences models) for LibriSpeech sentences")
+                   "for the self-supervised encoder and DAISY's exit signal, `speech-recipes` for the recipe grid")
     p.add_argument("--criterion", default=None, help="zoo models only: exit criterion, e.g. max_prob, entropy, "
                    "margin, patience (default: the model card's)")
     p.add_argument("--max-drop", type=float, default=None, help="zoo models only: allowed accuracy drop below the "
@@ -175,16 +82,14 @@ def add_report(sub) -> None:
                    "shipped file, with --force)")
     p.add_argument("--force", action="store_true", help="--measure: replace an existing result file")
     p.add_argument("--quiet", action="store_true", help="--measure: no progress bars")
-    p.set_defaults(func=_report, parser=p)
+    p.set_defaults(func=_run, parser=p)
 
 
 # ------------------------------------------------------------------------------------------- compress, export-c
 
 def _compress(args) -> int:
-    from .compress.pipeline import REPORT_KEYS, run
-
-    card = run(args.model, args.out, target_bytes=args.target_bytes, force=args.force, progress=not args.quiet)
-    print(json.dumps({k: card[k] for k in REPORT_KEYS + ("c_export",)}, indent=2))
+    card = pipeline.run(args.model, args.out, target_bytes=args.target_bytes, force=args.force, progress=not args.quiet)
+    print(json.dumps({k: card[k] for k in pipeline.REPORT_KEYS + ("c_export",)}, indent=2))
     return 0
 
 
@@ -202,9 +107,7 @@ def add_compress(sub) -> None:
 
 
 def _export_c(args) -> int:
-    from .compress.pipeline import export
-
-    result = export(args.model, args.out, force=args.force)
+    result = pipeline.export(args.model, args.out, force=args.force)
     print(json.dumps({"files": result["files"], "bytes": result["bytes"], **result["plan"]}, indent=2))
     return 0
 
@@ -220,8 +123,6 @@ def add_export_c(sub) -> None:
 # --------------------------------------------------------------------------------------------------------- bench
 
 def _bench(args) -> int:
-    from . import bench
-
     if args.what == "speedup":
         result = bench.bench_speedup(args.model, device=args.device, threads=args.threads,
                                      keep_freed_memory=not args.default_malloc)

@@ -16,7 +16,17 @@ import time
 import numpy as np
 import torch
 
-from . import data, validate
+from . import data, energy, validate
+from .criteria import get_criterion
+from .zoo import load_card, load_pretrained, load_profile, operating_point, RECIPES
+from .runtime import check_device, infer, infer_full
+from .evaluate import profile_speech
+from .costs import block_times
+from .models.fast import inference_copy
+from .models.wav2vec2 import small_wav2vec2, wrap_wav2vec2
+from .speech_encoders import profile_exits, train_two_stage
+from .train import TrainConfig
+from .widgets import ThresholdExplorer
 
 __all__ = ["bench_speedup", "bench_stages", "bench_speech_encoder", "bench_widgets", "bench_notebooks", "bench_energy",
            "default_model"]
@@ -24,8 +34,6 @@ __all__ = ["bench_speedup", "bench_stages", "bench_speech_encoder", "bench_widge
 
 def default_model() -> str:
     """The CIFAR-10 checkpoint when it is shipped, else the MNIST one."""
-    from .zoo import load_card
-
     try:
         load_card("cnn-cifar10")
         return "cnn-cifar10"
@@ -167,19 +175,16 @@ def _freed_memory_kept(keep: bool):
 
 def _operating_point(model_name: str | None, criterion: str | None, max_drop: float | None, device):
     """A shipped model on ``device`` and its card's operating point: ``(name, recipe, model, profile, criterion,
-    threshold, device)``, the threshold the cheapest within ``max_drop`` of the final exit on the cached profile."""
-    from .runtime import check_device
-    from .zoo import RECIPES, load_pretrained, load_profile
-
+    threshold, device)``, the threshold the cheapest within ``max_drop`` of the final exit on the cached profile.
+    The criterion is resolved here, once (a :class:`~eekit.criteria.Criterion`), and passed inward as is."""
     name = model_name or default_model()
     if name not in RECIPES:
         raise ValueError(f"unknown model {name!r}; known: {sorted(RECIPES)}")
     recipe = RECIPES[name]
-    criterion = criterion or recipe.criterion
-    max_drop = recipe.max_drop if max_drop is None else max_drop
     device = check_device(device)
     profile = load_profile(name)
-    threshold = profile.calibrate(criterion, max_drop=max_drop).threshold
+    criterion = get_criterion(criterion or recipe.criterion, profile.kind)
+    threshold = operating_point(name, criterion, max_drop, profile).threshold
     return name, recipe, load_pretrained(name).to(device), profile, criterion, threshold, device
 
 
@@ -234,10 +239,6 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     the CPU the real exits must equal the simulated ones (the cached profile; speech: ``profile_speech`` at the
     same batching, since padding shapes a conformer's outputs); elsewhere the share that does is reported.
     """
-    from .evaluate import profile_speech
-    from .runtime import infer, infer_full
-    from .zoo import load_pretrained
-
     name, recipe, model, profile, criterion, threshold, device = _operating_point(model_name, criterion, max_drop,
                                                                                   device)
     test, keep, inputs, single, batch = _test_inputs(recipe, device, samples)
@@ -279,7 +280,7 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     quality = "der" if recipe.dataset == "fsdd-strings" else "accuracy"
     out = {
         "model": name,
-        "criterion": criterion,
+        "criterion": criterion.name,
         "threshold": round(threshold, 4),
         "device": str(device),
         "torch_threads": used_threads,
@@ -326,9 +327,6 @@ def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 5
     compaction cost nothing and every block ran at this batch size), beside the FLOP ideal computed the same way.
     ``threads`` and ``keep_freed_memory`` as in :func:`bench_speedup`.
     """
-    from .costs import block_times
-    from .models.contract import inference_copy
-
     repeats = validate.whole("repeats", repeats, 1)
     name, recipe, model, profile, criterion, threshold, device = _operating_point(model_name, None, None, device)
     inputs = _test_inputs(recipe, device, None)[2]
@@ -355,7 +353,7 @@ def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 5
 
     flop_ideal, time_ideal = ideal(block_flops, head_flops), ideal(block_ms, head_ms)
     return {
-        "model": name, "criterion": criterion, "threshold": round(threshold, 4), "device": str(device),
+        "model": name, "criterion": criterion.name, "threshold": round(threshold, 4), "device": str(device),
         "torch_threads": used_threads, "malloc": malloc, "batch_size": batch, "repeats": repeats,
         "exit_names": list(model.exit_names),
         "exit_share": [round(float(v), 4) for v in share],
@@ -376,14 +374,10 @@ def bench_speech_encoder(utterances: int = 800, epochs: int = 2, test_utterances
     """Seconds to bring your own speech encoder, lesson 02's path, on ``threads`` torch threads (target: under 120 s
     in all on one core): wrap a small random 6-layer torchaudio wav2vec 2.0 with exits after layers 2, 4 and 6
     (:func:`~eekit.models.wav2vec2.small_wav2vec2`, :func:`~eekit.models.wav2vec2.wrap_wav2vec2`), train its heads
-    on the frozen encoder (:func:`~eekit.models.wav2vec2.train_two_stage`, ``epochs`` over ``utterances``
+    on the frozen encoder (:func:`~eekit.speech_encoders.train_two_stage`, ``epochs`` over ``utterances``
     connected-digit training utterances), profile the exits on the test utterances (all 300, or the first
     ``test_utterances``) and run real early exit (:func:`eekit.runtime.infer`) on them at the profile's
     calibrated threshold. Seeded: the same model, data and order every run."""
-    from .models.wav2vec2 import profile_exits, small_wav2vec2, train_two_stage, wrap_wav2vec2
-    from .runtime import infer
-    from .train import TrainConfig
-
     utterances = validate.whole("utterances", utterances, 1)
     train_set = data.load_digit_strings("train", count=utterances)
     test_set = data.load_digit_strings("test", count=test_utterances)
@@ -428,8 +422,6 @@ def bench_energy(trace: str = "rf-1", hours: float = 24.0, threshold: float = 0.
     """Seconds to simulate ``hours`` of a harvesting trace (1 kHz RF by default, repeated) with each policy on the
     shipped MNIST workloads (per-layer heads; the shared head for ``anytime``), and the worst energy-balance error.
     """
-    from . import energy
-
     power = data.load_trace(trace)
     workloads = {"per-layer": energy.load_workload("cnn-mnist"), "shared": energy.load_workload("cnn-mnist-shared")}
     seconds, rows = {}, {}
@@ -455,9 +447,6 @@ def bench_energy(trace: str = "rf-1", hours: float = 24.0, threshold: float = 0.
 def bench_widgets(moves: int = 50, seed: int = 0) -> dict:
     """Milliseconds for one threshold move of the threshold explorer on 10,000 samples x all exits
     (the numbers, the curve marker, the histogram and the readout), median over ``moves`` random moves."""
-    from .widgets import ThresholdExplorer
-    from .zoo import load_profile
-
     source = default_model()
     profile = load_profile(source)  # a missing shipped profile is an error, not a silent stand-in
     explorer = ThresholdExplorer(profile)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -54,20 +54,20 @@ def _masked_frame_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
 # ------------------------------------------------------------------------------------------- score functions
 
 
-def _max_prob(out: torch.Tensor, **_) -> torch.Tensor:
+def _max_prob(out: torch.Tensor, **_: Any) -> torch.Tensor:
     return out.float().softmax(-1).amax(-1)
 
 
-def _entropy(out: torch.Tensor, **_) -> torch.Tensor:
+def _entropy(out: torch.Tensor, **_: Any) -> torch.Tensor:
     return normalized_entropy(out.float().log_softmax(-1))
 
 
-def _margin(out: torch.Tensor, **_) -> torch.Tensor:
+def _margin(out: torch.Tensor, **_: Any) -> torch.Tensor:
     top2 = out.float().softmax(-1).topk(2, dim=-1).values
     return top2[..., 0] - top2[..., 1]
 
 
-def _patience(out: torch.Tensor, **_) -> torch.Tensor:
+def _patience(out: torch.Tensor, **_: Any) -> torch.Tensor:
     """PABEE: how many consecutive earlier exits agree with this one (0 at the first exit)."""
     preds = out.argmax(-1)  # [K, N]
     counts = torch.zeros_like(preds)
@@ -76,23 +76,23 @@ def _patience(out: torch.Tensor, **_) -> torch.Tensor:
     return counts.float()
 
 
-def _fixed(out: torch.Tensor, **_) -> torch.Tensor:
+def _fixed(out: torch.Tensor, **_: Any) -> torch.Tensor:
     K, N = out.shape[0], out.shape[1]
     return torch.arange(K, dtype=torch.float32, device=out.device)[:, None].expand(K, N).clone()
 
 
-def _oracle(out: torch.Tensor, labels: torch.Tensor | None = None, **_) -> torch.Tensor:
+def _oracle(out: torch.Tensor, labels: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
     if labels is None:
         raise ValueError("the oracle needs the true labels: it is an upper bound for analysis, not a real criterion")
     return (out.argmax(-1) == labels.to(out.device)[None, :]).float()
 
 
-def _ctc_entropy(out: torch.Tensor, lengths=None, **_) -> torch.Tensor:
+def _ctc_entropy(out: torch.Tensor, lengths: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
     """HuBERT-EE: CTC posterior entropy averaged over the valid frames of each utterance."""
     return _masked_frame_mean(normalized_entropy(out.float()), _frame_mask(out, lengths))
 
 
-def _ctc_posterior(out: torch.Tensor, lengths=None, blank: int = BLANK, **_) -> torch.Tensor:
+def _ctc_posterior(out: torch.Tensor, lengths: torch.Tensor | None = None, blank: int = BLANK, **_: Any) -> torch.Tensor:
     """Posterior-based confidence in the spirit of 2309.09546: the mean posterior of the greedy CTC path over the
     frames that emit a label (non-blank); an utterance decoded as all blanks uses every valid frame."""
     log_probs = out.float()
@@ -103,7 +103,7 @@ def _ctc_posterior(out: torch.Tensor, lengths=None, blank: int = BLANK, **_) -> 
     return _masked_frame_mean(best.exp(), use)
 
 
-def _ctc_batch_entropy(out: torch.Tensor, lengths=None, **_) -> torch.Tensor:
+def _ctc_batch_entropy(out: torch.Tensor, lengths: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
     """DAISY: entropy averaged over all valid frames of *every utterance in the batch*; the whole batch exits together."""
     ent = normalized_entropy(out.float())  # [K, N, T]
     mask = _frame_mask(out, lengths).to(ent.dtype)
@@ -129,7 +129,7 @@ class Criterion:
     default: float = 0.9
     memoryless: bool = True  # score k reads exit k's output alone, so real inference keeps no earlier exits
 
-    def scores(self, outputs, labels: torch.Tensor | None = None, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def scores(self, outputs: Any, labels: torch.Tensor | None = None, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Scores ``[K, N]`` for exits ``outputs`` (a list or a stacked tensor). Causal: score ``k`` only uses
         exits ``0..k``, so real inference can compute it as exits arrive."""
         out = torch.stack(list(outputs)) if isinstance(outputs, (list, tuple)) else outputs
@@ -144,12 +144,12 @@ class Criterion:
         with torch.no_grad():
             return self.score_fn(out, labels=labels, lengths=lengths)
 
-    def confident(self, scores, threshold):
+    def confident(self, scores: Any, threshold: Any) -> Any:
         """``scores`` (a tensor, an array or one float) against an already checked ``threshold``: ``>=`` for
         confidences, ``<=`` for entropies. The one place the direction is decided (:func:`passes`, real inference)."""
         return scores >= threshold if self.higher_is_confident else scores <= threshold
 
-    def check_threshold(self, threshold: float) -> float:
+    def check_threshold(self, threshold: Any) -> float:
         if self.needs_labels:
             return 0.5
         if isinstance(threshold, (torch.Tensor, np.ndarray)) and threshold.ndim == 0:
@@ -161,7 +161,7 @@ class Criterion:
         return float(threshold)
 
 
-def passes(criterion: Criterion, scores, threshold):
+def passes(criterion: Criterion, scores: Any, threshold: Any) -> Any:
     """Boolean array of "this exit is confident enough" (numpy arrays and tensors alike). ``threshold`` is a number,
     or an array that broadcasts against ``scores`` (a whole sweep at once)."""
     if np.ndim(threshold) == 0:
@@ -172,7 +172,7 @@ def passes(criterion: Criterion, scores, threshold):
     return criterion.confident(scores, threshold)
 
 
-def first_exit(passed):
+def first_exit(passed: Any) -> Any:
     """Index of the first passing exit along the last dim (``[..., K]`` -> ``[...]``); the last exit if none
     passes. Works on numpy arrays (the cached profile) and tensors (real inference) alike."""
     if isinstance(passed, np.ndarray):

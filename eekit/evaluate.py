@@ -8,8 +8,6 @@ shipped speech recognizer on its test utterances mixed with noise, for DAISY's n
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -18,11 +16,11 @@ from tqdm.auto import tqdm
 from . import validate
 from .costs import exit_costs, measure_latency
 from .models.exits import EarlyExitNet
-from .models.speech import BLANK, DIGITS
+from .models.speech import greedy_ctc  # re-exported: lessons import it from here
 from .profile import ExitProfile
+from .criteria import CRITERIA
 
-__all__ = ["collect_logits", "profile_model", "profile_speech", "greedy_ctc", "speech_outputs", "noisy_run",
-           "noisy_profile", "mean_exit_layer_by_snr", "SNR_LEVELS"]
+__all__ = ["collect_logits", "profile_model", "profile_speech", "greedy_ctc", "speech_outputs"]
 
 
 def collect_logits(model: EarlyExitNet, dataset: Dataset, batch_size: int = 256, progress: bool = False
@@ -48,36 +46,13 @@ def profile_model(model: EarlyExitNet, dataset: Dataset, batch_size: int = 256, 
     logits, labels = collect_logits(model, dataset, batch_size, progress)
     example = dataset[0][0].unsqueeze(0)
     costs = exit_costs(model, example)
-    predictions = logits.argmax(-1).T.numpy()  # [N, K]
-    errors = (predictions != labels.numpy()[:, None]).astype(np.float32)
-    return ExitProfile(
-        predictions=predictions,
-        errors=errors,
-        totals=np.ones(len(labels), dtype=np.float32),
-        cost=costs.cumulative_mflops,
-        full_cost=costs.full_model_flops / 1e6,
-        exit_names=list(model.exit_names),
-        logits=logits.numpy().astype(np.float32),
-        labels=labels.numpy(),
-        params=costs.params,
-        latency_ms=measure_latency(model, example) if latency else None,
-        meta=dict(meta or {}),
-    )
+    return ExitProfile.from_logits(logits, labels, cost=costs.cumulative_mflops, full_cost=costs.full_model_flops / 1e6,
+                                   exit_names=list(model.exit_names), params=costs.params,
+                                   latency_ms=measure_latency(model, example) if latency else None,
+                                   meta=dict(meta or {}))
 
 
 # ------------------------------------------------------------------------------------------------------ speech
-
-
-def greedy_ctc(log_probs: torch.Tensor, length: int, alphabet: str = DIGITS) -> str:
-    """Best-path CTC decoding of one utterance ``[T, C]``: collapse repeats, drop blanks; class i+1 is
-    ``alphabet[i]`` (digits by default)."""
-    best = log_probs[:length].argmax(-1).tolist()
-    out, prev = [], BLANK
-    for c in best:
-        if c != prev and c != BLANK:
-            out.append(alphabet[c - 1])
-        prev = c
-    return "".join(out)
 
 
 def speech_outputs(model, dataset, batch_size: int = 16, progress: bool = False):
@@ -100,22 +75,16 @@ def profile_speech(model, dataset, batch_size: int = 16, progress: bool = False,
     """
     import torchaudio.functional as AF
 
-    from .criteria import CRITERIA
-
     K = model.num_exits
     cost = np.arange(1, K + 1, dtype=np.float64)
     common = dict(cost=cost, full_cost=float(K), exit_names=list(model.exit_names), cost_unit="layers",
                   meta={**(meta or {}), "batch_size": batch_size})
-    if model.task == "kws":
+    if model.output_kind == "classification":  # keyword spotting: one label per utterance
         logits, labels = [], []
         for out, _, batch in speech_outputs(model, dataset, batch_size, progress):
             logits.append(out)
             labels.append(batch[2])
-        logits, labels = torch.cat(logits, 1), torch.cat(labels)
-        preds = logits.argmax(-1).T.numpy()
-        return ExitProfile(preds, (preds != labels.numpy()[:, None]).astype(np.float32),
-                           np.ones(len(labels), np.float32), logits=logits.numpy().astype(np.float32),
-                           labels=labels.numpy(), **common)
+        return ExitProfile.from_logits(torch.cat(logits, 1), torch.cat(labels), **common)
 
     names = ("ctc_entropy", "ctc_posterior", "ctc_batch_entropy")
     hyps, errors, totals, scores = [], [], [], {n: [] for n in names}
@@ -136,48 +105,3 @@ def profile_speech(model, dataset, batch_size: int = 16, progress: bool = False,
         totals=np.array(totals, dtype=np.float32), kind="ctc",
         scores={n: torch.cat(v).numpy().astype(np.float32) for n, v in scores.items()},
         labels=np.array(refs, dtype=str), **common)
-
-
-# ------------------------------------------------------------------------------------------------ noisy speech
-
-SNR_LEVELS = (None, 20, 10, 5, 0)  # DAISY's question: clean, then noisier and noisier (dB)
-
-
-@lru_cache(maxsize=2)
-def _recognizer(name: str, split: str):
-    """A connected-digit recognizer and its clean ``split`` utterances, loaded once per process."""
-    from . import data, zoo
-
-    recipe = zoo.RECIPES.get(name)
-    if recipe is None or recipe.dataset != "fsdd-strings":
-        raise ValueError(f"{name!r} is not a shipped connected-digit recognizer; choose from "
-                         f"{[n for n, r in zoo.RECIPES.items() if r.dataset == 'fsdd-strings']}")
-    return zoo.load_pretrained(name), data.load_digit_strings(split)
-
-
-def noisy_run(name: str, snr_db: float | None, noise: str | None = None, split: str = "test"):
-    """Speech model ``name`` on its ``split`` utterances mixed with noise at ``snr_db`` dB (every shipped noise
-    round-robin, or just ``noise``; ``None`` dB = clean): the utterances it heard (:class:`~eekit.data.DigitStrings`)
-    and their profile. Runs the model: about a second."""
-    from . import data
-
-    model, clean = _recognizer(name, split)
-    heard = clean.with_noise(snr_db, noise if noise else data.NOISE_NAMES)
-    return heard, profile_speech(model, heard, meta={"model": name, "split": split, "snr_db": snr_db,
-                                                      "noise": noise or "all"})
-
-
-def noisy_profile(name: str, snr_db: float | None, noise: str | None = None, split: str = "test") -> ExitProfile:
-    """The profile half of :func:`noisy_run`."""
-    return noisy_run(name, snr_db, noise, split)[1]
-
-
-def mean_exit_layer_by_snr(name: str, criterion: str, threshold: float) -> dict[str, float]:
-    """DAISY's finding, measured: the mean exit layer (1-based) at each SNR of :data:`SNR_LEVELS`."""
-    from .zoo import load_profile
-
-    out = {}
-    for snr in SNR_LEVELS:
-        profile = load_profile(name) if snr is None else noisy_profile(name, snr)
-        out["clean" if snr is None else str(snr)] = round(float(profile.exit_index(criterion, threshold).mean()) + 1, 3)
-    return out

@@ -14,6 +14,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .runtime import infer
+from .models.speech import greedy_ctc
+from .criteria import first_exit, get_criterion, passes
+from .energy import Capacitor, capacitor_for_energy
+
 __all__ = ["check_first_exit", "check_exit_costs", "check_early_exit_accuracy", "check_entropy",
            "check_compaction", "check_greedy_ctc", "check_ctc_entropy", "check_capacitor", "check_unit_exit",
            "STRICT"]
@@ -104,8 +109,6 @@ def check_entropy(entropy_score: Callable, profile) -> None:
 def check_compaction(early_exit: Callable, model, images: torch.Tensor, threshold: float) -> None:
     """``early_exit(model, images, threshold) -> (predictions [N], exit_index [N])`` against
     :func:`eekit.runtime.infer` with max-prob."""
-    from .runtime import infer
-
     want = infer(model, images, "max_prob", threshold)
     got, problem = _call(early_exit, model, images, threshold)
     if got is None:
@@ -137,8 +140,6 @@ def _speech_outputs(model, utterances, count: int) -> tuple[torch.Tensor, torch.
 def check_greedy_ctc(decode: Callable, model, utterances, count: int = 16) -> None:
     """``decode(log_probs [T, C], frames) -> str`` against :func:`eekit.evaluate.greedy_ctc` on every layer's
     output for the first ``count`` utterances."""
-    from .evaluate import greedy_ctc
-
     outputs, frames = _speech_outputs(model, utterances, count)
     for k in range(outputs.shape[0]):
         for n in range(outputs.shape[1]):
@@ -154,8 +155,6 @@ def check_greedy_ctc(decode: Callable, model, utterances, count: int = 16) -> No
 def check_ctc_entropy(utterance_entropy: Callable, model, utterances, count: int = 16) -> None:
     """``utterance_entropy(log_probs [N, T, C], frames [N]) -> [N]`` against the ``ctc_entropy`` criterion on every
     layer, for the first ``count`` utterances."""
-    from .criteria import get_criterion
-
     outputs, frames = _speech_outputs(model, utterances, count)
     want = get_criterion("ctc_entropy").scores(outputs, lengths=frames)
     for k in range(outputs.shape[0]):
@@ -171,8 +170,6 @@ def check_ctc_entropy(utterance_entropy: Callable, model, utterances, count: int
 def check_unit_exit(exit_layer: Callable, log_probs: torch.Tensor, frames: torch.Tensor, threshold: float) -> None:
     """``exit_layer(log_probs [L, N, T, K], frames [N], threshold) -> [N]`` (0-based exit layer per utterance)
     against the ``ssl_entropy`` criterion and :func:`eekit.criteria.first_exit` (lesson 22, DAISY's signal)."""
-    from .criteria import first_exit, get_criterion, passes
-
     criterion = get_criterion("ssl_entropy", "units")
     want = first_exit(passes(criterion, criterion.scores(log_probs, lengths=frames).T, threshold))
     got, problem = _call(exit_layer, log_probs.clone(), frames.clone(), threshold)
@@ -187,8 +184,6 @@ def check_unit_exit(exit_layer: Callable, log_probs: torch.Tensor, frames: torch
 def check_capacitor(usable_energy: Callable, capacitor_for: Callable) -> None:
     """``usable_energy(C, v_on, v_off) -> J`` and ``capacitor_for(joules, v_on, v_off) -> F`` against
     :class:`eekit.energy.Capacitor` and :func:`eekit.energy.capacitor_for_energy`."""
-    from .energy import Capacitor, capacitor_for_energy
-
     for c, v_on, v_off in ((5e-3, 2.99, 2.8), (20e-3, 2.99, 2.8), (1e-3, 3.3, 1.8)):
         cap = Capacitor(capacitance_f=c, v_on=v_on, v_off=v_off, v_max=max(v_on, 3.05))
         got, problem = _call(usable_energy, c, v_on, v_off)

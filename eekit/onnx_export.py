@@ -32,6 +32,8 @@ from torch.nn import functional as F
 
 from . import validate
 from .files import write_atomic
+from .models.contract import ExitModel
+from .zoo import load_pretrained
 
 __all__ = ["ExitSubnet", "DftSpectrogram", "export_onnx", "run_onnx", "add_command", "OPSET", "SECONDS", "TOLERANCE"]
 
@@ -49,7 +51,7 @@ class ExitSubnet(nn.Module):
     def __init__(self, model: nn.Module, k: int):
         super().__init__()
         self.model, self.k = model, k
-        self.speech = getattr(model, "task", None) is not None
+        self.speech = _is_speech(model)
 
     def forward(self, *inputs: torch.Tensor):
         state = self.model.begin(inputs if self.speech else inputs[0])
@@ -100,7 +102,7 @@ def _exportable(model: nn.Module) -> nn.Module:
 
 def _is_speech(model: nn.Module) -> bool:
     """Speech models (conformer, wrapped wav2vec 2.0) take waveforms and lengths; image models take images."""
-    return getattr(model, "task", None) is not None
+    return getattr(model, "input_kind", None) == "waveforms"
 
 
 def _example(model: nn.Module, seconds: float) -> tuple:
@@ -121,7 +123,6 @@ def export_onnx(model: nn.Module, k: int, path: str | Path, force: bool = False,
     atomically; an existing file is refused unless ``force``. Speech graphs take waveforms padded to ``seconds``
     (with their true lengths); the batch is free. ``example``: an input to trace with instead (default: two images,
     or two utterances of ``seconds``). Returns the path."""
-    ExitModel = validate._model_classes()[0]
     if not isinstance(model, ExitModel):
         raise ValueError(f"model must be an eekit early-exit model (zoo.load_pretrained(name), attach_exits(...), "
                          f"wrap_wav2vec2(...)), got {type(model).__name__}")
@@ -172,8 +173,6 @@ def run_onnx(path: str | Path, *inputs: torch.Tensor) -> list[torch.Tensor]:
 
 
 def _handler(args) -> int:
-    from .zoo import load_pretrained
-
     model = load_pretrained(args.model)
     if args.seconds is not None and not _is_speech(model):
         raise ValueError(f"--seconds does not apply to {args.model} (an image model; its input is one image)")

@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import validate
 from .criteria import CRITERIA, Criterion, first_exit, get_criterion, passes
+from .files import write_atomic
 
 __all__ = ["ExitProfile", "OperatingPoint", "Sweep"]
 
@@ -38,7 +40,7 @@ class OperatingPoint:
 
     @property
     def exit_fractions(self) -> np.ndarray:
-        return self.exit_counts / max(self.exit_counts.sum(), 1)
+        return np.asarray(self.exit_counts / max(self.exit_counts.sum(), 1))
 
     def summary(self, cost_unit: str = "MFLOPs") -> str:
         return (f"{self.criterion} @ {self.threshold:g}: accuracy {self.accuracy:.2%}, mean cost "
@@ -91,9 +93,9 @@ class ExitProfile:
     params: np.ndarray | None = None
     latency_ms: np.ndarray | None = None
     cost_unit: str = "MFLOPs"
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if np.ndim(self.errors) != 2:
             raise ValueError(f"errors must be an array [N samples, K exits], got shape {np.shape(self.errors)}")
         N, K = self.errors.shape
@@ -124,19 +126,52 @@ class ExitProfile:
                 raise ValueError(f"errors must be at most each sample's total (accepted: 0 or 1 per image), got "
                                  f"{self.errors[i, k]!r} errors of {self.totals[i]!r} for sample {i} at exit {k}")
 
+    # ---------------------------------------------------------------------------------- built from parts
+    @classmethod
+    def from_predictions(cls, predictions: np.ndarray, labels: np.ndarray, **fields: Any) -> "ExitProfile":
+        """A classification profile from every exit's predicted class ``[N, K]`` and the labels ``[N]``: errors
+        0/1, one unit per sample. ``fields``: ``cost``, ``full_cost``, ``exit_names`` and any other field."""
+        labels = np.asarray(labels)
+        errors = (predictions != labels[:, None]).astype(np.float32)
+        return cls(predictions, errors, np.ones(len(labels), np.float32), labels=labels, **fields)
+
+    @classmethod
+    def from_logits(cls, logits: torch.Tensor, labels: torch.Tensor, **fields: Any) -> "ExitProfile":
+        """A classification profile from every exit's logits ``[K, N, C]`` (kept, so any criterion can be scored
+        later) and the labels ``[N]``: predictions are each exit's argmax."""
+        predictions = logits.argmax(-1).T.numpy()
+        return cls.from_predictions(predictions, labels.numpy(), logits=logits.numpy().astype(np.float32), **fields)
+
+    @classmethod
+    def concat(cls, parts: list["ExitProfile"], **fields: Any) -> "ExitProfile":
+        """The samples of ``parts`` one after another (same exits, costs and criteria; ``scores`` concatenated);
+        ``fields`` (e.g. ``meta``) replace the first part's."""
+        first = parts[0]
+        return cls(predictions=np.concatenate([p.predictions for p in parts]),
+                   errors=np.concatenate([p.errors for p in parts]),
+                   totals=np.concatenate([p.totals for p in parts]), cost=first.cost, full_cost=first.full_cost,
+                   exit_names=first.exit_names, kind=first.kind, cost_unit=first.cost_unit,
+                   scores={n: np.concatenate([p.scores[n] for p in parts]) for n in first.scores}, **fields)
+
+    def rows(self, rows: slice, **fields: Any) -> "ExitProfile":
+        """The samples ``rows`` of a profile with precomputed scores (``fields``, e.g. ``meta``, replace its own)."""
+        return ExitProfile(predictions=self.predictions[rows], errors=self.errors[rows], totals=self.totals[rows],
+                           cost=self.cost, full_cost=self.full_cost, exit_names=self.exit_names, kind=self.kind,
+                           cost_unit=self.cost_unit, scores={n: v[rows] for n, v in self.scores.items()}, **fields)
+
     # ------------------------------------------------------------------------------------------------ basics
     @property
     def num_samples(self) -> int:
-        return self.errors.shape[0]
+        return int(self.errors.shape[0])
 
     @property
     def num_exits(self) -> int:
-        return self.errors.shape[1]
+        return int(self.errors.shape[1])
 
     @property
     def exit_accuracy(self) -> np.ndarray:
         """Accuracy of every exit if all samples left there."""
-        return 1.0 - self.errors.sum(0) / self.totals.sum()
+        return np.asarray(1.0 - self.errors.sum(0) / self.totals.sum())
 
     @property
     def final_accuracy(self) -> float:
@@ -148,16 +183,22 @@ class ExitProfile:
             return [n for n, c in CRITERIA.items() if c.kind == "classification"]
         return sorted(self.scores)
 
+    # The public methods take a criterion's name or the Criterion itself and resolve it once (get_criterion); the
+    # private ones below them take the resolved Criterion, so no lookup repeats on the way in.
     def threshold_range(self, criterion: str | Criterion) -> tuple[float, float]:
         """The thresholds that make sense here (integer criteria are clipped to this profile's exits)."""
-        c = get_criterion(criterion)
+        return self._range(get_criterion(criterion))
+
+    def _range(self, c: Criterion) -> tuple[float, float]:
         if c.integer:
             return (c.low, min(c.high, self.num_exits - 1))
         return (c.low, c.high)
 
     def scores_for(self, criterion: str | Criterion) -> np.ndarray:
         """Scores ``[N, K]`` of ``criterion`` (computed from the cached logits once, then memoized)."""
-        c = get_criterion(criterion, self.kind)
+        return self._scores(get_criterion(criterion, self.kind))
+
+    def _scores(self, c: Criterion) -> np.ndarray:
         if c.name not in self.scores:
             if self.logits is None:
                 raise ValueError(f"this profile has no scores for {c.name!r}; available: {self.criteria()}")
@@ -170,14 +211,18 @@ class ExitProfile:
     def exit_index(self, criterion: str | Criterion, threshold: float) -> np.ndarray:
         """The exit each sample leaves at, ``[N]``."""
         c = get_criterion(criterion, self.kind)
-        threshold = self._checked(c, threshold)
-        return first_exit(passes(c, self.scores_for(c), threshold))
+        return self._exit_index(c, self._checked(c, threshold))
+
+    def _exit_index(self, c: Criterion, threshold: float) -> np.ndarray:
+        return np.asarray(first_exit(passes(c, self._scores(c), threshold)))
 
     def at(self, criterion: str | Criterion, threshold: float) -> OperatingPoint:
         """Accuracy, mean cost, savings and exit histogram at one threshold."""
-        c = get_criterion(criterion, self.kind)
+        return self._at(get_criterion(criterion, self.kind), threshold)
+
+    def _at(self, c: Criterion, threshold: float) -> OperatingPoint:
         threshold = self._checked(c, threshold)
-        exits = self.exit_index(c, threshold)
+        exits = self._exit_index(c, threshold)
         rows = np.arange(self.num_samples)
         accuracy = 1.0 - self.errors[rows, exits].sum() / self.totals.sum()
         mean_cost = float(self.cost[exits].mean())
@@ -199,9 +244,11 @@ class ExitProfile:
 
     # ---------------------------------------------------------------------------------------- many thresholds
     def default_thresholds(self, criterion: str | Criterion, steps: int = 201) -> np.ndarray:
-        c = get_criterion(criterion, self.kind)
+        return self._default_thresholds(get_criterion(criterion, self.kind), steps)
+
+    def _default_thresholds(self, c: Criterion, steps: int = 201) -> np.ndarray:
         steps = validate.whole("steps", steps, 2)
-        low, high = self.threshold_range(c)
+        low, high = self._range(c)
         if c.integer:
             return np.arange(low, high + 1, dtype=float)
         if c.needs_labels:
@@ -210,9 +257,11 @@ class ExitProfile:
 
     def sweep(self, criterion: str | Criterion, thresholds: np.ndarray | None = None) -> Sweep:
         """Accuracy and cost at every threshold, vectorized over thresholds and samples."""
-        c = get_criterion(criterion, self.kind)
+        return self._sweep(get_criterion(criterion, self.kind), thresholds)
+
+    def _sweep(self, c: Criterion, thresholds: np.ndarray | None = None) -> Sweep:
         if thresholds is None:
-            t = self.default_thresholds(c)
+            t = self._default_thresholds(c)
         else:
             try:
                 t = np.asarray(thresholds, dtype=float).reshape(-1)
@@ -222,7 +271,7 @@ class ExitProfile:
                 raise ValueError("thresholds must hold at least one threshold, got an empty list")
         for value in np.unique(t):  # every one, not just the extremes: a NaN or 1.5 patience hides in between
             self._checked(c, float(value))
-        scores = self.scores_for(c)  # [N, K]
+        scores = self._scores(c)  # [N, K]
         exits = first_exit(passes(c, scores[None], t[:, None, None]))  # [T, N, K] -> [T, N]
         rows = np.arange(self.num_samples)[None, :]
         accuracy = 1.0 - self.errors[rows, exits].sum(1) / self.totals.sum()
@@ -239,7 +288,8 @@ class ExitProfile:
         """
         if (max_drop is None) == (budget is None):
             raise ValueError("give exactly one of max_drop (accuracy drop, a fraction) or budget (fraction of cost)")
-        sw = self.sweep(criterion, thresholds)
+        c = get_criterion(criterion, self.kind)
+        sw = self._sweep(c, thresholds)
         if max_drop is not None:
             max_drop = validate.number("max_drop", max_drop, 0, 1, accepted="a fraction in [0, 1] (0.01 = 1 point)")
             ok = sw.accuracy >= self.final_accuracy - max_drop - 1e-12
@@ -257,15 +307,13 @@ class ExitProfile:
                                  f"costs {cheapest:.0%} of the full model")
             candidates = np.flatnonzero(ok)
             best = candidates[np.lexsort((sw.mean_cost[candidates], -sw.accuracy[candidates]))[0]]
-        return self.at(criterion, float(sw.thresholds[best]))
+        return self._at(c, float(sw.thresholds[best]))
 
     # ------------------------------------------------------------------------------------------- save / load
     def save(self, path: str | Path) -> Path:
         """Write a plain ``.npz`` (no pickle) that :meth:`load` reads back, all at once (a crash leaves the old file
         or the new one, :func:`eekit.files.write_atomic`); returns the path written (``.npz`` is added to a name
         without it)."""
-        from .files import write_atomic
-
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
@@ -274,7 +322,7 @@ class ExitProfile:
     def write(self, path: str | Path) -> None:
         """Write the ``.npz`` bytes to exactly ``path`` (no atomic rename: :meth:`save`, or a
         :class:`eekit.files.FileSet` stage, wraps this)."""
-        arrays = {
+        arrays: dict[str, Any] = {
             "predictions": self.predictions, "errors": self.errors, "totals": self.totals, "cost": self.cost,
         }
         for name in ("logits", "labels", "params", "latency_ms"):

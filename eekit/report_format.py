@@ -8,9 +8,10 @@ fraction is first rounded to 6 decimals, below float32's precision and far below
 
 from __future__ import annotations
 
+import json
 from decimal import ROUND_HALF_UP, Decimal
 
-__all__ = ["pct", "pcts"]
+__all__ = ["pct", "pcts", "table"]
 
 
 def pct(fraction: float, digits: int = 1, unit: str = "%") -> str:
@@ -25,3 +26,11 @@ def pct(fraction: float, digits: int = 1, unit: str = "%") -> str:
 def pcts(fractions, digits: int = 1, sep: str = " / ", unit: str = " %") -> str:
     """A list of fractions as ``"98.80 / 99.40 / 99.45 %"`` (the README's tables)."""
     return sep.join(pct(f, digits, "") for f in fractions) + unit
+
+
+def table(result: dict, as_json: bool) -> str:
+    """A result as the command line prints it: indented JSON, or one ``key  value`` line per key."""
+    if as_json:
+        return json.dumps(result, indent=2)
+    width = max(len(k) for k in result)
+    return "\n".join(f"{key:<{width}}  {value}" for key, value in result.items())

@@ -7,7 +7,7 @@ decision uses the same score function as the cached profile (:meth:`Criterion.sc
 
 Any model that satisfies the contract :class:`~eekit.models.contract.ExitModel` runs here: the image CNNs and the
 speech encoders (CTC and keyword spotting; their input is ``(waves [N, S], lengths [N])``). Inference runs on a
-batch-norm-folded copy (:func:`~eekit.models.contract.inference_copy`) under ``torch.inference_mode``; memoryless
+batch-norm-folded copy (:func:`~eekit.models.fast.inference_copy`) under ``torch.inference_mode``; memoryless
 criteria score only the newest exit; per-sample work is tensor work, never a Python loop over samples.
 """
 
@@ -15,11 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Any, cast
+
 import numpy as np
 import torch
 
 from .criteria import Criterion, get_criterion
-from .models.contract import ExitModel, inference_copy
+from .models.contract import ExitModel
+from .models.fast import inference_copy
+from .models.speech import greedy_ctc
 from .validate import exit_threshold, model_input, whole
 
 __all__ = ["InferenceResult", "infer", "infer_full", "default_device", "check_device"]
@@ -53,16 +57,14 @@ class InferenceResult:
 
     def transcripts(self) -> list[str]:
         """CTC: the greedy (best-path) transcript of each utterance, as the cached profile decodes it."""
-        from .evaluate import greedy_ctc
-
         if self.lengths is None:
             raise ValueError("transcripts exist for CTC outputs only; this result holds class predictions")
         return [greedy_ctc(lp, int(n)) for lp, n in zip(self.logits, self.lengths)]
 
 
-def _inputs(model: ExitModel, x):
+def _inputs(model: ExitModel, x: Any) -> Any:
     """``x`` as the model's ``begin`` takes it; speech: ``(waves, lengths)``, a bare ``[N, S]`` is all full length."""
-    if getattr(model, "task", None) is not None:
+    if model.input_kind == "waveforms":
         if isinstance(x, torch.Tensor):
             x = (x, torch.full((x.shape[0],), x.shape[-1], dtype=torch.long, device=x.device))
         x = (x[0], torch.as_tensor(x[1], device=x[0].device))
@@ -73,7 +75,7 @@ def _inputs(model: ExitModel, x):
     return x
 
 
-def _chunks(inputs, batch_size: int | None) -> list:
+def _chunks(inputs: Any, batch_size: int | None) -> list[Any]:
     """``inputs`` in consecutive chunks of ``batch_size`` rows (bounded activation memory for thousands of inputs).
     Speech chunks are cut to their longest utterance, the padding ``collate`` gives that batch."""
     if batch_size is not None:
@@ -95,7 +97,7 @@ def _criterion(model: ExitModel, criterion: str | Criterion, threshold: float) -
     return c, threshold
 
 
-def infer(model: ExitModel, x, criterion: str | Criterion, threshold: float,
+def infer(model: ExitModel, x: Any, criterion: str | Criterion, threshold: float,
           batch_size: int | None = None) -> InferenceResult:
     """Early-exit inference of ``model`` on a batch ``x`` (batch size 1 included): images ``[N, C, H, W]``, or for
     a speech model ``(waves [N, S], lengths [N])``.
@@ -111,7 +113,7 @@ def infer(model: ExitModel, x, criterion: str | Criterion, threshold: float,
         return _concat([_early_exit(fast, part, c, threshold) for part in parts])
 
 
-def _early_exit(model: ExitModel, inputs, c: Criterion, threshold: float) -> InferenceResult:
+def _early_exit(model: ExitModel, inputs: Any, c: Criterion, threshold: float) -> InferenceResult:
     """One chunk: run block by block, set aside the rows that pass, compact the rest."""
     K = model.num_exits
     cut = float(np.float32(threshold))  # the threshold as torch compares it with float32 scores (and numpy, in
@@ -153,7 +155,7 @@ def _early_exit(model: ExitModel, inputs, c: Criterion, threshold: float) -> Inf
     return _in_input_order(left)
 
 
-def _in_input_order(left) -> InferenceResult:
+def _in_input_order(left: Any) -> InferenceResult:
     """The rows set aside at each exit, put back in input order."""
     if len(left) == 1:  # nobody left before the last exit that answered
         rows, k, out, lengths = left[0]
@@ -186,11 +188,11 @@ def _concat(parts: list[InferenceResult]) -> InferenceResult:
     if len(parts) == 1:
         return parts[0]
     logits = _pad_cat([p.logits for p in parts])
-    lengths = None if parts[0].lengths is None else torch.cat([p.lengths for p in parts])
+    lengths = None if parts[0].lengths is None else torch.cat([cast(torch.Tensor, p.lengths) for p in parts])
     return InferenceResult(logits.argmax(-1), torch.cat([p.exit_index for p in parts]), logits, lengths)
 
 
-def infer_full(model: ExitModel, x, batch_size: int | None = None) -> InferenceResult:
+def infer_full(model: ExitModel, x: Any, batch_size: int | None = None) -> InferenceResult:
     """The plain model: every block, only the final head (the baseline an early exit must beat), on the same
     folded copy as :func:`infer`; every sample's ``exit_index`` is the last exit. ``batch_size`` as in :func:`infer`.
     """
@@ -201,7 +203,7 @@ def infer_full(model: ExitModel, x, batch_size: int | None = None) -> InferenceR
         return _concat([_final(fast, part) for part in parts])
 
 
-def _final(model: ExitModel, inputs) -> InferenceResult:
+def _final(model: ExitModel, inputs: Any) -> InferenceResult:
     state = model.begin(inputs)
     for k in range(model.num_exits):
         state = model.advance(state, k)

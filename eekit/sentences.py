@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +33,15 @@ import torch
 import torchaudio.functional as AF
 
 from . import data, librispeech, validate
-from .adaptivity import random_same_cost, static_same_cost
 from .evaluate import profile_speech
 from .files import claim_folder
 from .models.speech import SpeechEarlyExit, conformer_ctc
 from .profile import ExitProfile
-from .train import TrainConfig, train
+from .report_format import table
+from .ssl.adaptivity import random_same_cost, static_same_cost
+from .train import TrainConfig, machine, train
+from .zoo.registry import TRAIN_ALWAYS, Entry, Runner, register, register_runner, takes
+from .zoo.speech_grid import _half, _ssl_encoder_state, encoder_fingerprint
 
 __all__ = ["RECIPES", "BUDGETS", "TESTS", "CRITERIA", "MAX_DROP", "OUT_DIR", "model_name", "names", "build",
            "train_model", "report_model", "load_model", "load_card", "load_profile", "test_set", "word_errors", "results", "report"]
@@ -90,8 +93,6 @@ def _phases(recipe: str, budget: str) -> list[TrainConfig]:
 def build(recipe: str) -> tuple[SpeechEarlyExit, str]:
     """A seeded ``conformer_ctc`` spelling :data:`~eekit.librispeech.ALPHABET`; SSL recipes load ``ssl-hubert``'s
     encoder (the heads stay at their seeded init). Returns the model and where its weights came from."""
-    from .speech_recipes import _ssl_encoder_state, encoder_fingerprint
-
     recipe = validate.one_of("recipe", recipe, RECIPES)
     torch.manual_seed(SEED)
     model = conformer_ctc(alphabet=librispeech.ALPHABET)
@@ -132,9 +133,6 @@ def train_model(recipe: str, budget: str, out_dir: str | Path | None = None, for
 
 
 def _train(recipe: str, budget: str, name: str, out: Path, progress: bool) -> dict:
-    from .recipes import _machine
-    from .speech_recipes import _half
-
     model, source = build(recipe)
     train_set = librispeech.load_librispeech("train", minutes=None if budget == "all" else 30)
     phases = _phases(recipe, budget)
@@ -150,7 +148,7 @@ def _train(recipe: str, budget: str, name: str, out: Path, progress: bool) -> di
             "phases": [p.__dict__ for p in phases], "train_speakers": librispeech.speakers("train"),
             "test_speakers": list(librispeech.TEST_SPEAKERS), "train_utterances": len(train_set),
             "train_hours": round(sum(len(w) for w in train_set.waveforms) / librispeech.SAMPLE_RATE / 3600, 3),
-            "loss_per_epoch": history, "training_seconds": round(seconds, 1), "machine": _machine(),
+            "loss_per_epoch": history, "training_seconds": round(seconds, 1), "machine": machine(),
             "cer_by_exit": {t: _rounded(1 - p.exit_accuracy) for t, p in profiles.items()},
             "wer_by_exit": {t: _rounded(word_errors(p)) for t, p in profiles.items()},
             "command": f"python -m eekit train sentences --recipe {recipe} --labels {budget}",
@@ -250,3 +248,30 @@ def report(out_dir: str | Path | None = None) -> dict:
                                   "scratch_minus_best_pretrained": round(final["scratch"] - min(
                                       v for r, v in final.items() if r != "scratch"), 4)}
     return {"models": models, "comparison": comparison, "max_drop": MAX_DROP}
+
+
+# ------------------------------------------------------------------------------------ registry and command line
+
+def _cli_train(args) -> str:
+    """``python -m eekit train sentences --recipe R --labels B``."""
+    if args.recipe is None or args.labels is None:
+        raise ValueError(f"train sentences needs --recipe (must be one of {list(RECIPES)}) and --labels (one of "
+                         f"{list(BUDGETS)})")
+    card = train_model(args.recipe, args.labels, args.out, force=args.force, progress=not args.quiet)
+    return json.dumps({k: card[k] for k in ("name", "cer_by_exit", "wer_by_exit", "training_seconds")}, indent=2)
+
+
+def _cli_report(args) -> str:
+    return table(report_model(args.model, criterion=args.criterion), args.json)
+
+
+register_runner(Runner("train", "sentences", _cli_train, takes(
+    TRAIN_ALWAYS | {"recipe", "labels"}, "train sentences (its recipes fix the epochs)")))
+for _recipe in RECIPES:
+    for _budget in BUDGETS:
+        _name = model_name(_recipe, _budget)
+        register(Entry(_name, "sentences", partial(load_model, _name), partial(load_card, _name),
+                       partial(load_profile, _name), f"python -m eekit train sentences --recipe {_recipe} --labels "
+                       f"{_budget}", TESTS))
+        register_runner(Runner("report", _name, _cli_report, takes(
+            {"criterion", "json"}, f"report {_name} (its rule is fixed: within 1 CER point)")))

@@ -14,6 +14,8 @@ Everything is seeded; progress bars come from ``tqdm.auto`` so they render as wi
 from __future__ import annotations
 
 import math
+import os
+import platform
 import time
 from dataclasses import dataclass
 
@@ -25,9 +27,8 @@ from tqdm.auto import tqdm
 
 from . import data, validate
 from .models.exits import EarlyExitNet
-from .models.speech import BLANK
 
-__all__ = ["TrainConfig", "LOSS_WEIGHTINGS", "exit_loss_weights", "train", "seed_everything"]
+__all__ = ["TrainConfig", "LOSS_WEIGHTINGS", "exit_loss_weights", "train", "seed_everything", "machine"]
 
 LOSS_WEIGHTINGS = ("uniform", "increasing", "sdn", "final-only", "early-only", "random-exit")
 
@@ -94,24 +95,13 @@ def exit_loss_weights(scheme: str, num_exits: int, epoch: int = 0, epochs: int =
 
 
 def _forward(model: nn.Module, batch, config: TrainConfig):
-    """Run one batch; returns every exit's output and the loss function of one exit's output.
-
-    Image batches are ``(images, labels)``; speech batches come from the dataset's ``collate``:
-    ``(waves, lengths, targets, target_lengths)`` for CTC, ``(waves, lengths, labels)`` for keyword spotting.
-    """
-    task = getattr(model, "task", None)
-    if task == "ctc":
-        waves, lengths, targets, target_lengths = batch
-        outputs, frames = model(waves, lengths)
-        return outputs, lambda out: F.ctc_loss(out.transpose(0, 1), targets, frames, target_lengths, blank=BLANK,
-                                               zero_infinity=True)
-    if task == "kws":
-        waves, lengths, labels = batch
-        outputs, _ = model(waves, lengths)
-    else:
-        images, labels = batch
-        outputs = model(images)
-    return outputs, lambda out: F.cross_entropy(out, labels, label_smoothing=config.label_smoothing)
+    """Run one batch; returns every exit's output and the loss function of one exit's output: the model kind's own
+    ``batch_loss`` (images: ``(images, labels)``; speech batches come from the dataset's ``collate``)."""
+    loss = getattr(model, "batch_loss", None)
+    if not callable(loss):
+        raise ValueError(f"train() needs an eekit early-exit model (an EarlyExitNet, a speech model), whose "
+                         f"batch_loss gives the loss; got {type(model).__name__}")
+    return loss(batch, config.label_smoothing)
 
 
 def _exit_losses(outputs, loss_fn, weights, config: TrainConfig) -> torch.Tensor:
@@ -143,7 +133,7 @@ def train(
     the backbone is trainable again when this returns (or raises).
     """
     validate.instance("config", config, TrainConfig, "a TrainConfig (e.g. TrainConfig(epochs=5))")
-    if getattr(model, "task", None) == "ctc" and (config.distill or config.loss_weights == "random-exit"):
+    if getattr(model, "output_kind", None) == "ctc" and (config.distill or config.loss_weights == "random-exit"):
         raise ValueError("self-distillation and random-exit training are for classifiers; CTC exits train jointly "
                          "or two-stage")
     if len(train_set) < config.batch_size:
@@ -225,3 +215,9 @@ def _train(model: EarlyExitNet | nn.Module, train_set: Dataset, config: TrainCon
     bar.close()
     model.eval()
     return history
+
+
+def machine() -> dict:
+    """Where a run trained, for its card: CPU, cores, torch threads and versions."""
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}

@@ -12,11 +12,10 @@ tensors (:func:`finite`, :func:`image_batch`, :func:`log_probs`, :func:`model_in
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 import numpy as np
 import torch
@@ -30,7 +29,7 @@ IMAGE_RANGE = (0.0, 1.0)  # what eekit's image models take: floats in [0, 1], as
 # ---------------------------------------------------------------------------------------------------- numbers
 
 
-def _bounds(low, high, low_open: bool, high_open: bool, integer: bool) -> str:
+def _bounds(low: float | None, high: float | None, low_open: bool, high_open: bool, integer: bool) -> str:
     kind = "a whole number" if integer else "a finite number"
     lo = None if low is None else f"{'>' if low_open else '>='} {low:g}"
     hi = None if high is None else f"{'<' if high_open else '<='} {high:g}"
@@ -61,9 +60,10 @@ def whole(name: str, value: Any, low: int | None = None, high: int | None = None
     accepted = accepted or _bounds(low, high, False, False, integer=True)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be {accepted}, got {value!r} ({type(value).__name__})")
-    if not math.isfinite(float(value)) or float(value) != int(value):
+    # int(): numbers.Real has no __int__ in typeshed, every finite real number here has one
+    if not math.isfinite(float(value)) or float(value) != int(cast(Any, value)):
         raise ValueError(f"{name} must be {accepted}, got {value!r}")
-    v = int(value)
+    v = int(cast(Any, value))
     if (low is not None and v < low) or (high is not None and v > high):
         raise ValueError(f"{name} must be {accepted}, got {value!r}")
     return v
@@ -79,7 +79,7 @@ def instance(name: str, value: Any, kind: type | tuple[type, ...], example: str)
     return value
 
 
-def one_of(name: str, value: Any, choices: Iterable) -> Any:
+def one_of(name: str, value: Any, choices: Iterable[Any]) -> Any:
     """``value`` if it is one of ``choices``; otherwise an error listing them."""
     choices = list(choices)
     try:
@@ -116,7 +116,7 @@ def names(name: str, value: Any, known: Sequence[str] | None = None, example: st
 # ---------------------------------------------------------------------------------------------------- tensors
 
 
-def finite(name: str, x, allow_neg_inf: bool = False) -> None:
+def finite(name: str, x: Any, allow_neg_inf: bool = False) -> None:
     """Refuse NaN and infinities (a NaN input must never come out as a confident answer). ``allow_neg_inf``:
     log-probabilities may hold ``-inf`` (probability 0)."""
     t = torch.as_tensor(x)
@@ -130,7 +130,7 @@ def finite(name: str, x, allow_neg_inf: bool = False) -> None:
                          f"only {accepted} are accepted")
 
 
-def values(name: str, x, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+def values(name: str, x: Any, low: float | None = None, high: float | None = None, *, low_open: bool = False,
            nonempty: bool = True) -> None:
     """An array (numpy or torch) of finite numbers within the bounds (``low_open``: strictly above ``low``), e.g. a
     profile's costs (> 0) or a sample's error count (>= 0); the message names the first bad value and its index."""
@@ -156,7 +156,7 @@ def values(name: str, x, low: float | None = None, high: float | None = None, *,
                          f"{float(t[i])!r} at index {i if len(i) != 1 else i[0]}")
 
 
-def waveform(name: str, x) -> None:
+def waveform(name: str, x: Any) -> None:
     """One waveform ``[samples]`` with at least one sample, every sample finite (speech features are computed clip
     by clip)."""
     if not isinstance(x, torch.Tensor) or x.ndim != 1 or len(x) == 0:
@@ -182,7 +182,7 @@ def exit_threshold(criterion: str, threshold: float, low: float, num_exits: int)
     return threshold
 
 
-def image_batch(name: str, x, channels: int | None = None) -> None:
+def image_batch(name: str, x: Any, channels: int | None = None) -> None:
     """A float image batch ``[N, C, H, W]`` with values in :data:`IMAGE_RANGE` (eekit's models normalize inside)."""
     low, high = IMAGE_RANGE
     if not isinstance(x, torch.Tensor):
@@ -221,63 +221,43 @@ def log_probs(name: str, x: torch.Tensor, dim: int = -1) -> None:
                          f"(raw logits? apply .log_softmax(-1) first)")
 
 
-@functools.cache
-def _model_classes() -> tuple:
-    """eekit's model classes, imported once (validate sits below the models; a function-level import per call
-    costs microseconds, which batch-1 inference pays on every image)."""
-    from .models.cnn import Normalize
-    from .models.contract import ExitModel
-    from .models.exits import EarlyExitNet
-    from .models.speech import SpeechEarlyExit
-
-    return ExitModel, EarlyExitNet, SpeechEarlyExit, Normalize
-
-
-def model_input(model, x) -> None:
+def model_input(model: Any, x: Any) -> None:
     """What real early exit (``runtime.infer``) can take: a model that satisfies
-    :class:`~eekit.models.contract.ExitModel` and, for an image model, a float batch ``[N, C, H, W]`` with the
-    model's channels (in [0, 1] when the model normalizes its own input, as eekit's CNNs do); for a speech model,
-    float waveforms ``[N, S]`` or ``(waves [N, S], lengths [N])`` with ``1 <= lengths <= S``."""
-    ExitModel, EarlyExitNet, SpeechEarlyExit, Normalize = _model_classes()
-    # eekit's own model classes first: the Protocol's structural check costs ~20 us, a lot at batch 1
-    images = isinstance(model, EarlyExitNet)
-    if not images and not isinstance(model, SpeechEarlyExit) and not isinstance(model, ExitModel):
+    :class:`~eekit.models.contract.ExitModel`, and an input its kind accepts (the model's own ``check_input``: for an
+    image model a float batch ``[N, C, H, W]`` with the model's channels, in [0, 1] when the model normalizes its own
+    input, as eekit's CNNs do; for a speech model float waveforms ``[N, S]`` or ``(waves [N, S], lengths [N])`` with
+    ``1 <= lengths <= S``)."""
+    check = getattr(model, "check_input", None)
+    if not callable(check) or not isinstance(getattr(model, "input_kind", None), str):
         raise ValueError(f"model must be an eekit early-exit model (an EarlyExitNet such as "
                          f"zoo.load_pretrained('cnn-mnist') or models.attach_exits(...), or a speech model), got "
                          f"{type(model).__name__}")
-    task = None if images else getattr(model, "task", None)
-    if task is not None:  # a speech model: waveforms [N, samples], optionally with their lengths
-        accepted = (f"a speech model ({task}) takes float waveforms [N, samples] or (waves [N, samples], "
-                    f"lengths [N])")
-        waves, lengths = (x[0], x[1]) if isinstance(x, (tuple, list)) and len(x) == 2 else (x, None)
-        if not isinstance(waves, torch.Tensor) or not waves.is_floating_point() or waves.ndim != 2 or not len(waves):
-            got = f"{waves.dtype} {tuple(waves.shape)}" if isinstance(waves, torch.Tensor) else type(waves).__name__
-            raise ValueError(f"{accepted}, got {got}")
-        finite("waveforms", waves)
-        if lengths is not None:
-            lengths = torch.as_tensor(lengths)
-            if (lengths.shape != (len(waves),) or lengths.is_floating_point() or bool((lengths < 1).any())
-                    or bool((lengths > waves.shape[1]).any())):
-                raise ValueError(f"{accepted}: lengths must be {len(waves)} whole numbers in 1..{waves.shape[1]}, "
-                                 f"got {lengths.tolist()[:8]}")
-        return
-    if not images:
-        return
-    # the input's normalization comes before the first convolution: the walk stops there
-    normalizes, conv = False, None
-    for m in model.stages[0].modules():
-        if isinstance(m, Normalize):
-            normalizes = True
-        elif isinstance(m, torch.nn.Conv2d):
-            conv = m
-            break
-    if normalizes:  # normalizes inside: takes [0, 1] pixels
-        image_batch("x", x, channels=conv.in_channels if conv is not None else None)
-    elif not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2 or not len(x):
+    check(x)
+
+
+def waveforms(who: str, x: Any) -> None:
+    """Speech input: float waveforms ``[N, samples]``, optionally with their lengths ``(waves, lengths [N])``,
+    ``1 <= lengths <= samples``; ``who`` names the model in the message (e.g. "a speech model (ctc)")."""
+    accepted = f"{who} takes float waveforms [N, samples] or (waves [N, samples], lengths [N])"
+    waves, lengths = (x[0], x[1]) if isinstance(x, (tuple, list)) and len(x) == 2 else (x, None)
+    if not isinstance(waves, torch.Tensor) or not waves.is_floating_point() or waves.ndim != 2 or not len(waves):
+        got = f"{waves.dtype} {tuple(waves.shape)}" if isinstance(waves, torch.Tensor) else type(waves).__name__
+        raise ValueError(f"{accepted}, got {got}")
+    finite("waveforms", waves)
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths)
+        if (lengths.shape != (len(waves),) or lengths.is_floating_point() or bool((lengths < 1).any())
+                or bool((lengths > waves.shape[1]).any())):
+            raise ValueError(f"{accepted}: lengths must be {len(waves)} whole numbers in 1..{waves.shape[1]}, "
+                             f"got {lengths.tolist()[:8]}")
+
+
+def float_batch(x: Any) -> None:
+    """A non-empty float batch ``[N, ...]`` of finite values (a model that does not normalize its own input)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2 or not len(x):
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be a non-empty float batch [N, ...], got {got}")
-    else:
-        finite("x", x)
+    finite("x", x)
 
 
 # ---------------------------------------------------------------------------------------------------- files
@@ -314,7 +294,7 @@ def layers(name: str, value: Any, num_layers: int) -> tuple[int, ...]:
     items = list(value)
     if not items:
         raise ValueError(f"{name} must be {accepted}; got an empty list")
-    ok = all(not isinstance(v, bool) and isinstance(v, numbers.Integral) and 1 <= v <= num_layers for v in items)
+    ok = all(not isinstance(v, bool) and isinstance(v, numbers.Integral) and 1 <= int(v) <= num_layers for v in items)
     if not ok or items != sorted(set(items)):
         raise ValueError(f"{name} must be {accepted}; got {items}")
     return tuple(int(v) for v in items)

@@ -588,12 +588,12 @@ class TestWidgets:
 
     @pytest.mark.slow  # runs the speech model at every noise and SNR
     def test_noise_explorer_every_noise_every_snr(self, monkeypatch):
-        from eekit import evaluate
         from eekit.widgets import NoiseExplorer
+        from eekit.zoo import noise as noise_runs
 
         # 30 of the 300 test utterances: the same controls and code paths, a tenth of the model runs
         small = data.load_digit_strings("test").subset(30)
-        monkeypatch.setattr(evaluate, "_recognizer", lambda name, split: (load_pretrained(name), small))
+        monkeypatch.setattr(noise_runs, "_recognizer", lambda name, split: (load_pretrained(name), small))
         ex = NoiseExplorer()
         for _, noise in ex.noise_dropdown.options:
             for _, position in ex.snr_slider.options:
@@ -619,7 +619,7 @@ class TestWidgets:
 
 
 def test_more_entry_points_say_what_they_accept():
-    from eekit.evaluate import noisy_run
+    from eekit.zoo import noisy_run
     from eekit.widgets import exits_figure, pareto_figure
     from eekit.widgets.speech import audio_player
     from eekit.zoo import load_card

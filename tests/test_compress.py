@@ -147,7 +147,7 @@ def test_energy_payoff_is_what_the_simulator_says(card):
 
 
 def test_fit_explorer_shows_the_step_where_the_run_stops(card):
-    from eekit.compress.explorer import FitExplorer
+    from eekit.widgets import FitExplorer
 
     ex = FitExplorer(card, target_kb=32)
     assert ex.state["bytes_mcu"] <= 32_000 and not ex.state["beyond_target"]
@@ -159,7 +159,7 @@ def test_fit_explorer_shows_the_step_where_the_run_stops(card):
 
 
 def test_fit_explorer_names_layers_for_a_learner_and_starts_its_axis_at_zero(card):
-    from eekit.compress.explorer import FitExplorer
+    from eekit.widgets import FitExplorer
 
     ex = FitExplorer(card, target_kb=32)
     assert "stages." not in ex.readout.value and "fully connected layer 1568 x 128" in ex.readout.value

@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from eekit import adaptivity, bench, recipes, sentences, speech_recipes, ssl
+from eekit import adaptivity, bench, recipes, sentences, speech_recipes
+from eekit.ssl import shipped
 from eekit.__main__ import build_parser, main
 from eekit.compress import pipeline
 
@@ -42,7 +43,7 @@ class Recorder:
         self.calls, self.tmp = [], str(tmp_path)
         for module, name, result in [
             (recipes, "_run", {"name": "cnn-mnist", "final_accuracy": 0.5}),
-            (ssl, "_run_recipe", None),
+            (shipped, "_run_recipe", None),
             (speech_recipes, "_train_cell", {"cell": "C-250", "exit_der": [], "training_seconds": 0}),
             (sentences, "_train", {"name": "sentences-ssl", "cer_by_exit": [], "wer_by_exit": [],
                                    "training_seconds": 0}),

@@ -133,3 +133,19 @@ def test_bad_input_is_rejected_with_reasons():
         p.at("fixed", 3)
     with pytest.raises(ValueError, match="inconsistent"):
         ExitProfile(p.predictions, p.errors, p.totals[:3], p.cost, 5.0, ["a", "b", "c"])
+
+
+def test_the_criterion_is_resolved_once_at_the_public_boundary(monkeypatch):
+    """calibrate, sweep and at look the criterion up once and pass the Criterion inward (no repeated lookups)."""
+    import eekit.profile as profile_module
+    from helpers import synthetic_profile
+
+    calls = []
+    real = profile_module.get_criterion
+    monkeypatch.setattr(profile_module, "get_criterion", lambda *a, **k: calls.append(a) or real(*a, **k))
+    profile = synthetic_profile(samples=500)
+    for run in (lambda: profile.calibrate("max_prob", max_drop=0.01), lambda: profile.sweep("entropy"),
+                lambda: profile.at("margin", 0.5), lambda: profile.calibrate("patience", budget=0.8)):
+        calls.clear()
+        run()
+        assert len(calls) == 1

@@ -18,8 +18,9 @@ from eekit.__main__ import main
 from eekit.bench import bench_speedup, bench_stages
 from eekit.evaluate import profile_speech
 from eekit.models import branchy_lenet, resnet_ee
-from eekit.models.contract import (PAIRWISE_FROM, ExitModel, FewChannelConv2d, PairMaxPool, PooledLinear, WindowMaxPool,
-                                   fold_batchnorm, inference_copy)
+from eekit.models.contract import ExitModel
+from eekit.models.fast import (PAIRWISE_FROM, FewChannelConv2d, PairMaxPool, PooledLinear, WindowMaxPool, fold_batchnorm,
+                               inference_copy)
 from eekit.models.speech import conformer_ctc, conformer_kws
 from eekit.runtime import check_device, infer, infer_full
 from eekit.zoo import load_pretrained
@@ -244,7 +245,8 @@ def test_device_option(capsys, tmp_path, monkeypatch):
         assert main(["bench", "speedup", "--device", "cuda"]) == 2
         assert "not available here" in capsys.readouterr().err
     # --device cpu reaches the benchmark and the training run (both stubbed: the real ones take minutes)
-    from eekit import bench, zoo
+    from eekit import bench
+    from eekit.zoo import training
 
     monkeypatch.setattr(bench, "bench_speedup", lambda model, device, threads, keep_freed_memory: {
         "device": device, "keep": keep_freed_memory})
@@ -252,7 +254,7 @@ def test_device_option(capsys, tmp_path, monkeypatch):
     assert '"device": "cpu"' in capsys.readouterr().out
     assert main(["bench", "speedup", "--device", "cpu", "--default-malloc", "--json"]) == 0
     assert '"keep": false' in capsys.readouterr().out
-    monkeypatch.setattr(zoo, "run_recipe", lambda *args, device, **kwargs: {"name": device})
+    monkeypatch.setattr(training, "run_recipe", lambda *args, device, **kwargs: {"name": device})
     assert main(["train", "cnn-mnist", "--device", "cpu", "--quiet"]) == 0
     assert '"name": "cpu"' in capsys.readouterr().out
 

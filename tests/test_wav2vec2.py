@@ -10,7 +10,8 @@ import torchaudio
 from torch import nn
 
 from eekit import data
-from eekit.models.wav2vec2 import (fit_unit_heads, profile_exits, small_wav2vec2, train_two_stage, wrap_wav2vec2)
+from eekit.models.wav2vec2 import small_wav2vec2, wrap_wav2vec2
+from eekit.speech_encoders import fit_unit_heads, profile_exits, train_two_stage
 from eekit.runtime import infer
 from eekit.train import TrainConfig
 

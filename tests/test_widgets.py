@@ -192,7 +192,7 @@ def test_every_dashboard_figure_reaches_the_browser_complete(profile, sent):
 def test_ssl_and_compression_dashboards_reach_the_browser_complete(sent):
     """Lessons 22 and 31: first render and a moved control send every value (no "unchanged" placeholder)."""
     from eekit.compress import load_compressed_card
-    from eekit.compress.explorer import FitExplorer
+    from eekit.widgets import FitExplorer
     from eekit.widgets.ssl import ExitSignalExplorer, UnitExitExplorer
 
     units = UnitExitExplorer()
@@ -218,3 +218,14 @@ def test_snr_slider_runs_like_the_x_axis_noisiest_left_clean_right():
         assert snrs == sorted(snrs) and labels[0] == f"{min(snrs)} dB"
         move_noise_controls(dropdown, slider, levels, "white_noise", 5)
         assert levels[slider.value] == 5
+
+
+def test_every_dashboard_is_a_dashboard():
+    """One shape for all of them (eekit.widgets.base.Dashboard): readout, guarded update, set(), summary()."""
+    import eekit.widgets as widgets
+    from eekit.widgets.base import Dashboard
+
+    dashboards = [widgets.ThresholdExplorer, widgets.ExitGallery, widgets.EnergyDashboard, widgets.NoiseExplorer,
+                  widgets.FitExplorer, widgets.RecipeGrid, widgets.UnitExitExplorer, widgets.ExitSignalExplorer]
+    for cls in dashboards:
+        assert issubclass(cls, Dashboard) and cls.set is not Dashboard.set, cls.__name__

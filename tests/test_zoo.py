@@ -96,8 +96,10 @@ def test_weights_load_without_pickle():
 
 
 def test_training_and_noise_runs_live_elsewhere_and_are_re_exported():
-    from eekit import evaluate, recipes
+    from eekit import recipes, speech_recipes
+    from eekit.zoo import noise, speech_grid, training
 
-    assert zoo.run_recipe is recipes.run_recipe
+    assert zoo.run_recipe is recipes.run_recipe is training.run_recipe
+    assert speech_recipes is speech_grid  # the old module name is the moved module itself
     for name in ("noisy_run", "noisy_profile", "mean_exit_layer_by_snr", "SNR_LEVELS"):
-        assert getattr(zoo, name) is getattr(evaluate, name)
+        assert getattr(zoo, name) is getattr(noise, name)

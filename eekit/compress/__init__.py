@@ -7,7 +7,8 @@ retraining, fragile layers), :mod:`~eekit.compress.quantize` (int8 / Q15, the pu
 """
 
 from .memory import FRAM_BYTES, SRAM_BYTES
-from .pipeline import load_compressed, load_compressed_card, load_compressed_profile, report
+from .pipeline import load_compressed, load_compressed_card, load_compressed_profile
+from .results import report
 from .quantize import early_exit, int_forward
 
 __all__ = ["FRAM_BYTES", "SRAM_BYTES", "load_compressed", "load_compressed_card", "load_compressed_profile",

@@ -40,10 +40,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import data, validate, zoo
-from ..energy import simulate
-from ..files import write_text
+from ..energy import MCU, simulate
+from ..files import write_bytes, write_text
 from .export_c import CFLAGS, _TEMPLATES, compile_and_run, export_c, find_compiler, read_outputs
 from .memory import nonzero_macs, qmodel_bytes
+from .payoff import compressed_workload, energy_payoff
+from .pipeline import COMPRESSED, SUFFIX, load_compressed_card, load_compressed_profile, load_integer
+from .quantize import early_exit, int_forward
 
 __all__ = ["TARGET", "INSTALL_HINT", "toolchain", "exportable", "mcu_run", "power_failure", "measure",
            "load_mcu_results", "RESULTS_FILE"]
@@ -89,8 +92,6 @@ def _tools() -> dict:
 
 def exportable() -> list[str]:
     """The shipped compressed models the integer C export covers."""
-    from .pipeline import COMPRESSED, SUFFIX, load_integer
-
     return [n + SUFFIX for n in COMPRESSED if load_integer(n)]
 
 
@@ -148,8 +149,6 @@ def mcu_run(qmodel: dict, images: torch.Tensor, c_dir: Path, name: str = "", tim
     mcu = read_outputs(c_dir / "arm_outputs.txt", K, C)
     timed = "images.bin"
     if timed_inputs is not None and timed_inputs < len(images):
-        from ..files import write_bytes
-
         timed = "timed.bin"
         write_bytes(c_dir / timed, images[:timed_inputs].to(torch.uint8).contiguous().numpy().tobytes())
     status = _qemu(c_dir, "eekit_model.elf", [timed, "timed_outputs.txt", "steps.txt"], count_instructions=True)
@@ -254,11 +253,6 @@ def power_failure(c_dir: Path, image_index: int, early_index: int, qemu: bool = 
 def measure(name: str, progress: bool = True) -> dict:
     """The emulated-MCU run, the sizes, the instructions per exit and the power-failure test of shipped model
     ``name`` (the ``mcu_run`` and ``power_failure`` entries of ``python -m eekit report compress``)."""
-    from ..energy import MCU
-    from .payoff import compressed_workload, energy_payoff
-    from .pipeline import load_compressed_card, load_compressed_profile, load_integer
-    from .quantize import early_exit, int_forward
-
     qmodel = load_integer(name)
     test = zoo.RECIPES[qmodel["source"]].test_set()
     images = test.images[:INPUTS]

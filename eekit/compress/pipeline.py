@@ -18,7 +18,6 @@ import torch
 from .. import data, files, validate, zoo
 from ..data import ImageDataset
 from ..evaluate import collect_logits
-from ..models.exits import SharedPlusFinal
 from ..profile import ExitProfile
 from ..train import TrainConfig, train
 from .export_c import CFLAGS, compile_and_run, export_c, find_compiler
@@ -26,11 +25,11 @@ from .lowrank import apply_ranks, lowrank
 from .memory import (FRAM_BYTES, SRAM_BYTES, activation_plan, activation_trace, buffer_plan, fp32_bytes, head_bytes,
                      layer_mcu_bytes, model_bytes, nonzero_macs, qmodel_bytes)
 from .payoff import compressed_workload, energy_payoff, energy_per_exit
-from .prune import PruneStep, prune_to_target, strip_masks
+from .prune import Mask, prunable_layers, prune_to_target, PruneStep, strip_masks
 from .quantize import (dequantized_logits, early_exit, exit_scales, fold_batchnorm, int_forward,
                        load_quantized_weights, quantize, quantize_exit_heads, quantize_weights)
 
-__all__ = ["compress", "ship", "ship_weights_only", "write_compressed", "export", "run", "report", "exit_accuracy", "split_validation", "c_check", "int_profile", "choose_margin",
+__all__ = ["compress", "ship", "ship_weights_only", "write_compressed", "export", "run", "exit_accuracy", "split_validation", "c_check", "int_profile", "choose_margin",
            "ship_integer", "requantize", "load_integer", "calibration_split"]
 
 
@@ -45,8 +44,6 @@ def final_tune(model, train_all: ImageDataset, n_val: int, epochs: int, lr: floa
     """Retrain a pruned ``model`` for ``epochs`` on the whole training split except the validation images, every
     pruned weight held at zero."""
     from torch.nn.utils import parametrize
-
-    from .prune import Mask, prunable_layers
 
     for layer in prunable_layers(model).values():
         if not parametrize.is_parametrized(layer, "weight"):
@@ -320,28 +317,6 @@ REPORT_KEYS = ("source", "target_bytes", "bytes_fp32", "bytes_mcu", "ratio", "ac
                "accuracy_per_exit_after", "peak_activation_bytes", "fits_fram", "fits_sram")
 
 
-def report() -> dict:
-    """``python -m eekit report compress``: the shipped compressed models' headline numbers (read, not rerun)."""
-    from .mcu import load_mcu_results
-
-    cards = {n + SUFFIX: load_compressed_card(n) for n in COMPRESSED}
-    exported = {name: c["c_export"] for name, c in cards.items() if c["c_export"]["inputs_checked"]}
-    mcu = load_mcu_results()["models"]  # the emulated Cortex-M run and the power-failure test, shipped
-    out = {"models": {name: {k: card[k] for k in REPORT_KEYS} | {"energy": card.get("energy"),
-                                                                  "accuracy_per_exit_int8": card.get(
-                                                                      "accuracy_per_exit_int8"),
-                                                                  "activation_plan": card.get("activation_plan"),
-                                                                  "deployment": card.get("deployment", "integer C"),
-                                                                  "mcu_run": mcu.get(name, {}).get("mcu_run"),
-                                                                  "power_failure": mcu.get(name, {}).get("power_failure")}
-                      for name, card in cards.items()},
-           "c_export": {"compiled": bool(exported) and all(c["compiled"] for c in exported.values()),
-                        "inputs_checked": sum(c["inputs_checked"] for c in exported.values()),
-                        "mismatches": sum(c["mismatches"] for c in exported.values()),
-                        "models": sorted(exported)}}
-    return out
-
-
 def run(name: str, out_dir: str | Path, target_bytes: int | None = None, force: bool = False, progress: bool = True
         ) -> dict:
     """``python -m eekit compress``: compress, quantize, export and check, write the results; refuses to replace
@@ -359,7 +334,7 @@ def run(name: str, out_dir: str | Path, target_bytes: int | None = None, force: 
     with files.claim_folder(out_dir), files.claim_folder(work) if work != out_dir else contextlib.nullcontext():
         validate.no_overwrite(outputs, force)  # again: the folder's last holder may have written
         model, result = compress(name, work, progress=progress, **settings)
-        if isinstance(model.exits, SharedPlusFinal):
+        if model.shared_head:
             return ship(name, model, result, out_dir)
         return ship_weights_only(name, model, result, out_dir)
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from .. import validate
 from ..models.cnn import Normalize, Residual
-from ..models.exits import EarlyExitNet, ExitHeads, SharedPlusFinal
+from ..models.exits import EarlyExitNet, ExitHeads
 
 __all__ = ["quantize", "quantize_exit_heads", "int_forward", "early_exit", "requantize", "multiplier_shift", "lower", "dequantized_logits", "exit_scales",
            "fold_batchnorm", "quantize_weights", "load_quantized_weights"]
@@ -149,7 +149,7 @@ def quantize(model: EarlyExitNet, calibration: torch.Tensor, bits: int = 8, sour
     if bits not in (8, 16):
         raise ValueError(f"weights are quantized to 8 (int8) or 16 (Q15) bits, got {bits}")
     validate.image_batch("calibration images", calibration)  # 0..255 pixels would give a 12 % model, silently
-    if not isinstance(model.exits, SharedPlusFinal):
+    if not model.shared_head:
         raise ValueError("the C export handles models with a shared exit head (FreeML's gNet), like "
                          "cnn-mnist-shared")
     model = model.eval()

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import validate
+from .. import validate, zoo
 from ..profile import ExitProfile
+from ..costs import exit_costs
 
 __all__ = ["Workload", "load_workload"]
 
@@ -66,10 +67,6 @@ def load_workload(name: str) -> Workload:
     ``torch.utils.flop_counter`` on the real model, exits from its shipped test-split profile."""
     import torch
 
-    from .. import zoo
-    from ..costs import exit_costs
-    from ..models.exits import SharedPlusFinal
-
     recipe = zoo.RECIPES.get(name)
     if recipe is None or recipe.is_speech:
         image = [n for n, r in zoo.RECIPES.items() if not r.is_speech]
@@ -83,8 +80,8 @@ def load_workload(name: str) -> Workload:
         for stage in model.stages:
             x = stage(x)
             words.append(x.numel())
-    early = model.exits.shared if isinstance(model.exits, SharedPlusFinal) else model.exits.heads[:-1]
+    early = model.exits.shared if model.shared_head else model.exits.heads[:-1]
     return Workload(name=name, stage_macs=costs.stage_flops / 2, head_macs=costs.head_flops / 2,
                     state_words=np.array(words, dtype=np.float64),
                     head_params=sum(p.numel() for p in early.parameters()), profile=zoo.load_profile(name),
-                    shared_head=isinstance(model.exits, SharedPlusFinal))
+                    shared_head=model.shared_head)

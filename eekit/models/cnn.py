@@ -6,31 +6,17 @@ each model normalizes its own input, so data never needs a separate transform at
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
-from .exits import EarlyExitNet, ExitHeads, SharedExitHead, SharedPlusFinal, pooled_head
+from .exits import EarlyExitNet, ExitHeads, Normalize, SharedExitHead, SharedPlusFinal, pooled_head
 
 __all__ = ["Normalize", "branchy_lenet", "resnet_ee", "MNIST_MEAN_STD", "CIFAR10_MEAN_STD"]
 
 MNIST_MEAN_STD = ((0.1307,), (0.3081,))
 CIFAR10_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-
-
-class Normalize(nn.Module):
-    """``(x - mean) / std`` per channel, as a layer so that checkpoints carry their own preprocessing."""
-
-    def __init__(self, mean, std):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.mean.shape[1]:
-            raise ValueError(
-                f"expected images [N, {self.mean.shape[1]}, H, W] with values in [0, 1], got shape {tuple(x.shape)}"
-            )
-        return (x - self.mean) / self.std
 
 
 def branchy_lenet(num_classes: int = 10, shared_head: bool = False) -> EarlyExitNet:
@@ -72,7 +58,7 @@ class Residual(nn.Module):
         self.body = nn.Sequential(_conv_bn(channels, channels), _conv_bn(channels, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        return cast(torch.Tensor, x + self.body(x))
 
 
 def resnet_ee(num_classes: int = 10, width: int = 24) -> EarlyExitNet:

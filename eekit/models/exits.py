@@ -12,12 +12,35 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Callable, Iterator, Sequence, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["EarlyExitNet", "FeatureState", "ExitHeads", "SharedExitHead", "SharedPlusFinal", "pooled_head", "attach_exits"]
+from .. import validate
+
+__all__ = ["EarlyExitNet", "FeatureState", "ExitHeads", "SharedExitHead", "SharedPlusFinal", "Normalize",
+           "pooled_head", "attach_exits"]
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, as a layer so that checkpoints carry their own preprocessing."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.mean.shape[1]:
+            raise ValueError(
+                f"expected images [N, {self.mean.shape[1]}, H, W] with values in [0, 1], got shape {tuple(x.shape)}"
+            )
+        return (x - self.mean) / self.std
 
 
 def pooled_head(in_channels: int, num_classes: int, hidden: int = 0, pool_size: int = 1,
@@ -50,7 +73,7 @@ class ExitHeads(nn.Module):
         return len(self.heads)
 
     def forward(self, k: int, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.heads[k](features[-1])
+        return cast(torch.Tensor, self.heads[k](features[-1]))
 
 
 class SharedExitHead(nn.Module):
@@ -81,7 +104,7 @@ class SharedExitHead(nn.Module):
         missing = sum(self.sizes[k + 1 :])
         if missing:
             pooled.append(pooled[0].new_zeros(batch, missing))
-        return self.linear(self.dropout(torch.cat(pooled, dim=1)))
+        return cast(torch.Tensor, self.linear(self.dropout(torch.cat(pooled, dim=1))))
 
 
 @dataclass
@@ -101,6 +124,7 @@ class EarlyExitNet(nn.Module):
     """
 
     output_kind = "classification"
+    input_kind = "images"
 
     def __init__(self, stages: Sequence[nn.Module], exits: ExitHeads | SharedExitHead | SharedPlusFinal, exit_names: Sequence[str] | None = None):
         super().__init__()
@@ -118,6 +142,32 @@ class EarlyExitNet(nn.Module):
     def num_exits(self) -> int:
         return len(self.stages)
 
+    @property
+    def shared_head(self) -> bool:
+        """Whether the early exits share one head (FreeML's gNet, :class:`SharedPlusFinal`)."""
+        return bool(getattr(self.exits, "shared_head", False))
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """A float image batch ``[N, C, H, W]`` with this model's channels, in [0, 1] when the model normalizes its
+        own input (eekit's CNNs do); otherwise any non-empty float batch of finite values."""
+        # the input's normalization comes before the first convolution: the walk stops there
+        normalizes, conv = False, None
+        for m in self.stages[0].modules():
+            if isinstance(m, Normalize):
+                normalizes = True
+            elif isinstance(m, torch.nn.Conv2d):
+                conv = m
+                break
+        if normalizes:  # normalizes inside: takes [0, 1] pixels
+            validate.image_batch("x", x, channels=conv.in_channels if conv is not None else None)
+        else:
+            validate.float_batch(x)
+
+    def batch_loss(self, batch: Any, label_smoothing: float = 0.0) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+        """Every exit's output on ``batch = (images, labels)`` and the loss of one exit's output (cross-entropy)."""
+        images, labels = batch
+        return self(images), lambda out: F.cross_entropy(out, labels, label_smoothing=label_smoothing)
+
     # the model contract: one block at a time
     def begin(self, x: torch.Tensor) -> FeatureState:
         return FeatureState(x)
@@ -128,7 +178,7 @@ class EarlyExitNet(nn.Module):
         return FeatureState(h, state.features + [h] if getattr(self.exits, "needs_history", True) else [h])
 
     def exit_output(self, state: FeatureState, k: int) -> torch.Tensor:
-        return self.exits(k, state.features)
+        return cast(torch.Tensor, self.exits(k, state.features))
 
     def lengths(self, state: FeatureState) -> None:
         return None  # one label per image
@@ -155,7 +205,7 @@ class EarlyExitNet(nn.Module):
             state = self.advance(state, j)
         return self.exit_output(state, k)
 
-    def backbone_parameters(self):
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the stages (frozen in two-stage training)."""
         return self.stages.parameters()
 
@@ -259,6 +309,7 @@ class SharedPlusFinal(nn.Module):
     ``final`` applied to the last stage's output (the identity when the last stage already ends in it)."""
 
     needs_history = True
+    shared_head = True  # EarlyExitNet.shared_head
 
     def __init__(self, shared: SharedExitHead, final: nn.Module | None = None):
         super().__init__()
@@ -270,5 +321,5 @@ class SharedPlusFinal(nn.Module):
 
     def forward(self, k: int, features: Sequence[torch.Tensor]) -> torch.Tensor:
         if k == len(self.shared):
-            return self.final(features[-1])
-        return self.shared(k, features[: k + 1])
+            return cast(torch.Tensor, self.final(features[-1]))
+        return cast(torch.Tensor, self.shared(k, features[: k + 1]))

@@ -10,15 +10,50 @@ training mode only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable, Iterator, cast
 
 import torch
+import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
-__all__ = ["SpeechEarlyExit", "SpeechState", "conformer_ctc", "conformer_kws", "BLANK", "DIGITS"]
+from .. import validate
+
+__all__ = ["SpeechEarlyExit", "SpeechState", "conformer_ctc", "conformer_kws", "BLANK", "DIGITS", "greedy_ctc", "speech_batch_loss"]
 
 BLANK = 0  # CTC blank; character alphabet[i] is class i + 1
 DIGITS = "0123456789"  # connected digits: digit d is class d + 1
+
+
+def greedy_ctc(log_probs: torch.Tensor, length: int, alphabet: str = DIGITS) -> str:
+    """Best-path CTC decoding of one utterance ``[T, C]``: collapse repeats, drop blanks; class i+1 is
+    ``alphabet[i]`` (digits by default)."""
+    best = log_probs[:length].argmax(-1).tolist()
+    out: list[str] = []
+    prev = BLANK
+    for c in best:
+        if c != prev and c != BLANK:
+            out.append(alphabet[c - 1])
+        prev = c
+    return "".join(out)
+
+
+def speech_batch_loss(model: Any, batch: Any, label_smoothing: float = 0.0
+                      ) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+    """Every exit's output on one speech batch and the loss of one exit's output, for a model of ``task`` "ctc"
+    (``batch = (waves, lengths, targets, target_lengths)``, CTC loss) or "kws" (``(waves, lengths, labels)``,
+    cross-entropy): the loss the speech model kinds (:class:`SpeechEarlyExit`, the wrapped wav2vec 2.0) share."""
+    if model.task == "ctc":
+        waves, lengths, targets, target_lengths = batch
+        outputs, frames = model(waves, lengths)
+        return outputs, lambda out: F.ctc_loss(out.transpose(0, 1), targets, frames, target_lengths, blank=BLANK,
+                                               zero_infinity=True)
+    if model.task == "kws":
+        waves, lengths, labels = batch
+        outputs, _ = model(waves, lengths)
+        return outputs, lambda out: F.cross_entropy(out, labels, label_smoothing=label_smoothing)
+    raise ValueError(f"{model.task} heads learn without labels (eekit.speech_encoders.fit_unit_heads); train() "
+                     "trains ctc or kws heads")
 
 
 class LogMel(nn.Module):
@@ -71,7 +106,7 @@ class PooledClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask[..., None].to(x.dtype)
-        return self.linear((x * m).sum(1) / m.sum(1).clamp_min(1))
+        return cast(torch.Tensor, self.linear((x * m).sum(1) / m.sum(1).clamp_min(1)))
 
 
 @dataclass
@@ -107,6 +142,7 @@ class SpeechEarlyExit(nn.Module):
         self.task = task
         self.alphabet = alphabet
         self.output_kind = "ctc" if task == "ctc" else "classification"
+        self.input_kind = "waveforms"
         self.frontend = LogMel(n_mels=n_mels)
         self.subsample = Subsample(n_mels, d_model)
         conformer = torchaudio.models.Conformer(d_model, num_heads, ffn_dim, num_layers, kernel_size, dropout=dropout)
@@ -127,8 +163,16 @@ class SpeechEarlyExit(nn.Module):
         """Everything but the exit heads."""
         return nn.ModuleList([self.frontend, self.subsample, self.layers])
 
-    def backbone_parameters(self):
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
         return self.stages.parameters()
+
+    def check_input(self, x: Any) -> None:
+        """Float waveforms ``[N, S]`` or ``(waves [N, S], lengths [N])`` with ``1 <= lengths <= S``."""
+        validate.waveforms(f"a speech model ({self.task})", x)
+
+    def batch_loss(self, batch: Any, label_smoothing: float = 0.0
+                   ) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+        return speech_batch_loss(self, batch, label_smoothing)
 
     # the model contract: one conformer layer at a time
     def begin(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> SpeechState:
@@ -145,8 +189,8 @@ class SpeechEarlyExit(nn.Module):
     def exit_output(self, state: SpeechState, k: int) -> torch.Tensor:
         x = state.h.transpose(0, 1)
         if self.task == "ctc":
-            return self.exits[k](x).log_softmax(-1)
-        return self.exits[k](x, state.mask)
+            return cast(torch.Tensor, self.exits[k](x).log_softmax(-1))
+        return cast(torch.Tensor, self.exits[k](x, state.mask))
 
     def lengths(self, state: SpeechState) -> torch.Tensor | None:
         """Valid frames per utterance for CTC outputs; ``None`` for keyword spotting (one label per utterance)."""
@@ -173,11 +217,11 @@ class SpeechEarlyExit(nn.Module):
         return self.forward(waves, lengths, upto=k)[0][0]
 
 
-def conformer_ctc(**kwargs) -> SpeechEarlyExit:
+def conformer_ctc(**kwargs: Any) -> SpeechEarlyExit:
     """Connected-digit recognizer: 6 conformer layers (d=64), a CTC exit after each."""
     return SpeechEarlyExit("ctc", **kwargs)
 
 
-def conformer_kws(**kwargs) -> SpeechEarlyExit:
+def conformer_kws(**kwargs: Any) -> SpeechEarlyExit:
     """Isolated-digit classifier (keyword spotting): the same encoder, a pooled classifier after each layer."""
     return SpeechEarlyExit("kws", **kwargs)

@@ -10,11 +10,14 @@ included), trained afterwards on the frozen encoder toward the pretrained head's
 
 from __future__ import annotations
 
+from typing import Any, Callable, cast
+
 import torch
 import torchaudio
 from torch import nn
 
-from .speech import LogMel, Subsample, SpeechEarlyExit
+from .. import validate
+from .speech import LogMel, SpeechEarlyExit, SpeechState, Subsample
 
 __all__ = ["MaskedUnitEncoder", "span_mask", "ENCODER_PREFIXES"]
 
@@ -47,7 +50,12 @@ class MaskedUnitEncoder(nn.Module):
     ``hidden(waves, lengths, mask)`` gives every layer's frames ``[B, T, D]``; ``forward`` the last layer's unit
     logits (what pretraining trains); ``unit_log_probs`` every layer's exit-head unit log-posterior
     ``[L, B, T, K]``, what DAISY scores with ``ssl_entropy``. The frontend never applies SpecAugment here: masking is the task.
+    It satisfies the model contract (:class:`~eekit.models.contract.ExitModel`) with its exit heads' unit
+    log-posteriors as outputs (``output_kind`` "units"), so real early exit runs DAISY's label-free exit.
     """
+
+    output_kind = "units"
+    input_kind = "waveforms"
 
     def __init__(self, num_units: int = 100, d_model: int = 64, num_layers: int = 6, num_heads: int = 4,
                  ffn_dim: int = 256, kernel_size: int = 15, dropout: float = 0.1, n_mels: int = 40):
@@ -101,6 +109,35 @@ class MaskedUnitEncoder(nn.Module):
         """DAISY's exits on unmasked speech: ``[L, B, T, K]`` unit log-posteriors and the frame lengths."""
         hidden, frames = self.hidden(waves, lengths)
         return self.heads_log_probs(hidden), frames
+
+    # the model contract: one conformer layer at a time, as SpeechEarlyExit (no mask embedding: unmasked speech)
+    def check_input(self, x: Any) -> None:
+        """Float waveforms ``[N, S]`` or ``(waves [N, S], lengths [N])`` with ``1 <= lengths <= S``."""
+        validate.waveforms("the self-supervised encoder", x)
+
+    def batch_loss(self, batch: Any, label_smoothing: float = 0.0
+                   ) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+        raise ValueError("the self-supervised encoder learns without labels (eekit.ssl: masked unit prediction, "
+                         "DAISY's exit heads); train() trains ctc or kws models")
+
+    def begin(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> SpeechState:
+        waves, lengths = inputs
+        x, frames = self.frontend(waves, lengths)
+        x, frames = self.subsample(x, frames)
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < frames[:, None]
+        return SpeechState(x.transpose(0, 1), mask, frames)
+
+    def advance(self, state: SpeechState, k: int) -> SpeechState:
+        return SpeechState(self.layers[k](state.h, ~state.mask), state.mask, state.frames)
+
+    def exit_output(self, state: SpeechState, k: int) -> torch.Tensor:
+        return cast(torch.Tensor, self.exit_heads[k](state.h.transpose(0, 1)).log_softmax(-1))
+
+    def lengths(self, state: SpeechState) -> torch.Tensor:
+        return state.frames
+
+    def select(self, state: SpeechState, keep: torch.Tensor) -> SpeechState:
+        return SpeechState(state.h[:, keep], state.mask[keep], state.frames[keep])
 
     def encoder_state(self) -> dict[str, torch.Tensor]:
         """The encoder's weights under :class:`SpeechEarlyExit`'s names (load with ``strict=False``: the exits are

@@ -4,14 +4,14 @@ torchaudio builds all three as one class, :class:`torchaudio.models.Wav2Vec2Mode
 ``hubert_base``, ``wavlm_base``, ... or a ``torchaudio.pipelines`` bundle's ``get_model()``): a convolutional
 feature extractor over the raw waveform, then a transformer. :func:`wrap_wav2vec2` puts an exit after chosen
 transformer layers without copying a weight, and the result is an eekit
-:class:`~eekit.models.contract.ExitModel`, so the kit's training (two-stage, :mod:`eekit.train`), profiles, sweeps,
+:class:`~eekit.models.contract.ExitModel`, so the kit's training (two-stage, :mod:`eekit.speech_encoders`), profiles, sweeps,
 calibration, dashboards and real early exit (:func:`eekit.runtime.infer`) all apply unchanged.
 
 Two kinds of exit heads (LayerNorm + Linear on every frame):
 
 * ``head="ctc"``: a CTC head per exit, blank + 10 digits (HuBERT-EE: CTC exits on a self-supervised encoder);
   criteria ``ctc_entropy``, ``ctc_posterior``, ``ctc_batch_entropy``.
-* ``head="units"``: DAISY's label-free exits, a unit head per exit trained by :func:`fit_unit_heads` toward the
+* ``head="units"``: DAISY's label-free exits, a unit head per exit trained by :func:`eekit.speech_encoders.fit_unit_heads` toward the
   k-means unit of the last exit's frames (HuBERT's iteration-2 targets); criteria ``ssl_entropy``,
   ``ssl_batch_entropy``. No task label takes part.
 
@@ -25,10 +25,9 @@ exactly what the profile computed for the same batches.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence, cast
 
-import numpy as np
 import torch
 import torchaudio
 from torch import nn
@@ -36,9 +35,10 @@ from torchaudio.models import Wav2Vec2Model
 from torchaudio.models.wav2vec2.wavlm_attention import WavLMSelfAttention
 
 from .. import validate
+from .speech import speech_batch_loss
 
-__all__ = ["Wav2Vec2Exits", "Wav2Vec2State", "wrap_wav2vec2", "small_wav2vec2", "fit_unit_heads", "profile_exits",
-           "train_two_stage", "wav2vec2_ctc", "ACCEPTED_MODELS", "HEADS", "ENCODER_RATE"]
+__all__ = ["Wav2Vec2Exits", "Wav2Vec2State", "wrap_wav2vec2", "small_wav2vec2", "wav2vec2_ctc",
+           "ACCEPTED_MODELS", "HEADS", "ENCODER_RATE"]
 
 ACCEPTED_MODELS = ("a torchaudio.models.Wav2Vec2Model: wav2vec 2.0, HuBERT or WavLM, from torchaudio.models' builders "
                    "(wav2vec2_model, wav2vec2_base, hubert_base, wavlm_base, ...) or a torchaudio.pipelines bundle's "
@@ -61,12 +61,12 @@ class Wav2Vec2State:
 
 
 @contextmanager
-def _without_onednn():
+def _without_onednn() -> Iterator[None]:
     """PyTorch's own convolutions instead of oneDNN's, which keeps a compiled convolution per input length (about
     8 MB each, up to 1,024 of them): a profile of variable-length speech grew by 8 MB per batch of 16 utterances.
     PyTorch's were also faster here (22.5 against 25.4 s for 50 batches, one thread)."""
     enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+    torch.backends.mkldnn.enabled = False  # type: ignore[assignment]  # a flag; typeshed types it as its descriptor
     try:
         yield
     finally:
@@ -98,6 +98,7 @@ class Wav2Vec2Exits(nn.Module):
         self.exit_after = validate.layers("exit_after", exit_after, len(layers))
         self.task = validate.one_of("head", head, HEADS)
         self.output_kind = self.task  # "ctc" or "units": which criteria apply (eekit.criteria)
+        self.input_kind = "waveforms"
         self.sample_rate = validate.whole("sample_rate (Hz) of the waveforms you feed", sample_rate, 1000, 192_000)
         self.encoder_rate = validate.whole("encoder_rate (Hz) the encoder was trained on", encoder_rate, 1000, 192_000)
         self.num_classes = validate.whole("num_classes (outputs of each exit head)", num_classes, 2)
@@ -118,8 +119,8 @@ class Wav2Vec2Exits(nn.Module):
         """Everything but the exit heads (what two-stage training freezes)."""
         return nn.ModuleList([self.encoder])
 
-    def backbone_parameters(self):
-        return self.encoder.parameters()
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        return cast(Iterator[nn.Parameter], self.encoder.parameters())  # a torchaudio module: untyped
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Encoder frames of waveforms of ``lengths`` samples at ``sample_rate`` (what ``begin`` computes)."""
@@ -160,7 +161,7 @@ class Wav2Vec2Exits(nn.Module):
         return Wav2Vec2State(h, state.frames, state.mask, bias)
 
     def exit_output(self, state: Wav2Vec2State, k: int) -> torch.Tensor:
-        return self.exits[k](state.h).log_softmax(-1)
+        return cast(torch.Tensor, self.exits[k](state.h).log_softmax(-1))
 
     def lengths(self, state: Wav2Vec2State) -> torch.Tensor:
         return state.frames
@@ -174,9 +175,17 @@ class Wav2Vec2Exits(nn.Module):
         mask = None if state.mask is None else state.mask[keep]
         return Wav2Vec2State(state.h[keep], state.frames[keep], mask, bias)
 
+    def check_input(self, x: Any) -> None:
+        """Float waveforms ``[N, S]`` or ``(waves [N, S], lengths [N])`` with ``1 <= lengths <= S``."""
+        validate.waveforms(f"a speech model ({self.task})", x)
+
+    def batch_loss(self, batch: Any, label_smoothing: float = 0.0
+                   ) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+        return speech_batch_loss(self, batch, label_smoothing)
+
     def hidden(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Every exit's frames ``[B, T, D]`` (before its head) and the frame lengths."""
-        validate.model_input(self, (waves, lengths))  # lengths that do not fit the batch fail here, clearly
+        self.check_input((waves, lengths))  # lengths that do not fit the batch fail here, clearly
         state, out = self.begin((waves, lengths)), []
         for k in range(self.num_exits):
             state = self.advance(state, k)
@@ -230,80 +239,6 @@ def small_wav2vec2(num_layers: int = 6, d_model: int = 64, kind: str = "wav2vec2
     if kind == "wavlm":
         return torchaudio.models.wavlm_model(encoder_num_buckets=32, encoder_max_distance=64, **common)
     return torchaudio.models.wav2vec2_model(**common)
-
-
-# ---------------------------------------------------------------------------------------------- train, profile
-
-
-def _check_data(model: Wav2Vec2Exits, dataset, what: str) -> None:
-    validate.instance("model", model, Wav2Vec2Exits, "a Wav2Vec2Exits from wrap_wav2vec2(...)")
-    rate = getattr(dataset, "sample_rate", None)
-    if rate is None:
-        raise ValueError(f"{what} must be an eekit speech dataset with a sample_rate (e.g. "
-                         f"data.load_digit_strings('train')), got {type(dataset).__name__}")
-    validate.sample_rate(what, rate, model.sample_rate, hint=f", or wrap the encoder with sample_rate={rate}")
-
-
-def train_two_stage(model: Wav2Vec2Exits, train_set, heads, backbone=None, progress: bool = True) -> list[dict]:
-    """HuBERT-EE's two-stage recipe: optionally train the encoder with the last exit only (``backbone``, a
-    :class:`~eekit.train.TrainConfig`; skip it for a pretrained encoder), then freeze it and train the early exits
-    (``heads``). Returns each phase's history. CTC heads only (units: :func:`fit_unit_heads`)."""
-    from ..train import train
-
-    _check_data(model, train_set, "train_set")
-    if model.task != "ctc":
-        raise ValueError("train_two_stage trains CTC heads on labelled utterances; unit heads are label-free: "
-                         "use fit_unit_heads(model, clips)")
-    history = []
-    if backbone is not None:
-        history.append(train(model, train_set, replace(backbone, loss_weights="final-only", freeze_backbone=False),
-                             progress))
-    history.append(train(model, train_set, replace(heads, loss_weights="early-only" if backbone is not None else
-                                                   "uniform", freeze_backbone=True), progress))
-    return history
-
-
-def fit_unit_heads(model: Wav2Vec2Exits, dataset, epochs: int = 20, seed: int = 0, progress: bool = False
-                   ) -> list[list[float]]:
-    """DAISY's exits without a pretraining head: k-means (``num_classes`` units, :func:`eekit.units.kmeans`) on the
-    last exit's frames of ``dataset`` (no labels read), then every exit's unit head learns that unit per frame on
-    the frozen encoder (cross-entropy, :func:`eekit.daisy._fit`). Returns each head's loss per epoch."""
-    import torch.nn.functional as F
-
-    from ..daisy import _fit, layer_outputs
-    from ..units import kmeans
-
-    _check_data(model, dataset, "dataset")
-    if model.task != "units":
-        raise ValueError("fit_unit_heads trains unit heads; wrap the encoder with head='units'")
-    hidden = []
-    for h, _, frames, _ in layer_outputs(model, dataset, batch_size=16):
-        valid = torch.arange(h.shape[2])[None, :] < frames[:, None]  # [B, T]
-        hidden.append(h[:, valid])  # [K, n, D]
-    hidden = torch.cat(hidden, 1)
-    last = hidden[-1]
-    mean, std = last.mean(0), last.std(0).clamp_min(1e-5)
-    centroids = kmeans((last - mean) / std, model.num_classes, seed=seed)
-    target = torch.cdist((last - mean) / std, centroids).argmin(1)
-    return [_fit(head, hidden[k], lambda out, idx: F.cross_entropy(out, target[idx]), epochs, seed + k, progress)
-            for k, head in enumerate(model.exits)]
-
-
-def profile_exits(model: Wav2Vec2Exits, dataset, batch_size: int = 16, progress: bool = False,
-                  meta: dict | None = None):
-    """The cached :class:`~eekit.profile.ExitProfile` of ``model`` on ``dataset``, cost in transformer layers (exit
-    ``k`` costs ``exit_after[k]`` layers; the plain model runs up to the last exit): CTC heads through
-    :func:`eekit.evaluate.profile_speech` (digit errors), unit heads through :func:`eekit.daisy.unit_profile`
-    (label-free agreement with the last exit)."""
-    from ..daisy import unit_profile
-    from ..evaluate import profile_speech
-
-    _check_data(model, dataset, "dataset")
-    meta = {"model": "wav2vec2-exits", "exit_after": list(model.exit_after), **(meta or {})}
-    make = profile_speech if model.task == "ctc" else unit_profile
-    profile = make(model, dataset, batch_size=batch_size, progress=progress, meta=meta)
-    return replace(profile, cost=np.asarray(model.exit_after, dtype=np.float64),
-                   full_cost=float(model.exit_after[-1]))
 
 
 def wav2vec2_ctc(num_layers: int = 6, d_model: int = 64, seed: int = 0) -> Wav2Vec2Exits:

@@ -13,6 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .. import data, energy, validate
+from .base import Dashboard
 from .style import PALETTE, clear_figure, error_html, figure_widget, update_figure
 
 __all__ = ["EnergyDashboard", "HARVESTERS"]
@@ -38,7 +39,7 @@ POLICY_LABELS = {
 }
 
 
-class EnergyDashboard:
+class EnergyDashboard(Dashboard):
     """Harvester, capacitor (mF), policy and threshold controls -> voltage timeline, exit histogram, policy map.
 
     ``workload`` serves the per-layer-head policies and ``shared_workload`` the ``anytime`` policy (defaults: the
@@ -71,8 +72,7 @@ class EnergyDashboard:
                                           description="policy", style=style)
         self.threshold_slider = W.FloatSlider(value=threshold, min=0.1, max=1.0, step=0.01, readout_format=".2f",
                                               description="max-prob threshold", style=style, continuous_update=False)
-        self.readout = W.HTML()
-        self.readout.add_class("eekit-readout")
+        self._make_readout()
 
         # one name per exit in every plot and the readout: its number and its layer
         exits = [f"exit {k + 1} ({name.replace(' (final)', ', final')})"
@@ -139,10 +139,6 @@ class EnergyDashboard:
     def summary(self) -> str:
         return self.result.summary() if self.result is not None else f"error: {self.error}"
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
 
     # ------------------------------------------------------------------------------------------ internals
     def _trace(self, label: str) -> data.PowerTrace:

@@ -13,12 +13,13 @@ from plotly.subplots import make_subplots
 
 from ..criteria import get_criterion
 from ..profile import ExitProfile
+from .base import Dashboard
 from .style import error_html, snap_threshold, threshold_slider_settings, update_figure
 
 __all__ = ["ExitGallery"]
 
 
-class ExitGallery:
+class ExitGallery(Dashboard):
     """A grid of ``rows x cols`` test images that leave at the chosen exit under max-prob (or another
     criterion) at the chosen threshold, titled with true/predicted class and score. Wrong answers are marked."""
 
@@ -43,8 +44,7 @@ class ExitGallery:
         self.threshold_slider = W.FloatSlider(value=min(max(threshold, settings["min"]), settings["max"]),
                                               description=f"{c.name} threshold", style={"description_width": "initial"},
                                               layout=W.Layout(width="420px"), **settings)
-        self.readout = W.HTML()
-        self.readout.add_class("eekit-readout")  # found by the browser tests
+        self._make_readout()
         n = rows * cols
         self.figure = go.FigureWidget(make_subplots(rows=rows, cols=cols, subplot_titles=[" "] * n,
                                                     horizontal_spacing=0.02, vertical_spacing=0.2))
@@ -70,10 +70,6 @@ class ExitGallery:
             self.threshold_slider.value = threshold
         return self.shown
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
 
     def _update(self) -> None:
         try:

@@ -8,7 +8,9 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .. import validate
-from .style import error_html, figure_widget, update_figure
+from .base import Dashboard
+from .style import figure_widget, update_figure
+from ..zoo import speech_grid as sr
 
 __all__ = ["RecipeGrid", "grid_matrix"]
 
@@ -16,8 +18,6 @@ __all__ = ["RecipeGrid", "grid_matrix"]
 def grid_matrix(test: str, criterion: str, out_dir=None) -> tuple[list[str], list[str], np.ndarray, list[str]]:
     """Rows (``"A · 250"``), columns (layers 1-6 and the early-exit point), DER in % (NaN: an exit never trained),
     and each row's early-exit readout (threshold, layers saved), from the trained cells' shipped profiles."""
-    from .. import speech_recipes as sr
-
     rows, values, notes = [], [], []
     for recipe, labels in sr.trained_cells(out_dir):
         r = sr.cell_results(recipe, labels, test, criterion, out_dir)
@@ -30,21 +30,18 @@ def grid_matrix(test: str, criterion: str, out_dir=None) -> tuple[list[str], lis
     return rows, columns, np.array(values, dtype=float).reshape(len(rows), K + 1), notes
 
 
-class RecipeGrid:
+class RecipeGrid(Dashboard):
     """Test-set and criterion dropdowns -> heat map of every trained cell's per-exit DER and its early-exit DER
     (the cheapest threshold within 1 point of that cell's final exit on that test set)."""
 
     def __init__(self, test: str = "clean", criterion: str = "ctc_entropy", out_dir=None):
-        from .. import speech_recipes as sr
-
         test, criterion = validate.one_of("test", test, sr.TESTS), validate.one_of("criterion", criterion, sr.CRITERIA)
         self.out_dir = out_dir
         style = {"description_width": "initial"}
         self.test_dropdown = W.Dropdown(options=list(sr.TESTS), value=test, description="test set", style=style)
         self.criterion_dropdown = W.Dropdown(options=list(sr.CRITERIA), value=criterion, description="criterion",
                                              style=style)
-        self.readout = W.HTML()
-        self.readout.add_class("eekit-readout")  # found by the browser tests
+        self._make_readout()
         self.figure = figure_widget("Digit error rate of every exit (%)", "exit", "recipe · labelled utterances",
                                     height=420, width=760, traces=[go.Heatmap(
                                         z=[[0]], x=["layer 1"], y=["A · 250"], colorscale="Viridis", zmin=0, zmax=100,
@@ -71,11 +68,10 @@ class RecipeGrid:
 
     def _update(self) -> None:
         test, criterion = self.test_dropdown.value, self.criterion_dropdown.value
-        try:
-            self.rows, columns, self.matrix, notes = grid_matrix(test, criterion, self.out_dir)
-        except (ValueError, OSError, RuntimeError) as err:
-            self.readout.value = error_html("could not read the grid", err)
+        found = self._guarded("could not read the grid", lambda: grid_matrix(test, criterion, self.out_dir))
+        if found is None:
             return
+        self.rows, columns, self.matrix, notes = found
         # DER can pass 100 % (insertions): the colour saturates there; untrained exits are gaps (None, not NaN)
         z = [[None if np.isnan(v) else float(min(v, 100.0)) for v in row] for row in self.matrix]
         update_figure(self.figure, {0: {
@@ -83,7 +79,3 @@ class RecipeGrid:
             "text": [["untrained" if np.isnan(v) else f"{v:.1f}" for v in row] for row in self.matrix]}})
         self.readout.value = "<br>".join(f"<b>{r}</b>: {n}" for r, n in zip(self.rows, notes))
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)

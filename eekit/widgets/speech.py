@@ -20,7 +20,10 @@ from tqdm.auto import tqdm
 from .. import data, validate
 from ..models.speech import BLANK
 from ..profile import ExitProfile
+from .base import Dashboard
 from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace, update_figure
+from ..zoo import get_recipe, load_card, load_profile, RECIPES
+from ..zoo.noise import noisy_run
 
 __all__ = ["ctc_layers_figure", "audio_player", "noise_controls", "NoiseExplorer"]
 
@@ -86,7 +89,7 @@ def ctc_layers_figure(log_probs: list[torch.Tensor], frames: int, exit_names: li
     return fig
 
 
-class NoiseExplorer:
+class NoiseExplorer(Dashboard):
     """Noise dropdown + SNR slider -> a player for the mix, where utterances exit at a fixed threshold, and the
     mean exit layer against SNR (DAISY: clean speech exits early, noisy speech late).
 
@@ -95,8 +98,6 @@ class NoiseExplorer:
 
     def __init__(self, model_name: str = "speech-fsdd", criterion: str = "ctc_entropy", threshold: float | None = None,
                  snrs: tuple = (None, 20, 15, 10, 5, 0), utterance: int = 0):
-        from ..zoo import RECIPES, get_recipe, load_card, load_profile
-
         if get_recipe(model_name).dataset != "fsdd-strings":
             raise ValueError(f"the noise explorer needs a connected-digit recognizer; choose from "
                              f"{[n for n, r in RECIPES.items() if r.dataset == 'fsdd-strings']}, got {model_name!r}")
@@ -116,8 +117,7 @@ class NoiseExplorer:
         self.levels = [None] + [s for s in self.snrs if s is not None]  # slider position -> SNR (None: clean)
         self.noise_dropdown, self.snr_slider = noise_controls(self.levels)
         self.player_box = W.Box()
-        self.readout = W.HTML()
-        self.readout.add_class("eekit-readout")
+        self._make_readout()
         K = self._runs[("all", None)][1].num_exits
         self.histogram = figure_widget("Where utterances exit", "exit layer", "utterances (%)", height=320, width=420,
                                        traces=[go.Bar(x=[f"{k + 1}" for k in range(K)], y=[0] * K,
@@ -145,8 +145,6 @@ class NoiseExplorer:
         return self._run(noise, snr_db)[1]
 
     def _run(self, noise: str, snr_db) -> tuple[data.DigitStrings, ExitProfile]:
-        from ..evaluate import noisy_run
-
         key = (noise, snr_db) if snr_db is not None else ("all", None)
         if key not in self._runs:
             self._runs[key] = noisy_run(self.model_name, snr_db, None if noise == "all" else noise)
@@ -162,10 +160,6 @@ class NoiseExplorer:
         return (f"{self._setting()}: mean exit layer {p.mean_exit + 1:.2f}, digit error rate {1 - p.accuracy:.2%} "
                 f"(final layer {1 - self.profile.final_accuracy:.2%}), layers saved {p.savings:.1%}")
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
 
     # ------------------------------------------------------------------------------------------ internals
     @property

@@ -20,9 +20,12 @@ import torch
 
 from .. import data
 from .. import validate
-from ..daisy import NOISY_SNRS, UNIT_CRITERIA, noise_slice
+from ..ssl import HELD_OUT_CLIPS, NAME, RANDOM_NAME, held_out_clips, load_ssl_profile, thresholds
+from ..ssl.adaptivity import PADDING_S, PLACEMENTS, SCORES, load
+from ..ssl.daisy import NOISY_SNRS, UNIT_CRITERIA, noise_slice
 from ..profile import ExitProfile
 from .speech import audio_player, move_noise_controls, noise_controls
+from .base import Dashboard
 from .style import PALETTE, clear_figure, error_html, figure_widget, rename_trace, update_figure
 
 __all__ = ["masked_units_figure", "entropy_by_layer_figure", "UnitExitExplorer", "ExitSignalExplorer",
@@ -69,7 +72,7 @@ def entropy_by_layer_figure(ssl: list[float], random: list[float]) -> go.FigureW
     ])
 
 
-class UnitExitExplorer:
+class UnitExitExplorer(Dashboard):
     """Noise dropdown + SNR slider -> the exit histogram of the pretrained encoder and of its random twin at their
     clean-calibrated ``ssl_entropy`` thresholds, and both mean exit layers against SNR.
 
@@ -78,14 +81,9 @@ class UnitExitExplorer:
     """
 
     def __init__(self, clip: int = 0, criterion: str = "ssl_entropy"):
-        import json
-
-        from ..ssl import HELD_OUT_CLIPS, NAME, RANDOM_NAME, _checkpoint, held_out_clips, load_ssl_profile
-
         self.clip = validate.whole("clip (index of a held-out clip)", clip, 0, HELD_OUT_CLIPS - 1)
         self.criterion = validate.one_of("criterion", criterion, UNIT_CRITERIA)
-        numbers = json.loads(_checkpoint(f"{NAME}.json").read_text())["report"]  # the card's thresholds
-        self.thresholds = {NAME: numbers["threshold"], RANDOM_NAME: numbers["threshold_random"]}
+        self.thresholds = thresholds()  # the card's
         self.clean = {n: load_ssl_profile(n) for n in (NAME, RANDOM_NAME)}
         self.noisy = {n: load_ssl_profile(f"{n}-noisy") for n in (NAME, RANDOM_NAME)}
         self.names = (NAME, RANDOM_NAME)
@@ -101,8 +99,7 @@ class UnitExitExplorer:
         self.snr_slider.value = len(self.levels) - 1  # start clean
         self._noises = {n: data.load_noise(n) for n in data.NOISE_NAMES}  # once, so no slider move waits on a file
         self.player_box = W.Box()
-        self.readout = W.HTML()
-        self.readout.add_class("eekit-readout")
+        self._make_readout()
         K = self.clean[NAME].num_exits
         x = [str(k + 1) for k in range(K)]
         self.histogram = figure_widget("Where clips exit", "exit layer", "clips (%)", height=330, width=460, traces=[
@@ -147,10 +144,6 @@ class UnitExitExplorer:
                  for i, n in enumerate(self.names)]
         return f"{self._setting()}: " + ", ".join(parts)
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
 
     # ------------------------------------------------------------------------------------------ internals
     @property
@@ -221,7 +214,7 @@ PLACEMENT_LABELS = {"none": "no noise", "speech_only": "0 dB noise on the speech
 SCORE_LABELS = {"speech": "speech frames (the kit)", "all_frames": "every frame (DAISY)"}
 
 
-class ExitSignalExplorer:
+class ExitSignalExplorer(Dashboard):
     """What does the exit signal track? A silence-padding slider (0, 1, 2 s of each clip's own room tone) and a
     noise-placement switch (0 dB kit noise on the speech frames only, in the silence only, or everywhere) beside the
     exit histogram of the 320 held-out clips, for the kit's speech-frame score or DAISY's every-frame score, each
@@ -229,8 +222,6 @@ class ExitSignalExplorer:
     moving one control resets the other. Read from ``ssl-hubert-adaptivity.json`` (no model run)."""
 
     def __init__(self, score: str = "speech", result: dict | None = None):
-        from ..adaptivity import PADDING_S, PLACEMENTS, SCORES, load
-
         self.result = load() if result is None else validate.instance("result", result, dict,
                                                                        "the dict eekit.adaptivity.load() returns")
         if "clips" not in self.result:
@@ -241,8 +232,7 @@ class ExitSignalExplorer:
                                          value="none", description="noise")
         self.score = W.ToggleButtons(options=[(SCORE_LABELS[s], s) for s in SCORES],
                                      value=validate.one_of("score", score, SCORES), description="exit score")
-        self.readout = W.HTML()
-        self.readout.add_class("eekit-readout")
+        self._make_readout()
         L = len(self.result["tasks"]["kws"]["by_layer"])
         x = [str(k + 1) for k in range(L)]
         self.histogram = figure_widget("Where the held-out clips exit", "exit layer", "clips (%)", height=360,
@@ -290,10 +280,6 @@ class ExitSignalExplorer:
         return (f"{SCORE_LABELS[n['score']]}, {n['condition']}: mean exit layer {n['mean_exit_layer']:.2f} "
                 f"(clean {n['clean_mean_exit_layer']:.2f}); clips move {n['mean_abs_shift']:.2f} layers on average")
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
 
     def _on_padding(self, change) -> None:
         if not self._busy and change["new"] != 0 and self.placement.value != "none":

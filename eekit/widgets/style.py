@@ -8,6 +8,8 @@ from copy import deepcopy
 import numpy as np
 import plotly.graph_objects as go
 
+from ..criteria import get_criterion
+
 __all__ = ["PALETTE", "figure_widget", "update_figure", "rename_trace", "error_html", "clear_figure",
            "threshold_slider_settings", "snap_threshold"]
 
@@ -92,8 +94,6 @@ def clear_figure(fig: go.FigureWidget, traces: list[int] | None = None) -> None:
 def threshold_slider_settings(profile, criterion) -> dict:
     """``min``, ``max``, ``step`` and ``readout_format`` of a threshold slider for ``criterion`` on ``profile``:
     whole steps for the integer criteria (patience, fixed), 200 steps otherwise. One place for every dashboard."""
-    from ..criteria import get_criterion
-
     c = get_criterion(criterion)
     low, high = profile.threshold_range(c)
     if c.integer:
@@ -104,6 +104,4 @@ def threshold_slider_settings(profile, criterion) -> dict:
 def snap_threshold(criterion, value: float) -> float:
     """A slider value as the criterion takes it: a whole number for the integer criteria (a slider can sit between
     steps when set from Python)."""
-    from ..criteria import get_criterion
-
     return float(round(value)) if get_criterion(criterion).integer else float(value)

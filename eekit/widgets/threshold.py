@@ -13,13 +13,14 @@ import plotly.graph_objects as go
 
 from ..criteria import get_criterion
 from ..profile import ExitProfile, OperatingPoint, Sweep
-from .style import (PALETTE, clear_figure, error_html, figure_widget, rename_trace, snap_threshold,
+from .base import Dashboard
+from .style import (PALETTE, clear_figure, figure_widget, rename_trace, snap_threshold,
                     threshold_slider_settings, update_figure)
 
 __all__ = ["ThresholdExplorer"]
 
 
-class ThresholdExplorer:
+class ThresholdExplorer(Dashboard):
     """Criterion dropdown + threshold slider -> accuracy-vs-cost curve with the current point, exit histogram
     and a readout (accuracy, mean MFLOPs, savings).
 
@@ -44,8 +45,7 @@ class ThresholdExplorer:
         self.threshold_slider = W.FloatSlider(description="threshold", continuous_update=True, readout_format=".3f",
                                               style={"description_width": "initial"},
                                               layout=W.Layout(width="420px"))
-        self.readout = W.HTML()
-        self.readout.add_class("eekit-readout")  # found by the browser tests
+        self._make_readout()
         full = profile.full_cost
         self.curve = figure_widget(title or "Accuracy vs. compute, all thresholds",
                                    f"mean cost per sample ({unit})", "accuracy (%)", width=580, traces=[
@@ -99,10 +99,6 @@ class ThresholdExplorer:
             return f"error: {self.error}"
         return self.point.summary(self.profile.cost_unit)
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
 
     # ------------------------------------------------------------------------------------------ internals
     def _label(self, name: str) -> str:
@@ -126,6 +122,11 @@ class ThresholdExplorer:
             self._sweeps[criterion] = self.profile.sweep(criterion)
         return self._sweeps[criterion]
 
+    def _clear(self) -> None:
+        self.point = None
+        clear_figure(self.curve, [0, 3])  # no stale curve or point under the error (static exits stay)
+        clear_figure(self.histogram)
+
     def _on_criterion(self, change) -> None:
         try:
             self._configure_slider(change["new"])
@@ -137,17 +138,11 @@ class ThresholdExplorer:
         self._update()
 
     def _update(self) -> None:
-        try:
-            point = self.profile.at(self.criterion, self.threshold)
-            sweep = self._sweep(self.criterion)
-        except Exception as err:  # shown in the readout instead of a traceback in a callback
-            self.error = f"{type(err).__name__}: {err}"
-            self.point = None
-            self.readout.value = error_html("Cannot evaluate", self.error)
-            clear_figure(self.curve, [0, 3])  # no stale curve or point under the error (static exits stay)
-            clear_figure(self.histogram)
+        found = self._guarded("Cannot evaluate", lambda: (self.profile.at(self.criterion, self.threshold),
+                                                          self._sweep(self.criterion)), self._clear)
+        if found is None:
             return
-        self.error = None
+        point, sweep = found
         self.point = point
         order = np.argsort(sweep.mean_cost)
         fractions = 100 * point.exit_fractions

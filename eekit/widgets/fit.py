@@ -14,9 +14,10 @@ import plotly.graph_objects as go
 from torch import nn
 
 from .. import validate, zoo
-from ..widgets.style import figure_widget, update_figure
-from .lowrank import apply_ranks
-from .memory import FRAM_BYTES, SRAM_BYTES
+from ..compress.lowrank import apply_ranks
+from ..compress.memory import FRAM_BYTES, SRAM_BYTES
+from .base import Dashboard
+from .style import figure_widget, update_figure
 
 __all__ = ["FitExplorer", "step_for_target", "readable_action"]
 
@@ -63,7 +64,7 @@ def step_for_target(card: dict, target_bytes: int) -> dict | None:
     return None
 
 
-class FitExplorer:
+class FitExplorer(Dashboard):
     """``FitExplorer(card).widget``: slider ``.slider`` (KB), accuracy figure ``.accuracy``, memory figure
     ``.memory``, readout ``.readout``; ``.state`` is what is shown now (tests read it)."""
 
@@ -95,12 +96,17 @@ class FitExplorer:
                                                    x=[0, 0, 0], orientation="h", name="used")],
                                     height=320, width=480)
         self.memory.add_vline(x=100, line_dash="dash", annotation_text="full")
-        self.readout = W.HTML()
-        self.readout.add_class("eekit-readout")  # the class every dashboard's readout has (browser tests find it)
+        self._make_readout()
         self.state: dict = {}
         self.slider.observe(lambda change: self.update(change["new"]), names="value")
         self.widget = W.VBox([self.slider, self.readout, W.HBox([self.accuracy, self.memory])])
         self.update(target_kb)
+
+    def set(self, target_kb: int) -> dict:
+        """Move the slider from Python, as a user would; returns what is shown now (:attr:`state`)."""
+        self.slider.value = target_kb
+        self.update(target_kb)
+        return self.state
 
     def update(self, target_kb: int) -> None:
         card = self.card

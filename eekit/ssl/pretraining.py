@@ -1,6 +1,6 @@
 """Self-supervised pretraining, HuBERT's two iterations in miniature: no labels, only masked unit prediction.
 
-Recipe (``python -m eekit train ssl-hubert``):
+Recipe (``python -m eekit train ssl-hubert``, :mod:`eekit.ssl.shipped`):
 
 1. **Corpus** (:func:`pretraining_corpus`): Speech Commands clips of the 97 ``"train"`` speakers (every word) and
    FSDD takes 5-49 of the five speakers other than ``george``, with no labels. Nothing of the 142 Speech Commands
@@ -35,17 +35,17 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from . import data, files, validate
-from .models.ssl import MaskedUnitEncoder, span_mask
+from .. import data, files, validate
+from ..models.ssl import MaskedUnitEncoder, span_mask
+from ..profile import ExitProfile
+from .clips import held_out_clips
 from .units import NO_UNIT, UnitCodebook, encoder_frames
 
 __all__ = ["PretrainConfig", "UnitClips", "pretraining_corpus", "pretrain", "masked_unit_accuracy", "build_encoder",
-           "run_recipe", "output_files", "resume_files", "held_out_clips", "load_encoder", "load_ssl_profile", "NAME",
-           "RANDOM_NAME"]
+           "resume_files", "load_encoder", "load_ssl_profile", "NAME", "RANDOM_NAME"]
 
 NAME = "ssl-hubert"
 RANDOM_NAME = "ssl-hubert-random"  # the random-weight twin: the same seed-fixed init, never pretrained
-HELD_OUT_CLIPS = 320  # Speech Commands test-speaker clips for the unit profiles and the noise grid (20 batches of 16)
 
 
 @dataclass
@@ -353,37 +353,7 @@ def masked_unit_accuracy(model: MaskedUnitEncoder, clips: UnitClips, config: Pre
     return correct / max(masked, 1)
 
 
-# ------------------------------------------------------------------------------------------------ the recipe
-
-
-def calibration_clips():
-    """Clean unlabelled speech to set DAISY's one threshold on: 320 evenly spaced clips of the Speech Commands test
-    speakers (unseen in pretraining, like the speech the exits will meet) among those *not* in :func:`held_out_clips`.
-    No label is read. (Clips of the pretraining speakers are surer of their units than unseen voices: a threshold
-    set on them saved 27 % of the layers there but 13 % on unseen speakers.)"""
-    test = data.load_speech_commands("test")
-    held = set(data.evenly_spaced(len(test), HELD_OUT_CLIPS).tolist())
-    rest = [i for i in range(len(test)) if i not in held]
-    return test.select([rest[j] for j in data.evenly_spaced(len(rest), HELD_OUT_CLIPS)])
-
-
-def held_out_clips():
-    """320 evenly spaced clips of the Speech Commands *test* speakers (never heard in pretraining)."""
-    return data.load_speech_commands("test").subset(HELD_OUT_CLIPS)
-
-
-def output_files(out_dir: str | Path) -> list[Path]:
-    """Every file ``run_recipe`` writes: weights of both encoders, the card, their profiles, and the adaptivity
-    controls (:mod:`eekit.adaptivity`)."""
-    from .adaptivity import RESULT_FILE as ADAPTIVITY_FILE
-    from .probes import TASKS
-
-    out_dir = Path(out_dir)
-    names = [f"{NAME}.pt", f"{NAME}.json", f"{RANDOM_NAME}.pt"]
-    for stem in (NAME, RANDOM_NAME):
-        names += [f"{stem}.profile.npz", f"{stem}-calibration.profile.npz", f"{stem}-noisy.profile.npz"] + [f"{stem}-{t}.profile.npz" for t in TASKS]
-    names.append(ADAPTIVITY_FILE)
-    return [out_dir / n for n in names]
+# ------------------------------------------------------------------------------------------ the shipped files
 
 
 def _save_weights(model: MaskedUnitEncoder, codebook: UnitCodebook, path: Path) -> None:
@@ -414,70 +384,4 @@ def _checkpoint(filename: str, checkpoint_dir: str | Path | None = None) -> Path
 def load_ssl_profile(stem: str, checkpoint_dir: str | Path | None = None):
     """A shipped profile by stem, e.g. ``"ssl-hubert"`` (clean held-out units), ``"ssl-hubert-noisy"``,
     ``"ssl-hubert-kws"``, ``"ssl-hubert-random-ctc"``."""
-    from .profile import ExitProfile
-
     return ExitProfile.load(_checkpoint(f"{stem}.profile.npz", checkpoint_dir))
-
-
-def run_recipe(out_dir: str | Path, epochs: int | None = None, progress: bool = True, force: bool = False) -> dict:
-    """``python -m eekit train ssl-hubert``: pretrain (resumable), then give the random twin its unit head, train
-    DAISY's exit heads on both encoders, profile clean and noisy held-out speech and the four tasks, and write the
-    weights, card and profiles (:func:`output_files`) into ``out_dir``. Returns the card."""
-    config = PretrainConfig(**({"epochs": validate.whole("epochs", epochs, 1)} if epochs is not None else {}))
-    out_dir = validate.writable_dir("output folder", out_dir)
-    validate.no_overwrite(output_files(out_dir), force)
-    with files.claim_folder(out_dir), files.temp_dir(out_dir, NAME) as staging:
-        validate.no_overwrite(output_files(out_dir), force)  # the folder's last holder may have written
-        return _run_recipe(out_dir, Path(staging), config, epochs, progress)
-
-
-def _run_recipe(out_dir: Path, staging: Path, config: PretrainConfig, epochs: int | None, progress: bool) -> dict:
-    """:func:`run_recipe` once ``out_dir`` is held: every output is made in ``staging`` (the report reads the
-    profiles from there), then moved into ``out_dir`` as one set, the card last."""
-    from datetime import datetime, timezone
-    import json
-    import os
-
-    from . import adaptivity, daisy, probes
-    from .recipes import _machine
-
-    model, codebook, log = pretrain(out_dir, config, progress)
-    start = time.perf_counter()
-    waves, _ = pretraining_corpus()
-    corpus = UnitClips(waves, [codebook.units(w) for w in waves])
-    held = held_out_clips()
-    held_units = UnitClips(held.waveforms, [codebook.units(w) for w in held.waveforms])
-    twin = build_encoder(config.num_units, config.seed)
-    twin_head_loss = daisy.fit_unit_head(twin, corpus, config.unmasked_weight, seed=config.seed, progress=progress)
-    encoders = {NAME: model, RANDOM_NAME: twin}
-    card = {"name": NAME, "description": __doc__.split("\n\n")[0], "heard": log["heard"], "pretraining": log,
-            "random_twin": {"name": RANDOM_NAME, "init": f"build_encoder(seed={config.seed}), the pretraining start",
-                            "unit_head_loss_per_epoch": twin_head_loss},
-            "masked_unit_accuracy": {}, "exit_head_loss_per_epoch": {}}
-    for name, encoder in encoders.items():
-        card["masked_unit_accuracy"][name] = round(masked_unit_accuracy(encoder, held_units, config), 4)
-        card["exit_head_loss_per_epoch"][name] = daisy.fit_exit_heads(encoder, corpus, seed=config.seed,
-                                                                      progress=progress)
-        _save_weights(encoder, codebook, staging / f"{name}.pt")
-        meta = {"model": name, "clips": "Speech Commands test speakers, 320 evenly spaced clips"}
-        daisy.unit_profile(encoder, held, meta=meta).save(staging / f"{name}.profile.npz")
-        daisy.unit_profile(encoder, calibration_clips(), meta={
-            "model": name, "clips": "Speech Commands test speakers, 320 evenly spaced clips not in the held-out "
-                                    "profile (calibration, unlabelled)"}).save(
-            staging / f"{name}-calibration.profile.npz")
-        daisy.noisy_unit_profile(encoder, held, progress, meta=meta).save(staging / f"{name}-noisy.profile.npz")
-        for task in probes.TASKS:
-            probes.task_profile(encoder, task, progress, meta={"model": name}).save(
-                staging / f"{name}-{task}.profile.npz")
-    adaptivity.measure(staging, force=True, progress=progress, seed=config.seed, checkpoint_dir=staging)
-    card["measurement_seconds"] = round(time.perf_counter() - start, 1)
-    card["command"] = f"python -m eekit train {NAME}" + (f" --epochs {epochs}" if epochs else "")
-    card["machine"] = _machine()
-    card["trained_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    card["report"] = daisy.report(staging, card["masked_unit_accuracy"])
-    (staging / f"{NAME}.json").write_text(json.dumps(card, indent=2) + "\n")
-    moves = sorted(output_files(out_dir), key=lambda f: f.name == f"{NAME}.json")  # the card last
-    data.write_run(out_dir, {f: lambda p, src=staging / f.name: os.replace(src, p) for f in moves})
-    for resume in resume_files(out_dir, config):
-        resume.unlink(missing_ok=True)
-    return card

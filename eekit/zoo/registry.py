@@ -1,8 +1,15 @@
-"""Shipped checkpoints and the recipes that made them: the registry (:data:`RECIPES`) and loading.
+"""The one registry of shipped models (:func:`list_models`, :func:`get`, :func:`register`), the recipes of the zoo's
+own checkpoints (:data:`RECIPES`) and loading them.
+
+Every shipped name is an :class:`Entry`: ``load()``, ``card()``, ``profile(split)`` and the ``command`` that reruns
+it. A family of models registers its entries with one call each, ``register(Entry(...))``, where its code lives:
+the zoo's recipes and the self-supervised encoders at the end of this file, the speech grid's cells in
+:mod:`eekit.zoo.speech_grid`, the compressed models in :mod:`eekit.compress.results`. ``python -m eekit train |
+report <name>`` looks its :class:`Runner` up here (:func:`register_runner`, :func:`runner`), so the command line
+has no branch per family.
 
 Each entry has a recipe (model builder, data, training phases); ``python -m eekit train <name>`` reruns it
-(:func:`eekit.recipes.run_recipe`, re-exported here). The noise runs of the speech recognizers live in
-:mod:`eekit.evaluate` (also re-exported here).
+(:func:`eekit.zoo.training.run_recipe`). The noise runs of the speech recognizers live in :mod:`eekit.zoo.noise`.
 A trained model is shipped in ``data/checkpoints/`` as three files, all in ``data/SHA256SUMS``:
 
 * ``<name>.pt`` - the weights (a plain state dict, loaded with ``weights_only=True``);
@@ -12,28 +19,125 @@ A trained model is shipped in ``data/checkpoints/`` as three files, all in ``dat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from torchvision.transforms import v2
 
-from . import data
-from .evaluate import SNR_LEVELS, mean_exit_layer_by_snr, noisy_profile, noisy_run, profile_model, profile_speech
-from .models import branchy_lenet, resnet_ee
-from .models.speech import conformer_ctc, conformer_kws
-from .models.wav2vec2 import wav2vec2_ctc
-from .models.exits import EarlyExitNet
-from .profile import ExitProfile
-from .recipes import run_recipe
-from .train import TrainConfig
+from .. import data
+from ..evaluate import profile_model, profile_speech
+from ..models import branchy_lenet, resnet_ee
+from ..models.speech import conformer_ctc, conformer_kws
+from ..models.wav2vec2 import wav2vec2_ctc
+from ..models.exits import EarlyExitNet
+from ..criteria import Criterion
+from ..profile import ExitProfile, OperatingPoint
+from .. import validate
+from ..report_format import table
+from ..ssl import adaptivity
+from ..ssl import shipped as ssl_shipped
+from ..ssl.pretraining import NAME as SSL_NAME
+from ..ssl.pretraining import RANDOM_NAME as SSL_RANDOM_NAME
+from ..ssl.pretraining import _checkpoint as _ssl_file
+from ..ssl.pretraining import load_encoder, load_ssl_profile
+from ..train import TrainConfig
 
-__all__ = ["Recipe", "RECIPES", "get_recipe", "load_pretrained", "load_profile", "load_card", "report",
-           "CHECKPOINT_DIR",
-           # moved, re-exported so that existing code keeps working:
-           "run_recipe", "noisy_run", "noisy_profile", "mean_exit_layer_by_snr", "SNR_LEVELS"]
+__all__ = ["Entry", "register", "get", "list_models", "Runner", "register_runner", "runner", "takes", "Recipe",
+           "RECIPES", "get_recipe", "load_pretrained", "load_profile", "load_card", "operating_point", "CHECKPOINT_DIR",
+           "SHIPPED_MAX_DROP", "TRAIN_ALWAYS"]
 
 CHECKPOINT_DIR = "checkpoints"
+TRAIN_ALWAYS = frozenset({"out", "force", "quiet"})  # the options every `train` run takes
+
+
+# ------------------------------------------------------------------------------------------------ the registry
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One shipped model: how to load it, read its card and one of its profiles, and the command that reruns it.
+
+    ``splits``: the profiles it ships (``profile()`` reads the first); ``family`` groups the entries
+    (``"recipes"``, ``"ssl"``, ``"speech-grid"``, ``"compressed"``, ...)."""
+
+    name: str
+    family: str
+    loader: Callable[[], Any]
+    card_reader: Callable[[], dict]
+    profile_reader: Callable[[str], ExitProfile]
+    command: str
+    splits: tuple[str, ...] = ("test",)
+
+    def load(self) -> Any:
+        """The model (checksum-verified, eval mode)."""
+        return self.loader()
+
+    def card(self) -> dict:
+        """Its model card (JSON)."""
+        return self.card_reader()
+
+    def profile(self, split: str | None = None) -> ExitProfile:
+        """Its cached exit profile on ``split`` (one of :attr:`splits`; default: the first)."""
+        return self.profile_reader(self.splits[0] if split is None else validate.one_of("split", split, self.splits))
+
+
+_ENTRIES: dict[str, Entry] = {}
+
+
+def register(entry: Entry) -> Entry:
+    """Add ``entry`` to the registry (a second entry of the same name is refused: names are unique)."""
+    if entry.name in _ENTRIES and _ENTRIES[entry.name] != entry:
+        raise ValueError(f"a model named {entry.name!r} is already registered (family {_ENTRIES[entry.name].family})")
+    _ENTRIES[entry.name] = entry
+    return entry
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Every shipped name (of one ``family``), in registration order."""
+    return [n for n, e in _ENTRIES.items() if family is None or e.family == family]
+
+
+def get(name: str) -> Entry:
+    """The registry entry of a shipped name; an unknown name lists the known ones."""
+    if not isinstance(name, str) or name not in _ENTRIES:
+        raise ValueError(f"unknown model {name!r}; known: {list_models()}")
+    return _ENTRIES[name]
+
+
+@dataclass(frozen=True)
+class Runner:
+    """What ``python -m eekit <command> <name>`` runs: ``run(args)`` returns the text to print, and
+    ``accepts(args)`` the option names this run takes and how a refusal names it (every other option given is
+    refused, exit status 2)."""
+
+    command: str  # "train" or "report"
+    name: str
+    run: Callable[[Any], str]
+    accepts: Callable[[Any], tuple[frozenset[str], str]] = field(compare=False)
+
+
+_RUNNERS: dict[tuple[str, str], Runner] = {}
+
+
+def takes(options, who: str) -> Callable[[Any], tuple[frozenset[str], str]]:
+    """``accepts`` for a run whose options do not depend on the others given."""
+    return lambda args: (frozenset(options), who)
+
+
+def register_runner(runner: Runner) -> Runner:
+    _RUNNERS[(runner.command, runner.name)] = runner
+    return runner
+
+
+def runner(command: str, name: str) -> Runner:
+    """The run of ``python -m eekit <command> <name>``; an unknown name lists the known ones."""
+    found = _RUNNERS.get((command, name))
+    if found is None:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(n for c, n in _RUNNERS if c == command)}")
+    return found
 SHIPPED_MAX_DROP = 0.01  # the cards' early-exit numbers: cheapest threshold within 1 accuracy point of the final exit
 
 
@@ -170,9 +274,19 @@ def _shipped(name: str, suffix: str, folder: str | Path | None = None) -> Path:
     return data.checkpoint_file(f"{name}{suffix}", folder, train_command=f"python -m eekit train {name}")
 
 
+def _other_family(name: str, folder: str | Path | None) -> Entry | None:
+    """The registry entry of a shipped name that is not one of the zoo's recipes (ssl-hubert, a speech-grid cell, a
+    compressed model), so the zoo's loaders read every shipped name."""
+    if folder is None and isinstance(name, str) and name not in RECIPES:
+        return _ENTRIES.get(name)
+    return None
+
+
 def load_card(name: str, folder: str | Path | None = None) -> dict:
-    """The model card of a shipped checkpoint (``folder``: of a run of your own, ``train --out folder``)."""
-    return data.read_json(_shipped(name, ".json", folder))
+    """The model card of a shipped checkpoint (``folder``: of a run of your own, ``train --out folder``); any name
+    of :func:`list_models`."""
+    entry = _other_family(name, folder)
+    return entry.card() if entry is not None else data.read_json(_shipped(name, ".json", folder))
 
 
 def load_pretrained(name: str, folder: str | Path | None = None) -> EarlyExitNet:
@@ -188,55 +302,72 @@ def load_pretrained(name: str, folder: str | Path | None = None) -> EarlyExitNet
 
 
 def load_profile(name: str, folder: str | Path | None = None) -> ExitProfile:
-    """The shipped exit profile of ``name`` on its test split (no model run needed; ``folder``: your own run's)."""
-    return ExitProfile.load(_shipped(name, ".profile.npz", folder))
+    """The shipped exit profile of ``name`` on its test split (no model run needed; ``folder``: your own run's); any
+    name of :func:`list_models` (its first split)."""
+    entry = _other_family(name, folder)
+    return entry.profile() if entry is not None else ExitProfile.load(_shipped(name, ".profile.npz", folder))
 
 
-def report(name: str, criterion: str | None = None, max_drop: float | None = None) -> dict:
-    """The headline numbers of a shipped model, recomputed from its test-split profile (fractions in [0, 1]).
-
-    Speech recognizers (``speech-fsdd*``) report digit error rates, encoder layers saved, and the mean exit layer
-    on the test takes mixed with noise at each of :data:`SNR_LEVELS` (see :func:`mean_exit_layer_by_snr`).
-    """
-    recipe = _recipe(name)
-    criterion = criterion or recipe.criterion
-    max_drop = recipe.max_drop if max_drop is None else max_drop
-    profile = load_profile(name)
-    point = profile.calibrate(criterion, max_drop=max_drop)
-    if profile.kind == "ctc":
-        return {
-            "model": name,
-            "exit_names": profile.exit_names,
-            "exit_der": [round(1 - float(a), 4) for a in profile.exit_accuracy],
-            "final_der": round(1 - profile.final_accuracy, 4),
-            "criterion": criterion,
-            "max_drop": max_drop,
-            "threshold": round(point.threshold, 4),
-            "ee_der": round(1 - point.accuracy, 4),
-            "layers_saved": round(point.savings, 4),
-            "exit_fractions": [round(float(f), 4) for f in point.exit_fractions],
-            "mean_exit_layer_by_snr": mean_exit_layer_by_snr(name, criterion, point.threshold),
-        }
-    unit = _unit_key(profile)
-    return {
-        "model": name,
-        "exit_names": profile.exit_names,
-        "exit_accuracy": [round(float(a), 4) for a in profile.exit_accuracy],
-        f"exit_{unit}": [round(float(c), 4) for c in profile.cost],
-        f"full_model_{unit}": round(profile.full_cost, 4),
-        "final_accuracy": round(profile.final_accuracy, 4),
-        "criterion": criterion,
-        "max_drop": max_drop,
-        "threshold": round(point.threshold, 4),
-        "ee_accuracy": round(point.accuracy, 4),
-        _saved_key(profile): round(point.savings, 4),
-        "exit_fractions": [round(float(f), 4) for f in point.exit_fractions],
-    }
+def operating_point(name: str, criterion: str | Criterion | None = None, max_drop: float | None = None,
+                    profile: ExitProfile | None = None) -> OperatingPoint:
+    """The card's operating point of recipe ``name``: its criterion (or ``criterion``) at the cheapest threshold
+    within its ``max_drop`` (or this one) of the final exit, on its shipped test profile (or ``profile``, e.g. a
+    fresh run's). The one place reports, training and benchmarks pick it."""
+    recipe = get_recipe(name)
+    profile = load_profile(name) if profile is None else profile
+    return profile.calibrate(criterion or recipe.criterion, max_drop=recipe.max_drop if max_drop is None else max_drop)
 
 
-def _unit_key(profile: ExitProfile) -> str:
-    return profile.cost_unit.lower()  # "mflops" or "layers"
+# -------------------------------------------------------------------------------------------------- families
 
 
-def _saved_key(profile: ExitProfile) -> str:
-    return "flops_saved" if profile.cost_unit == "MFLOPs" else f"{_unit_key(profile)}_saved"
+def _recipe_profile(name: str, split: str) -> ExitProfile:
+    return load_profile(name)  # the test split is the one shipped
+
+
+for _name in RECIPES:
+    register(Entry(_name, "recipes", partial(load_pretrained, _name), partial(load_card, _name),
+                   partial(_recipe_profile, _name), f"python -m eekit train {_name}"))
+
+
+SSL_SPLITS = ("test", "calibration", "noisy", "kws", "digits", "speaker", "ctc")  # test: the held-out clean clips
+
+
+def _ssl_profile(name: str, split: str) -> ExitProfile:
+    return load_ssl_profile(name if split == "test" else f"{name}-{split}")
+
+
+def _ssl_card() -> dict:
+    """The card of ``ssl-hubert``; it describes its random twin too (``random_twin``)."""
+    return data.read_json(_ssl_file(f"{SSL_NAME}.json"))
+
+
+for _name in (SSL_NAME, SSL_RANDOM_NAME):
+    register(Entry(_name, "ssl", lambda n=_name: load_encoder(n)[0], _ssl_card, partial(_ssl_profile, _name),
+                   f"python -m eekit train {SSL_NAME}", SSL_SPLITS))
+
+
+def _train_ssl(args) -> str:
+    if args.device not in (None, "cpu"):
+        raise ValueError(f"train ssl-hubert trains on the CPU; --device {args.device!r} is not accepted "
+                         "(accepted: cpu, or leave it out)")
+    card = ssl_shipped.run_recipe(args.out, epochs=args.epochs, progress=not args.quiet, force=args.force)
+    return json.dumps({"name": card["name"], "pretraining_seconds": card["pretraining"]["pretraining_seconds"],
+                       "measurement_seconds": card["measurement_seconds"], **card["report"]}, indent=2)
+
+
+def _report_ssl_accepts(args) -> tuple[frozenset[str], str]:
+    if args.measure:  # rerun the label-free exit's controls (eekit.ssl.adaptivity), minutes
+        return frozenset({"measure", "out", "force", "quiet"}), "report ssl-daisy --measure"
+    return frozenset({"json"}), "report ssl-daisy (one criterion, ssl_entropy, and a label-free calibration rule)"
+
+
+def _report_ssl(args) -> str:
+    if args.measure:
+        result = adaptivity.measure(args.out, force=args.force, progress=not args.quiet)
+        return table({k: v for k, v in result.items() if k != "clips"}, True)
+    return table(ssl_shipped.report(), args.json)
+
+
+register_runner(Runner("train", SSL_NAME, _train_ssl, takes(TRAIN_ALWAYS | {"epochs", "device"}, f"train {SSL_NAME}")))
+register_runner(Runner("report", "ssl-daisy", _report_ssl, _report_ssl_accepts))

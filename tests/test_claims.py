@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from eekit import data
+from eekit import data, sentences
 from eekit.report_format import pct, pcts
 from eekit.zoo import load_card, load_pretrained, load_profile
 
@@ -62,6 +62,15 @@ def der(name: str, k: int) -> float:
 def saved_static_exit1(name: str) -> float:
     c = card(name)
     return 1 - c["exit_mflops"][0] / c["full_model_mflops"]
+
+
+def sentence_card(name: str) -> dict:
+    return sentences.load_card(name)
+
+
+@lru_cache(maxsize=None)
+def sentence_rule(criterion: str) -> dict:
+    return sentences.results("sentences-scratch", criterion)
 
 
 @lru_cache(maxsize=1)
@@ -327,6 +336,24 @@ CLAIMS: dict[str, list[tuple]] = {
     "21_noise_adaptive_exits.ipynb": [],
     "22_ssl_exits_without_labels.ipynb": [],  # its numbers are printed by checked cells, not stated in prose
     "23_pretrained_vs_scratch.ipynb": [],  # its numbers are checked cell outputs; tests/test_speech_recipes pins signs
+    "24_digits_to_sentences.ipynb": [
+        ("The character error rate falls from {} at layer 1 to {} at layer 6",
+         lambda: tuple(pct(sentence_card("sentences-scratch")["cer_by_exit"]["clean"][k], 1, " %") for k in (0, -1)), ()),
+        ("stays within a point of the final layer ({} CER against {}) and saves {} of the layers (the posterior rule {})",
+         lambda: (pct(sentence_rule("ctc_entropy")["cer"]["clean"], 1, " %"),
+                  pct(sentence_card("sentences-scratch")["cer_by_exit"]["clean"][-1], 1, " %"),
+                  pct(sentence_rule("ctc_entropy")["layers_saved"]["clean"], 0, " %"),
+                  pct(sentence_rule("ctc_posterior")["layers_saved"]["clean"], 0, " %")), ()),
+        ("a static exit at the same cost reaches {} and random exits {}",
+         lambda: (pct(sentence_rule("ctc_entropy")["static_same_cost_cer"], 1, " %"),
+                  pct(sentence_rule("ctc_entropy")["random_same_cost_cer"], 1, " %")), ()),
+        ("with all 2.2 hours of labels {} from scratch, {} jointly fine-tuned, {} two-stage; with 30 minutes {} from "
+         "scratch, {} jointly fine-tuned, {} two-stage",
+         lambda: tuple(pct(sentence_card(f"sentences-{r}{b}")["cer_by_exit"]["clean"][-1], 1, " %")
+                       for b in ("", "-30min") for r in ("scratch", "ssl", "ssl-2st")), ()),
+        ("the final layer of sentences-scratch still gets {} of the words wrong",
+         lambda: (pct(sentence_card("sentences-scratch")["wer_by_exit"]["clean"][-1], 0, " %"),), ()),
+    ],
     "31_make_it_fit.ipynb": [
         ("why a small MNIST network ({} bytes in fp32)", lambda: (f"{_compressed_card('cnn-mnist-shared')['bytes_fp32']:,}",), ()),
         ("One layer holds {} of the bytes", lambda: (pct(_fc_share(), 0, " %"),), ()),

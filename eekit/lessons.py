@@ -62,7 +62,7 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("24_digits_to_sentences.ipynb",
            "From digits to sentences: early-exit character CTC on voices the model never heard",
            "read each layer's transcript of an unseen voice's sentence, trade CER for layers, compare pre-trained "
-           "and from-scratch exits", "2309.09546, HuBERT-EE", 25, None,
+           "and from-scratch exits", "2309.09546, HuBERT-EE", 25, 0.5,
            ("20_speech_early_exit.ipynb", "23_pretrained_vs_scratch.ipynb")),
     Lesson("30_energy_budgets.ipynb", "Run a network on harvested energy: early exits on a batteryless device",
            "run early exit on a batteryless device powered by real RF and solar traces; size the capacitor",

@@ -16,7 +16,7 @@ model                  init    training
 ====================== ======= =============================================================================
 
 Each at two label budgets: ``-30min`` (30 minutes of transcribed speech, 1.5 per training speaker) and all
-(2.2 hours). Files: ``data/checkpoints/sentences/<name>.{json,pt}`` (card, fp16 weights) and
+(2.1 hours). Files: ``data/checkpoints/sentences/<name>.{json,pt}`` (card, fp16 weights) and
 ``<name>.<test>.profile.npz`` for ``test`` in :data:`TESTS`.
 """
 
@@ -54,9 +54,9 @@ MAX_DROP = 0.01  # the exit rule's threshold: the cheapest within 1 CER point of
 FOLDER = "sentences"  # inside data/checkpoints/
 OUT_DIR = f"checkpoints/{FOLDER}"  # inside data/
 SEED = 0
-# One thread of a 2-core CPU trains an epoch over the 2.2 hours in about a minute (length-bucketed batches): 30
-# epochs (~1,150 steps of 16 sentences) let two models train side by side within the hour; the 30-minute budget
-# gets 50 epochs (~450 steps).
+# One thread of a 2-core CPU, beside another run, trains an epoch over the 2.1 hours in about two minutes
+# (length-bucketed batches): 30 epochs (~1,150 steps of 16 sentences) took 64 minutes; the 30-minute budget gets 50
+# epochs (~450 steps). The loss was still falling at the end: more epochs would help.
 EPOCHS = {"30min": 50, "all": 30}
 STAGE_TWO_FRACTION = 0.4  # two-stage: the frozen-backbone head phase runs this share of the epochs
 _SPEECH = dict(batch_size=16, lr=2e-3, optimizer="adam", weight_decay=0.0, seed=SEED, length_batches=True,

@@ -119,6 +119,22 @@ class SpeechState:
     frames: torch.Tensor
 
 
+def conformer_begin(frontend: LogMel, subsample: Subsample, inputs: tuple[torch.Tensor, torch.Tensor]
+                    ) -> SpeechState:
+    """Waveforms and their lengths -> the subsampled frames before the first conformer layer (the speech model
+    kinds that share this encoder, task models and the self-supervised one, start the same way)."""
+    waves, lengths = inputs
+    x, frames = frontend(waves, lengths)
+    x, frames = subsample(x, frames)
+    mask = torch.arange(x.shape[1], device=x.device)[None, :] < frames[:, None]
+    return SpeechState(x.transpose(0, 1), mask, frames)
+
+
+def conformer_advance(layers: nn.ModuleList, state: SpeechState, k: int) -> SpeechState:
+    """Run conformer layer ``k`` on the valid frames."""
+    return SpeechState(layers[k](state.h, ~state.mask), state.mask, state.frames)
+
+
 class SpeechEarlyExit(nn.Module):
     """Log-mel -> 4x subsampling -> conformer layers, an exit head after each layer.
 
@@ -177,14 +193,10 @@ class SpeechEarlyExit(nn.Module):
     # the model contract: one conformer layer at a time
     def begin(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> SpeechState:
         """Waveforms ``[B, S]`` and their lengths ``[B]`` -> subsampled frames before the first layer."""
-        waves, lengths = inputs
-        x, frames = self.frontend(waves, lengths)
-        x, frames = self.subsample(x, frames)
-        mask = torch.arange(x.shape[1], device=x.device)[None, :] < frames[:, None]
-        return SpeechState(x.transpose(0, 1), mask, frames)
+        return conformer_begin(self.frontend, self.subsample, inputs)
 
     def advance(self, state: SpeechState, k: int) -> SpeechState:
-        return SpeechState(self.layers[k](state.h, ~state.mask), state.mask, state.frames)
+        return conformer_advance(self.layers, state, k)
 
     def exit_output(self, state: SpeechState, k: int) -> torch.Tensor:
         x = state.h.transpose(0, 1)

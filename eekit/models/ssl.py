@@ -17,7 +17,7 @@ import torchaudio
 from torch import nn
 
 from .. import validate
-from .speech import LogMel, SpeechEarlyExit, SpeechState, Subsample
+from .speech import LogMel, SpeechEarlyExit, SpeechState, Subsample, conformer_advance, conformer_begin
 
 __all__ = ["MaskedUnitEncoder", "span_mask", "ENCODER_PREFIXES"]
 
@@ -121,14 +121,10 @@ class MaskedUnitEncoder(nn.Module):
                          "DAISY's exit heads); train() trains ctc or kws models")
 
     def begin(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> SpeechState:
-        waves, lengths = inputs
-        x, frames = self.frontend(waves, lengths)
-        x, frames = self.subsample(x, frames)
-        mask = torch.arange(x.shape[1], device=x.device)[None, :] < frames[:, None]
-        return SpeechState(x.transpose(0, 1), mask, frames)
+        return conformer_begin(self.frontend, self.subsample, inputs)
 
     def advance(self, state: SpeechState, k: int) -> SpeechState:
-        return SpeechState(self.layers[k](state.h, ~state.mask), state.mask, state.frames)
+        return conformer_advance(self.layers, state, k)
 
     def exit_output(self, state: SpeechState, k: int) -> torch.Tensor:
         return cast(torch.Tensor, self.exit_heads[k](state.h.transpose(0, 1)).log_softmax(-1))

@@ -35,7 +35,7 @@ from torchaudio.models import Wav2Vec2Model
 from torchaudio.models.wav2vec2.wavlm_attention import WavLMSelfAttention
 
 from .. import validate
-from .speech import speech_batch_loss
+from .speech import DIGITS, speech_batch_loss
 
 __all__ = ["Wav2Vec2Exits", "Wav2Vec2State", "wrap_wav2vec2", "small_wav2vec2", "wav2vec2_ctc",
            "ACCEPTED_MODELS", "HEADS", "ENCODER_RATE"]
@@ -98,6 +98,7 @@ class Wav2Vec2Exits(nn.Module):
         self.exit_after = validate.layers("exit_after", exit_after, len(layers))
         self.task = validate.one_of("head", head, HEADS)
         self.output_kind = self.task  # "ctc" or "units": which criteria apply (eekit.criteria)
+        self.alphabet = DIGITS  # what the CTC heads spell (class i + 1 is alphabet[i])
         self.input_kind = "waveforms"
         self.sample_rate = validate.whole("sample_rate (Hz) of the waveforms you feed", sample_rate, 1000, 192_000)
         self.encoder_rate = validate.whole("encoder_rate (Hz) the encoder was trained on", encoder_rate, 1000, 192_000)

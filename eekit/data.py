@@ -512,18 +512,11 @@ class Transcripts(Dataset):
 
     def encode(self, text: str) -> list[int]:
         """A transcript as CTC classes; a character outside the alphabet is refused, naming the alphabet."""
-        try:
-            return [self.alphabet.index(c) + 1 for c in text]
-        except ValueError:
-            bad = sorted(set(text) - set(self.alphabet))
-            raise ValueError(f"transcript {text[:40]!r} has characters {bad} outside the alphabet "
-                             f"{self.alphabet!r}") from None
+        return _encode(text, self.alphabet)
 
     def collate(self, batch):
         """Pad waveforms; targets as CTC wants them: ``(waves [B, S], lengths [B], targets, target_lengths [B])``."""
-        waves, labels = zip(*batch)
-        targets = torch.tensor([c for text in labels for c in self.encode(text)], dtype=torch.long)
-        return (*_pad(waves), targets, torch.tensor([len(t) for t in labels]))
+        return _collate(batch, self.alphabet)
 
     def length_batches(self, batch_size: int, generator: torch.Generator) -> "LengthBatches":
         """A batch sampler over utterances of similar length: see :class:`LengthBatches`."""
@@ -550,6 +543,25 @@ class LengthBatches(torch.utils.data.Sampler):
 
 class DigitStrings(Transcripts):
     """Connected-digit utterances: ``labels[i]`` is a string of digits."""
+
+    @staticmethod
+    def collate(batch):
+        """As :meth:`Transcripts.collate` over the digits; static, so ``DigitStrings.collate(batch)`` needs no set."""
+        return _collate(batch, DIGITS)
+
+
+def _encode(text: str, alphabet: str) -> list[int]:
+    try:
+        return [alphabet.index(c) + 1 for c in text]
+    except ValueError:
+        bad = sorted(set(text) - set(alphabet))
+        raise ValueError(f"transcript {text[:40]!r} has characters {bad} outside the alphabet {alphabet!r}") from None
+
+
+def _collate(batch, alphabet: str):
+    waves, labels = zip(*batch)
+    targets = torch.tensor([c for text in labels for c in _encode(text, alphabet)], dtype=torch.long)
+    return (*_pad(waves), targets, torch.tensor([len(t) for t in labels]))
 
 
 def mix_noise(wave: torch.Tensor, noise: torch.Tensor, snr_db: float, generator: torch.Generator | None = None

@@ -471,12 +471,13 @@ def bench_widgets(moves: int = 50, seed: int = 0) -> dict:
     }
 
 
-def bench_notebooks(folder: str | None = None, timeout: int = 600) -> dict:
+def bench_notebooks(folder: str | None = None, timeout: int = 600, only: list[str] | None = None) -> dict:
     """Execute every notebook in ``folder`` (default: the repository's ``notebooks/``) on a fresh kernel, as nbval
     does, and report wall-clock seconds and the peak memory of each kernel (sampled every 0.1 s): resident (RSS)
     and unique to the kernel (USS: without the shared library pages a second kernel would share, e.g. the 380 MB
     a CUDA build of torch maps at import). Goals: all notebooks in < 360 s on 2 cores, every kernel <= 1000 MB
-    (Binder gives 2 GB, and a learner may have two lessons open)."""
+    (Binder gives 2 GB, and a learner may have two lessons open). ``only``: just the notebooks whose file names
+    start with one of these prefixes (e.g. ``["10", "21"]``)."""
     import os
     import threading
     from pathlib import Path
@@ -486,9 +487,9 @@ def bench_notebooks(folder: str | None = None, timeout: int = 600) -> dict:
     from nbclient import NotebookClient
 
     folder_path = Path(folder) if folder else Path(__file__).resolve().parents[1] / "notebooks"
-    notebooks = sorted(p for p in folder_path.glob("*.ipynb"))
+    notebooks = sorted(p for p in folder_path.glob("*.ipynb") if not only or p.name.startswith(tuple(only)))
     if not notebooks:
-        raise ValueError(f"no notebooks in {folder_path}")
+        raise ValueError(f"no notebooks in {folder_path}" + (f" whose names start with {only}" if only else ""))
     me = psutil.Process()
     per_notebook = {}
     total_start = time.perf_counter()

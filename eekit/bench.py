@@ -492,10 +492,10 @@ def bench_widgets(moves: int = 50, seed: int = 0) -> dict:
 def bench_notebooks(folder: str | None = None, timeout: int = 600, only: list[str] | None = None) -> dict:
     """Execute every notebook in ``folder`` (default: the repository's ``notebooks/``) on a fresh kernel, as nbval
     does, and report wall-clock seconds and the peak memory of each kernel (sampled every 0.1 s): resident (RSS)
-    and unique to the kernel (USS: without the shared library pages a second kernel would share, e.g. the 380 MB
-    a CUDA build of torch maps at import). Goals: all notebooks in < 360 s on 2 cores, every kernel <= 1000 MB
-    (Binder gives 2 GB, and a learner may have two lessons open). ``only``: just the notebooks whose file names
-    start with one of these prefixes (e.g. ``["10", "21"]``)."""
+    and unique to the kernel (USS: without the shared library pages a second kernel would share, e.g. the 250 MB
+    of libraries a CUDA build of torch maps at import). Goals: all notebooks in < 360 s on 2 cores, every kernel's
+    RSS <= 1000 MB (Binder gives 2 GB, and a learner may have two lessons open: one kernel's RSS plus the other's
+    USS). ``only``: just the notebooks whose file names start with one of these prefixes (e.g. ``["10", "21"]``)."""
     import os
     import threading
     from pathlib import Path

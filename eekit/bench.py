@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import os
 import platform
 import statistics
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from . import data, energy, validate
+from .memory import memory_returned
 from .criteria import get_criterion
 from .zoo import load_card, load_pretrained, load_profile, operating_point, RECIPES
 from .runtime import check_device, infer, infer_full
@@ -160,7 +160,7 @@ def _freed_memory_kept(keep: bool):
     blocks. With ``mmap`` off and no trimming, freed buffers are reused as PyTorch's CPU tuning guide arranges with
     jemalloc or tcmalloc. Both sides of a benchmark run under the same policy; afterwards glibc gets the thresholds
     its dynamic tuning settles at and the kept memory goes back to the OS (what is still in use then, when the
-    benchmark's locals go: :func:`_memory_returned`)."""
+    benchmark's locals go: :func:`~eekit.memory.memory_returned`)."""
     if not keep or platform.libc_ver()[0] != "glibc":
         yield "default" if not keep else "platform"
         return
@@ -173,20 +173,6 @@ def _freed_memory_kept(keep: bool):
         for param, value in _GLIBC_SETTLED:
             libc.mallopt(param, value)
         libc.malloc_trim(0)
-
-
-def _memory_returned(fn):
-    """``fn``, then the heap's free pages handed back to the OS (glibc ``malloc_trim``). A benchmark's big buffers
-    (kept on purpose under :func:`_freed_memory_kept`, or left by glibc's raised thresholds) are only free once
-    ``fn``'s locals are gone: trimmed inside, a notebook kernel kept 300 MB after lesson 12's two benchmarks."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            if platform.libc_ver()[0] == "glibc":
-                ctypes.CDLL(None).malloc_trim(0)
-    return wrapper
 
 
 def _operating_point(model_name: str | None, criterion: str | None, max_drop: float | None, device):
@@ -234,7 +220,7 @@ def _quality(result, test, keep: np.ndarray) -> float:
     return errors / sum(len(r) for r in refs)
 
 
-@_memory_returned
+@memory_returned
 def bench_speedup(model_name: str | None = None, criterion: str | None = None, max_drop: float | None = None,
                   batch1_samples: int = 500, repeats: int = 5, samples: int | None = None,
                   device: str | None = None, threads: int | None = None, keep_freed_memory: bool = True,
@@ -330,7 +316,7 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     return out
 
 
-@_memory_returned
+@memory_returned
 def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 50, device: str | None = None,
                  threads: int | None = None, keep_freed_memory: bool = True) -> dict:
     """Where a model's time goes, block by block and head by head, against its FLOPs: the measurement behind

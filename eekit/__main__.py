@@ -130,7 +130,7 @@ def _bench(args) -> int:
         result = bench.bench_stages(args.model, batch=args.batch, device=args.device, threads=args.threads,
                                     keep_freed_memory=not args.default_malloc)
     elif args.what == "notebooks":
-        result = bench.bench_notebooks()
+        result = bench.bench_notebooks(only=args.only)
     elif args.what == "energy":
         result = bench.bench_energy()
     elif args.what == "speech-encoder":
@@ -159,6 +159,9 @@ def add_bench(sub) -> None:
             q.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
             q.add_argument("--default-malloc", action="store_true", help="time with glibc's default policy, big "
                            "buffers returned to the OS after every call and page-faulted back in (default: kept)")
+        if what == "notebooks":
+            q.add_argument("--only", nargs="+", default=None, metavar="PREFIX", help="just the notebooks whose "
+                           "file names start with these (e.g. --only 10 21; default: every notebook)")
         if what == "stages":
             q.add_argument("--batch", type=int, default=1, help="batch size (default: 1)")
         q.add_argument("--json", action="store_true", help="print JSON")

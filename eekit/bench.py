@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import data, energy, validate
+from .memory import memory_returned
 from .criteria import get_criterion
 from .zoo import load_card, load_pretrained, load_profile, operating_point, RECIPES
 from .runtime import check_device, infer, infer_full
@@ -158,7 +159,8 @@ def _freed_memory_kept(keep: bool):
     convolution took 34 ms instead of 8 (docs/performance.md), a cost of bytes, not FLOPs, that lands on the early
     blocks. With ``mmap`` off and no trimming, freed buffers are reused as PyTorch's CPU tuning guide arranges with
     jemalloc or tcmalloc. Both sides of a benchmark run under the same policy; afterwards glibc gets the thresholds
-    its dynamic tuning settles at and the kept memory goes back to the OS."""
+    its dynamic tuning settles at and the kept memory goes back to the OS (what is still in use then, when the
+    benchmark's locals go: :func:`~eekit.memory.memory_returned`)."""
     if not keep or platform.libc_ver()[0] != "glibc":
         yield "default" if not keep else "platform"
         return
@@ -218,6 +220,7 @@ def _quality(result, test, keep: np.ndarray) -> float:
     return errors / sum(len(r) for r in refs)
 
 
+@memory_returned
 def bench_speedup(model_name: str | None = None, criterion: str | None = None, max_drop: float | None = None,
                   batch1_samples: int = 500, repeats: int = 5, samples: int | None = None,
                   device: str | None = None, threads: int | None = None, keep_freed_memory: bool = True,
@@ -313,6 +316,7 @@ def bench_speedup(model_name: str | None = None, criterion: str | None = None, m
     return out
 
 
+@memory_returned
 def bench_stages(model_name: str | None = None, batch: int = 1, repeats: int = 50, device: str | None = None,
                  threads: int | None = None, keep_freed_memory: bool = True) -> dict:
     """Where a model's time goes, block by block and head by head, against its FLOPs: the measurement behind
@@ -471,12 +475,13 @@ def bench_widgets(moves: int = 50, seed: int = 0) -> dict:
     }
 
 
-def bench_notebooks(folder: str | None = None, timeout: int = 600) -> dict:
+def bench_notebooks(folder: str | None = None, timeout: int = 600, only: list[str] | None = None) -> dict:
     """Execute every notebook in ``folder`` (default: the repository's ``notebooks/``) on a fresh kernel, as nbval
     does, and report wall-clock seconds and the peak memory of each kernel (sampled every 0.1 s): resident (RSS)
-    and unique to the kernel (USS: without the shared library pages a second kernel would share, e.g. the 380 MB
-    a CUDA build of torch maps at import). Goals: all notebooks in < 360 s on 2 cores, every kernel <= 1000 MB
-    (Binder gives 2 GB, and a learner may have two lessons open)."""
+    and unique to the kernel (USS: without the shared library pages a second kernel would share, e.g. the 250 MB
+    of libraries a CUDA build of torch maps at import). Goals: all notebooks in < 360 s on 2 cores, every kernel's
+    RSS <= 1000 MB (Binder gives 2 GB, and a learner may have two lessons open: one kernel's RSS plus the other's
+    USS). ``only``: just the notebooks whose file names start with one of these prefixes (e.g. ``["10", "21"]``)."""
     import os
     import threading
     from pathlib import Path
@@ -486,9 +491,9 @@ def bench_notebooks(folder: str | None = None, timeout: int = 600) -> dict:
     from nbclient import NotebookClient
 
     folder_path = Path(folder) if folder else Path(__file__).resolve().parents[1] / "notebooks"
-    notebooks = sorted(p for p in folder_path.glob("*.ipynb"))
+    notebooks = sorted(p for p in folder_path.glob("*.ipynb") if not only or p.name.startswith(tuple(only)))
     if not notebooks:
-        raise ValueError(f"no notebooks in {folder_path}")
+        raise ValueError(f"no notebooks in {folder_path}" + (f" whose names start with {only}" if only else ""))
     me = psutil.Process()
     per_notebook = {}
     total_start = time.perf_counter()

@@ -19,3 +19,28 @@ def synthetic_profile(samples: int = 10_000, exits: int = 5, classes: int = 10, 
     return ExitProfile(preds, (preds != labels[:, None]).astype(np.float32), np.ones(samples, np.float32),
                        cost, float(cost[-1] * 0.97), [f"exit{k + 1}" for k in range(exits)],
                        logits=logits, labels=labels)
+
+
+def small_noise_runs(monkeypatch, count: int = 30):
+    """Make :func:`eekit.zoo.noisy_run` use the first ``count`` clean test utterances, with caches of its own for
+    this test (the real ones keep every run of the process: a 30-utterance run must never leak out), and count the
+    model runs: returns a list that grows by one entry per run."""
+    from functools import lru_cache
+
+    from eekit import data
+    from eekit.zoo import load_pretrained
+    from eekit.zoo import noise
+
+    small = data.load_digit_strings("test").subset(count)
+    monkeypatch.setattr(noise, "_recognizer", lambda name, split: (load_pretrained(name), small))
+    runs = []
+    profile_speech = noise.profile_speech
+
+    def counted(*args, **kwargs):
+        runs.append(kwargs.get("meta"))
+        return profile_speech(*args, **kwargs)
+
+    monkeypatch.setattr(noise, "profile_speech", counted)
+    monkeypatch.setattr(noise, "_mix", lru_cache(maxsize=4)(noise._mix.__wrapped__))
+    monkeypatch.setattr(noise, "_profile", lru_cache(maxsize=None)(noise._profile.__wrapped__))
+    return runs

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import synthetic_profile
+from helpers import small_noise_runs, synthetic_profile
 
 from eekit import data, validate
 from eekit.__main__ import main
@@ -589,11 +589,8 @@ class TestWidgets:
     @pytest.mark.slow  # runs the speech model at every noise and SNR
     def test_noise_explorer_every_noise_every_snr(self, monkeypatch):
         from eekit.widgets import NoiseExplorer
-        from eekit.zoo import noise as noise_runs
 
-        # 30 of the 300 test utterances: the same controls and code paths, a tenth of the model runs
-        small = data.load_digit_strings("test").subset(30)
-        monkeypatch.setattr(noise_runs, "_recognizer", lambda name, split: (load_pretrained(name), small))
+        small_noise_runs(monkeypatch, 30)  # 30 of the 300 test utterances: the same code paths, a tenth of the runs
         ex = NoiseExplorer()
         for _, noise in ex.noise_dropdown.options:
             for _, position in ex.snr_slider.options:

@@ -416,7 +416,7 @@ NOT_MEASURED: dict[str, list[tuple[str, str]]] = {
                            ("| {}-{}x ({}-{}) | {}-{}x ({}-{}) |", "six idle-machine runs of bench speedup"),
                            ("first stage ({} of the FLOPs, {}-{} of the time)", "bench stages, in docs/performance.md")],
     "00_welcome.ipynb": [("within 0.2 points", "the exercise's chosen accuracy drop")],
-    "10_cnn_early_exit.ipynb": [("expect 35 to 55 %", "the bounds the checked cell below asserts"),
+    "10_cnn_early_exit.ipynb": [("Expect 35 to 55 %", "the bounds the live cell checks (RUN_LIVE; tests/test_lessons.py runs it)"),
                                 ("spend only 60 %", "the exercise's chosen budget")],
     "11_thresholds_and_criteria.ipynb": [("only **30 %**", "the exercise's chosen budget"),
                                          ("And at 45 %?", "the exercise's chosen budget"),

@@ -63,3 +63,18 @@ def test_train_quick_subset_writes_weights_card_and_profile(tmp_path):
     assert card["dataset"]["train_samples"] == 256
     assert card["recipe"]["command"] == "python -m eekit train cnn-mnist --subset 256 --epochs 1"
     assert (tmp_path / "cnn-mnist.pt").exists() and (tmp_path / "cnn-mnist.profile.npz").exists()
+
+
+def test_bench_notebooks_runs_only_the_chosen_lessons_and_sees_their_memory(tmp_path, capsys):
+    import nbformat
+
+    from eekit.bench import bench_notebooks
+
+    for name, mb in (("10_small.ipynb", 1), ("21_big.ipynb", 200)):
+        cell = nbformat.v4.new_code_cell(f"import time\nx = b'1' * ({mb} << 20)  # touched: resident\ntime.sleep(0.5)")
+        nbformat.write(nbformat.v4.new_notebook(cells=[cell]), tmp_path / name)
+    out = bench_notebooks(str(tmp_path), only=["21"])
+    assert list(out["notebooks"]) == ["21_big.ipynb"]
+    assert out["notebooks"]["21_big.ipynb"]["kernel_uss_mb"] > 200
+    assert main(["bench", "notebooks", "--only", "99"]) == 2
+    assert "whose names start with ['99']" in capsys.readouterr().err

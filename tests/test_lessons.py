@@ -109,3 +109,34 @@ def test_every_dashboard_has_a_static_picture_that_exists(x):
 def test_the_readme_stays_a_newcomers_page():
     """At most 1,500 words (code included, as `wc -w` counts): details live in docs/, linked from it."""
     assert len((ROOT / "README.md").read_text().split()) <= 1500
+
+
+LIVE_FLAG = re.compile(r"^RUN_LIVE = (True|False)\b", re.M)
+
+
+@pytest.mark.parametrize("x", LESSONS, ids=lambda x: x.stem)
+def test_live_training_is_opt_in(x):
+    """A training cell either runs fast or reads shipped results by default, with ``RUN_LIVE = False`` beside the
+    live run: Run All (and CI) never trains for minutes."""
+    flags = [m.group(1) for c in cells(x.file) if c["cell_type"] == "code" for m in LIVE_FLAG.finditer(source(c))]
+    assert flags in ([], ["False"]), f"{x.file}: RUN_LIVE flags {flags}; one, set to False, or none"
+
+
+# the line each lesson's live cell prints when the live run turns out as its prose says
+LIVE_RUNS = {"10_cnn_early_exit.ipynb": "final exit between 35% and 55% (chance: 10%): True"}
+
+
+@pytest.mark.slow  # trains for one to two minutes
+@pytest.mark.notebook
+@pytest.mark.parametrize("file", sorted(LIVE_RUNS))
+def test_the_live_run_turns_out_as_the_prose_says(file):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(NB / file, as_version=4)
+    live = [c for c in nb.cells if c.cell_type == "code" and LIVE_FLAG.search(c.source)]
+    assert len(live) == 1
+    live[0].source = LIVE_FLAG.sub("RUN_LIVE = True", live[0].source)
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NB)}}).execute()
+    printed = "".join(o.get("text", "") for o in live[0].outputs if o.output_type == "stream")
+    assert LIVE_RUNS[file] in printed, printed

@@ -125,6 +125,7 @@ CASES = {
     **{(("bench", k), "--default-malloc"): (f"bench {k}", f"bench {k} --default-malloc")
        for k in ("speedup", "stages")},
     (("bench", "stages"), "--batch"): ("bench stages", "bench stages --batch 4"),
+    (("bench", "notebooks"), "--only"): ("bench notebooks", "bench notebooks --only 10 21"),
 }
 # options that exist on a command but do not apply to some of its model names / kinds: refused, exit 2, one line
 REFUSED = [
@@ -143,7 +144,7 @@ REFUSED = [
     "report ssl-daisy --measure --json", "export-onnx cnn-mnist --exit 0 --out m.onnx --seconds 2",
     *[f"bench {k} --{o}" for k in ("widgets", "notebooks", "energy", "speech-encoder")
       for o in ("model x", "threads 2", "device cpu", "batch 2", "default-malloc")],
-    "bench speedup --batch 4",
+    "bench speedup --batch 4", "bench widgets --only 10",
     "compress cnn-mnist-shared --target-bytes 0", "compress cnn-mnist-shared --target-bytes -5",
     "train cnn-mnist --subset 0", "train cnn-mnist --epochs 0", "train cnn-mnist --device tpu",
 ]

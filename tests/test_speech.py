@@ -103,6 +103,27 @@ def test_profile_speech_counts_digit_edits(strings):
     assert np.allclose(batch_scores[:4], batch_scores[0])  # DAISY: one score per batch of 4
 
 
+def test_noise_explorer_reuses_the_lessons_noise_runs_and_the_cards_operating_point(monkeypatch):
+    from helpers import small_noise_runs
+
+    from eekit.widgets import NoiseExplorer
+    from eekit.zoo import SNR_LEVELS, load_card, noisy_profile, noisy_run, operating_point
+
+    runs = small_noise_runs(monkeypatch, 30)
+    profiles = {snr: noisy_profile("speech-fsdd", snr) for snr in SNR_LEVELS if snr is not None}  # as lesson 21 does
+    assert len(runs) == len(profiles)
+    explorer = NoiseExplorer("speech-fsdd", snrs=SNR_LEVELS)
+    assert len(runs) == len(profiles)  # the dashboard ran the model on nothing the lesson had run
+    assert explorer.set(snr_db=10) is profiles[10] is noisy_run("speech-fsdd", 10.0, None)[1]
+    explorer.set(noise="white_noise", snr_db=0)
+    assert len(runs) == len(profiles) + 4 and {r["noise"] for r in runs[-4:]} == {"white_noise"}
+    # the default threshold is the card's operating point of the criterion shown, never another criterion's
+    assert explorer.threshold == load_card("speech-fsdd")["early_exit"]["threshold"]
+    other = NoiseExplorer("speech-fsdd", criterion="ctc_posterior", snrs=(None, 10))
+    assert other.threshold == operating_point("speech-fsdd", "ctc_posterior").threshold
+    assert len(runs) == len(profiles) + 4
+
+
 @pytest.mark.slow  # runs a model over a data set or a dashboard over every control
 def test_noise_explorer_every_control_keeps_a_consistent_readout():
     from eekit.widgets import NoiseExplorer

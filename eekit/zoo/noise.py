@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .. import data
+from .. import data, validate
 from ..evaluate import profile_speech
 from ..profile import ExitProfile
 from .registry import RECIPES, load_pretrained, load_profile
@@ -30,16 +30,32 @@ def _recognizer(name: str, split: str):
 def noisy_run(name: str, snr_db: float | None, noise: str | None = None, split: str = "test"):
     """Speech model ``name`` on its ``split`` utterances mixed with noise at ``snr_db`` dB (every shipped noise
     round-robin, or just ``noise``; ``None`` dB = clean): the utterances it heard (:class:`~eekit.data.DigitStrings`)
-    and their profile. Runs the model: about a second."""
-    model, clean = _recognizer(name, split)
-    heard = clean.with_noise(snr_db, noise if noise else data.NOISE_NAMES)
-    return heard, profile_speech(model, heard, meta={"model": name, "split": split, "snr_db": snr_db,
-                                                      "noise": noise or "all"})
+    and their profile.
+
+    Each setting runs the model once per process (a few seconds on one core): a lesson's runs and its dashboard's
+    are the same runs. The profiles (tens of kB) are all kept; the mixes (15 MB for the 300 test utterances) only
+    the last few, since remixing one takes well under a second."""
+    key = (name, None if snr_db is None else validate.number("snr_db (dB)", snr_db),
+           None if noise is None else validate.one_of("noise", noise, data.NOISE_NAMES), split)
+    profile = _profile(*key)  # first: it says so if ``name`` is not a recognizer
+    return _mix(*key), profile
 
 
 def noisy_profile(name: str, snr_db: float | None, noise: str | None = None, split: str = "test") -> ExitProfile:
     """The profile half of :func:`noisy_run`."""
     return noisy_run(name, snr_db, noise, split)[1]
+
+
+@lru_cache(maxsize=4)
+def _mix(name: str, snr_db: float | None, noise: str | None, split: str) -> data.DigitStrings:
+    return _recognizer(name, split)[1].with_noise(snr_db, noise if noise else data.NOISE_NAMES)
+
+
+@lru_cache(maxsize=None)
+def _profile(name: str, snr_db: float | None, noise: str | None, split: str) -> ExitProfile:
+    model = _recognizer(name, split)[0]
+    return profile_speech(model, _mix(name, snr_db, noise, split),
+                          meta={"model": name, "split": split, "snr_db": snr_db, "noise": noise or "all"})
 
 
 def mean_exit_layer_by_snr(name: str, criterion: str, threshold: float) -> dict[str, float]:

@@ -25,8 +25,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from torchvision.transforms import v2
-
 from .. import data
 from ..evaluate import profile_model, profile_speech
 from ..models import branchy_lenet, resnet_ee
@@ -186,10 +184,14 @@ class Recipe:
 
 
 def _mnist_augment():
+    from torchvision.transforms import v2  # only training needs it: at the top it cost every kernel 130 MB and 1 s
+
     return v2.RandomAffine(degrees=10, translate=(0.1, 0.1))
 
 
 def _cifar_augment():
+    from torchvision.transforms import v2  # only training needs it (see _mnist_augment)
+
     return v2.Compose([v2.RandomCrop(32, padding=4, padding_mode="reflect"), v2.RandomHorizontalFlip()])
 
 

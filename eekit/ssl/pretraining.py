@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .. import data, files, validate
+from ..librispeech import TEST_SPEAKERS, load_librispeech
 from ..models.ssl import MaskedUnitEncoder, span_mask
 from ..profile import ExitProfile
 from .clips import held_out_clips
@@ -145,8 +146,6 @@ def pretraining_corpus(corpus: str = "words") -> tuple[list[torch.Tensor], dict]
     }
     waves = list(commands.waveforms) + list(fsdd.waveforms)
     if corpus == "words+librispeech":
-        from ..librispeech import TEST_SPEAKERS, load_librispeech
-
         books = load_librispeech("train")
         pieces = [p for w in books.waveforms for p in _pieces(w)]
         heard.update(librispeech_speakers=sorted(set(books.speakers), key=int), librispeech_utterances=len(books),

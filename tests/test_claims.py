@@ -218,6 +218,11 @@ CLAIMS: dict[str, list[tuple]] = {
         ("unit entropy {} | ssl_entropy {:g}: {} of layers saved on clean unseen voices",
          lambda: (" / ".join(f"{e:.2f}" for e in ssl_report()["entropy_by_layer"]), ssl_report()["threshold"],
                   pct(ssl_report()["layers_saved_clean"], 1, " %")), ()),
+        ("unit entropy {} | ssl_entropy {:g}: {} of layers saved on clean unseen voices; 0 dB noise sends exits {} "
+         "layers deeper on average (ssl-hubert: {})",
+         lambda: (" / ".join(f"{e:.2f}" for e in _numbers("ssl-hubert-clean")["entropy_by_layer"]),
+                  _numbers("ssl-hubert-clean")["threshold"],
+                  pct(_numbers("ssl-hubert-clean")["layers_saved_clean"], 1, " %"), *_both("noise_rise_speech")), ()),
         ("speaker identity (cross-validated over {} clips: {} points for the 10 asked)",
          lambda: (f"{ssl_report()['tasks']['speaker']['test_samples']:,}",
                   f1(100 * (ssl_report()["tasks"]["speaker"]["at_last_layer"]

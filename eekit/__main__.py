@@ -49,14 +49,15 @@ def add_train(sub) -> None:
                        description="Rerun a shipped recipe. Seeded: the same torch version and thread count "
                        "(the card's machine.torch_threads; set OMP_NUM_THREADS) give the shipped card bit for bit.")
     p.add_argument("model", help="recipe name, e.g. cnn-mnist, cnn-mnist-two-stage, cnn-cifar10, ssl-hubert, "
-                   "speech-recipe, speech-recipes")
+                   "ssl-hubert-clean, speech-recipe, speech-recipes")
     p.add_argument("--out", default="eekit-runs", help="output folder, created if its parent exists (data/checkpoints "
                    "replaces the shipped files, with --force); one command at a time may write it")
     p.add_argument("--subset", type=int, default=None, help="zoo recipes only: train on this many samples (quick demo)")
-    p.add_argument("--epochs", type=int, default=None, help="zoo recipes and ssl-hubert: override the recipe's epochs")
+    p.add_argument("--epochs", type=int, default=None, help="zoo recipes and ssl-hubert(-clean): override the recipe's "
+                   "epochs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--force", action="store_true", help="replace existing weights, card and profile in --out")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu; ssl-hubert: "
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu; ssl-hubert(-clean): "
                    "cpu only)")
     p.add_argument("--recipe", default=None, help="speech-recipe(s): A, B, C, D or E (eekit.speech_recipes); "
                    "sentences: scratch, ssl or ssl-2st (eekit.sentences)")
@@ -70,7 +71,8 @@ def add_train(sub) -> None:
 def add_report(sub) -> None:
     p = sub.add_parser("report", help="numbers of a shipped checkpoint, from its test-split profile")
     p.add_argument("model", help="e.g. cnn-mnist, cnn-cifar10; `compress` for the compressed models, `ssl-daisy` "
-                   "for the self-supervised encoder and DAISY's exit signal, `speech-recipes` for the recipe grid")
+                   "for the self-supervised encoder and DAISY's exit signal, `ssl-hubert-clean` for the clean-corpus "
+                   "encoder beside it, `speech-recipes` for the recipe grid")
     p.add_argument("--criterion", default=None, help="zoo models only: exit criterion, e.g. max_prob, entropy, "
                    "margin, patience (default: the model card's)")
     p.add_argument("--max-drop", type=float, default=None, help="zoo models only: allowed accuracy drop below the "

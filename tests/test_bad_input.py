@@ -662,6 +662,7 @@ def test_unit_features_refuse_anything_but_one_nonempty_waveform():
     ("clip_norm", math.nan, "clip_norm (gradient norm clip) must be a finite number > 0"),
     ("mask_span", 0, "mask_span must be a whole number >= 1"),
     ("speech_only", "yes", "speech_only must be True or False"),
+    ("corpus", "librispeech-test", "unknown corpus 'librispeech-test'; known: ['words', 'words+librispeech']"),
 ])
 def test_pretrain_config_refuses_bad_fields(field, value, says):
     from eekit.ssl import PretrainConfig

@@ -218,6 +218,11 @@ CLAIMS: dict[str, list[tuple]] = {
         ("unit entropy {} | ssl_entropy {:g}: {} of layers saved on clean unseen voices",
          lambda: (" / ".join(f"{e:.2f}" for e in ssl_report()["entropy_by_layer"]), ssl_report()["threshold"],
                   pct(ssl_report()["layers_saved_clean"], 1, " %")), ()),
+        ("unit entropy {} | ssl_entropy {:g}: {} of layers saved on clean unseen voices; 0 dB noise sends exits {} "
+         "layers deeper on average (ssl-hubert: {})",
+         lambda: (" / ".join(f"{e:.2f}" for e in _numbers("ssl-hubert-clean")["entropy_by_layer"]),
+                  _numbers("ssl-hubert-clean")["threshold"],
+                  pct(_numbers("ssl-hubert-clean")["layers_saved_clean"], 1, " %"), *_both("noise_rise_speech")), ()),
         ("speaker identity (cross-validated over {} clips: {} points for the 10 asked)",
          lambda: (f"{ssl_report()['tasks']['speaker']['test_samples']:,}",
                   f1(100 * (ssl_report()["tasks"]["speaker"]["at_last_layer"]
@@ -430,7 +435,8 @@ NOT_MEASURED: dict[str, list[tuple[str, str]]] = {
     "22_ssl_exits_without_labels.ipynb": [("at most 75 %", "the calibration rule's layer budget, a design constant"),
                                           ("at least 10 points", "the kit's bar for the pretrained-vs-twin lead"),
                                           ("by at least 1 point on two depth-sensitive tasks",
-                                           "the goal for the adaptive exit against the static one")],
+                                           "the goal for the adaptive exit against the static one"),
+                                          ('"within 10 points"', "the transfer goal, a design constant")],
     "23_pretrained_vs_scratch.ipynb": [("within 1 point", "the issue's calibration rule"),
                                        ("100 % means", "definition: every digit deleted"),
                                        ("= 95 %", "the design constant of 'undetermined'"),
@@ -617,3 +623,94 @@ def test_every_number_in_prose_is_claimed(name):
              if not any(a <= m.start() and m.end() <= b for a, b in spans)]
     assert not loose, f"{name}: numbers in prose that no claim checks (add them to CLAIMS or NOT_MEASURED):\n" + \
         "\n".join(loose)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Lesson 22, section 9's last part: ssl-hubert-clean beside ssl-hubert (`python -m eekit report ssl-hubert-clean`).
+
+
+@lru_cache(maxsize=1)
+def _clean() -> dict:
+    from eekit.ssl.shipped import clean_report
+
+    return clean_report()
+
+
+@lru_cache(maxsize=2)
+def _numbers(name: str) -> dict:
+    from eekit.ssl.shipped import encoder_numbers
+
+    return encoder_numbers(name)
+
+
+def _found(key: str, who: str = "ssl-hubert-clean") -> float:
+    return _clean()["findings"][key][who]
+
+
+def _both(key: str, fmt: str = ".2f") -> tuple[str, str]:
+    return format(_found(key), fmt), format(_found(key, "ssl-hubert"), fmt)
+
+
+def _heard() -> tuple:
+    c = load_card("ssl-hubert-clean")
+    h, old = c["heard"], load_card("ssl-hubert")
+    return (f"{h['librispeech_seconds'] / 3600:.1f}", len(h["librispeech_speakers"]),
+            f"{h['speech_commands_clips'] + h['fsdd_clips']:,}",
+            f"{h['speech_commands_clips'] + h['fsdd_clips'] + h['librispeech_pieces']:,}",
+            c["pretraining"]["config"]["epochs"], old["pretraining"]["config"]["epochs"])
+
+
+def _placed(name: str) -> tuple[str, str]:
+    p = _numbers(name)["adaptivity"]["placement"]
+    return f"{p['speech_only']:.2f}", f"{p['silence_only']:.2f}"
+
+
+def _fsdd(name: str) -> tuple[str, str, str]:
+    t = _numbers(name)["adaptivity"]["transfer"]
+    fsdd, cal = t["fsdd_unseen_takes"]["layers_saved"], t["speech_commands_calibration"]["layers_saved"]
+    return pct(fsdd), pct(cal), f"{100 * abs(fsdd - cal):.1f}"
+
+
+def _snr(name: str, key: str) -> str:
+    return f"{_clean()['mean_exit_layer_by_snr'][name][key]:.2f}"
+
+
+CLAIMS["22_ssl_exits_without_labels.ipynb"] += [
+    ("with {} hours of clean read English by {} more voices added", lambda: _heard()[:2], ()),
+    ("The corpus grows from {} clips to {}, so it trains {} epochs instead of {}", lambda: _heard()[2:], ()),
+    ("at 0 dB the exits go {} layers deeper than clean on average over the ten noises, against {} for ssl-hubert "
+     "(DAISY's every-frame score: {} against {})",
+     lambda: (*_both("noise_rise_speech"), *_both("noise_rise_all_frames")), ()),
+    ("{} of the ten noises still send the exits deeper", lambda: (_found("noises_deepening_speech"),), ()),
+    ("clips at 20 dB now leave *earlier* than clean ones ({} against {} layers; ssl-hubert: {} against {})",
+     lambda: (_snr("ssl-hubert-clean", "20"), _snr("ssl-hubert-clean", "clean"), _snr("ssl-hubert", "20"),
+              _snr("ssl-hubert", "clean")), ()),
+    ("than the same noise in the silence ({} against {} layers; ssl-hubert: {} against {})",
+     lambda: (*_placed("ssl-hubert-clean"), *_placed("ssl-hubert")), ()),
+    ("The threshold falls from {} to {}", lambda: (f"{_found('threshold', 'ssl-hubert'):.3f}",
+                                                   f"{_found('threshold'):.3f}"), ()),
+    ("the exit's units agree with the last layer's on {} of the frames instead of {}",
+     lambda: (pct(_found("unit_agreement_at_threshold")), pct(_found("unit_agreement_at_threshold", "ssl-hubert"))),
+     ()),
+    ("the threshold saves {} of the layers against {} on the calibration clips, {} points apart (ssl-hubert: {} "
+     "against {}, {} points apart)", lambda: (*_fsdd("ssl-hubert-clean"), *_fsdd("ssl-hubert")), ()),
+    ("beats the static exit of the same cost by {} points on unseen-voice digits and by {} points of DER on "
+     "connected digits at 10 dB (ssl-hubert: {} points on digits and {} points *worse* on connected digits at 10 dB)",
+     lambda: (f"{_found('digits_gain_vs_static_points'):.2f}", f"{_found('ctc-10db_gain_vs_static_points'):.2f}",
+              f"{_found('digits_gain_vs_static_points', 'ssl-hubert'):.2f}",
+              f"{-_found('ctc-10db_gain_vs_static_points', 'ssl-hubert'):.2f}"), ()),
+    ("on clean connected digits it goes from {} points worse than static to {} better",
+     lambda: (f"{-_found('ctc_gain_vs_static_points', 'ssl-hubert'):.2f}", f"{_found('ctc_gain_vs_static_points'):.2f}"),
+     ()),
+    ("({} digit clips: a point is {} clips)", lambda: (_numbers("ssl-hubert-clean")["tasks"]["digits"]["test_samples"],
+                                                      f"{_numbers('ssl-hubert-clean')['tasks']['digits']['test_samples'] / 100:.1f}"), ()),
+    ("against random exits, digits at 10 dB went from {} to {} points *worse*",
+     lambda: (f"{-_found('digits-10db_gain_vs_random_points', 'ssl-hubert'):.2f}",
+              f"{-_found('digits-10db_gain_vs_random_points'):.2f}"), ()),
+    ("the layers saved on the clean held-out clips ({} and {})",
+     lambda: (pct(_found("layers_saved_clean", "ssl-hubert")), pct(_found("layers_saved_clean"))), ()),
+    ("the exit's link to a clip's share of speech frames (r = {} and {})",
+     lambda: (f"{_found('speech_share_r', 'ssl-hubert'):.2f}", f"{_found('speech_share_r'):.2f}"), ()),
+    ("2 s of room tone moves a clip's exit by {} and {} layers", lambda: (
+        f"{_found('padding_2s_shift', 'ssl-hubert'):.2f}", f"{_found('padding_2s_shift'):.2f}"), ()),
+]

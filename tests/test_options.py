@@ -136,6 +136,8 @@ REFUSED = [
     "report sentences-scratch --max-drop 0.1", "report sentences-scratch --measure", "report sentences-nope",
     "train ssl-hubert --recipe A", "train ssl-hubert --labels 250", "train ssl-hubert --subset 64",
     "train ssl-hubert --device cuda",
+    "train ssl-hubert-clean --subset 64", "train ssl-hubert-clean --device cuda", "report ssl-hubert-clean --measure",
+    "report ssl-hubert-clean --criterion margin",
     "train cnn-mnist --recipe A", "train cnn-mnist --labels 250", "train kws-fsdd --recipe C",
     "report compress --criterion margin", "report compress --max-drop 0.1",
     "report speech-recipes --criterion margin", "report speech-recipes --max-drop 0.1",

@@ -17,7 +17,7 @@ def test_every_shipped_checkpoint_has_a_registry_entry():
     assert weights <= names  # the zoo's rows, ssl-hubert and its twin, the compressed models, wav2vec2-fsdd
     cells = {p.stem for p in (CHECKPOINTS / "speech-recipes").glob("*.json")}
     assert {f"speech-recipe-{c}" for c in cells} <= names and len(cells) == 15
-    assert set(zoo.list_models("ssl")) == {"ssl-hubert", "ssl-hubert-random"}
+    assert set(zoo.list_models("ssl")) == {"ssl-hubert", "ssl-hubert-random", "ssl-hubert-clean"}
     assert set(zoo.list_models("compressed")) == {"cnn-mnist-shared-compressed", "cnn-cifar10-compressed"}
 
 
@@ -55,7 +55,8 @@ def test_a_new_family_registers_with_one_call(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["cnn-mnist", "cnn-cifar10", "cnn-mnist-shared", "speech-fsdd", "kws-fsdd",
-                                  "wav2vec2-fsdd", "ssl-hubert", "ssl-hubert-random", "speech-recipe-C-250"])
+                                  "wav2vec2-fsdd", "ssl-hubert", "ssl-hubert-random", "ssl-hubert-clean",
+                                  "speech-recipe-C-250"])
 def test_every_shipped_model_kind_satisfies_the_contract(name):
     from eekit.models.contract import ExitModel
 

@@ -5,6 +5,8 @@ depth may not matter for the task (then any exit is "within a point"), the score
 much of a clip is silence), and one threshold may not carry over to other audio. :func:`measure` runs every control
 on the shipped ``ssl-hubert`` encoder and writes ``ssl-hubert-adaptivity.json``; ``python -m eekit report ssl-daisy``
 reads it back as its ``adaptivity`` block (no model run). Rerun with ``python -m eekit report ssl-daisy --measure``.
+``ssl-hubert-clean`` (pretrained with clean read sentences added) gets the same controls, same seeds, in
+``ssl-hubert-clean-adaptivity.json``, measured by its training recipe (``python -m eekit train ssl-hubert-clean``).
 
 Every control is measured for two exit scores, one threshold each, both set once on the same clean unlabelled
 calibration clips (:func:`eekit.ssl.calibration_clips`, :data:`eekit.daisy.CALIBRATION_BUDGET`):
@@ -41,11 +43,12 @@ from ..train import machine
 from . import probes
 from .clips import calibration_clips, held_out_clips
 from .daisy import BATCH_SIZE, CALIBRATION_BUDGET, speech_entropy, speech_mask
-from .pretraining import NAME, load_encoder, load_ssl_profile
+from .pretraining import CLEAN_NAME, NAME, load_encoder, load_ssl_profile
 from .units import FRAMES_PER_UNIT, HOP, speech_frames
 
 __all__ = ["measure", "load", "colored_noise", "babble_noise", "clip_scores", "static_same_cost",
-           "random_same_cost", "SNRS", "COLORS", "PADDING_S", "PLACEMENTS", "SCORES", "RESULT_FILE"]
+           "random_same_cost", "SNRS", "COLORS", "PADDING_S", "PLACEMENTS", "SCORES", "RESULT_FILE", "result_file",
+           "ENCODERS"]
 
 SNRS = (20, 10, 5, 0)
 COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # generated noise: power spectrum ~ 1 / f ** exponent
@@ -55,7 +58,15 @@ PLACEMENTS = ("speech_only", "silence_only", "everywhere")
 PLACEMENT_SNR = 0
 SCORES = ("speech", "all_frames")  # the kit's exit score first, DAISY's second
 RANDOM_DRAWS = 20
-RESULT_FILE = "ssl-hubert-adaptivity.json"
+ENCODERS = (NAME, CLEAN_NAME)  # the pretrained encoders whose controls are measured
+
+
+def result_file(name: str = NAME) -> str:
+    """The file an encoder's controls are stored in, ``<name>-adaptivity.json``."""
+    return f"{validate.one_of('encoder', name, ENCODERS)}-adaptivity.json"
+
+
+RESULT_FILE = result_file(NAME)
 NOISE_SECONDS = 60
 
 
@@ -232,31 +243,32 @@ def _task(profile: ExitProfile, scored: dict, thresholds: dict, metric: str) -> 
 
 
 def measure(out_dir: str | Path | None = None, force: bool = False, progress: bool = True, seed: int = 0,
-            checkpoint_dir: str | Path | None = None) -> dict:
-    """Run every control on ``ssl-hubert`` (the shipped one, or ``checkpoint_dir``'s run; a few minutes on one core)
-    and write ``<out_dir>/ssl-hubert-adaptivity.json`` (``out_dir`` ``None``: the shipped file; replacing an
-    existing file needs ``force``)."""
+            checkpoint_dir: str | Path | None = None, name: str = NAME) -> dict:
+    """Run every control on encoder ``name`` (of :data:`ENCODERS`; the shipped one, or ``checkpoint_dir``'s run; a
+    few minutes on one core) and write ``<out_dir>/<name>-adaptivity.json`` (``out_dir`` ``None``: the shipped file;
+    replacing an existing file needs ``force``)."""
     import json
 
     shipped = data.DATA_DIR / "checkpoints"
+    path = Path(result_file(name))
     out_dir = shipped if out_dir is None else validate.writable_dir("output folder", out_dir)
-    path = Path(out_dir) / RESULT_FILE
+    path = Path(out_dir) / path
     validate.no_overwrite([path], force)
     with claim_folder(out_dir):  # no second command writes here meanwhile
-        result = _measure(seed, checkpoint_dir, progress)
+        result = _measure(seed, checkpoint_dir, progress, name)
         write_text(path, json.dumps(result, indent=1) + "\n")
     if Path(out_dir).resolve() == shipped.resolve():
         data.update_manifest([path])
     return result
 
 
-def _measure(seed: int, checkpoint_dir, progress: bool) -> dict:
+def _measure(seed: int, checkpoint_dir, progress: bool, name: str = NAME) -> dict:
     """Every control of :func:`measure`, as the dict it stores."""
     from datetime import datetime, timezone
 
 
     start = time.perf_counter()
-    model, _ = load_encoder(NAME, checkpoint_dir)
+    model, _ = load_encoder(name, checkpoint_dir)
     score = lambda waves: clip_scores(model, waves)  # noqa: E731
     calibration = score(calibration_clips().waveforms)
     thresholds = {s: float(_profile(calibration, s).calibrate("ssl_entropy", budget=CALIBRATION_BUDGET).threshold)
@@ -274,9 +286,9 @@ def _measure(seed: int, checkpoint_dir, progress: bool) -> dict:
     names = list(probes.TASKS) + list(probes.NOISY_TASKS)
     for task in tqdm(names, disable=not progress, desc="tasks", unit="task"):
         if task in probes.TASKS:
-            profile = load_ssl_profile(f"{NAME}-{task}", checkpoint_dir)
+            profile = load_ssl_profile(f"{name}-{task}", checkpoint_dir)
         else:
-            profile = probes.task_profile(model, task, meta={"model": NAME})
+            profile = probes.task_profile(model, task, meta={"model": name})
         tasks[task] = _task(profile, score(probes.task_data(task)[1].waveforms), thresholds,
                             probes.TASK_METRICS[task])
     result["tasks"] = tasks
@@ -335,13 +347,19 @@ def _measure(seed: int, checkpoint_dir, progress: bool) -> dict:
     result["transfer_all_frames"] = transfer[SCORES[1]]
     result["clips"] = clips
     result["measurement_seconds"] = round(time.perf_counter() - start, 1)
-    result["command"] = "python -m eekit report ssl-daisy --measure"
+    result["encoder"] = name
+    result["command"] = _command(name)
     result["machine"] = machine()
     result["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return result
 
 
-def load(checkpoint_dir: str | Path | None = None) -> dict:
-    """The stored measurement (shipped and checksum-verified, or ``checkpoint_dir``'s own run)."""
-    path = data.checkpoint_file(RESULT_FILE, checkpoint_dir, "python -m eekit report ssl-daisy --measure")
+def _command(name: str) -> str:
+    """The command that remeasures ``name``'s controls (ssl-hubert-clean's are part of its training recipe)."""
+    return "python -m eekit report ssl-daisy --measure" if name == NAME else f"python -m eekit train {name}"
+
+
+def load(checkpoint_dir: str | Path | None = None, name: str = NAME) -> dict:
+    """The stored measurement of encoder ``name`` (shipped and checksum-verified, or ``checkpoint_dir``'s own run)."""
+    path = data.checkpoint_file(result_file(name), checkpoint_dir, _command(name))
     return data.read_json(Path(path))

@@ -36,16 +36,21 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .. import data, files, validate
+from ..librispeech import TEST_SPEAKERS, load_librispeech
 from ..models.ssl import MaskedUnitEncoder, span_mask
 from ..profile import ExitProfile
 from .clips import held_out_clips
 from .units import NO_UNIT, UnitCodebook, encoder_frames
 
 __all__ = ["PretrainConfig", "UnitClips", "pretraining_corpus", "pretrain", "masked_unit_accuracy", "build_encoder",
-           "resume_files", "load_encoder", "load_ssl_profile", "NAME", "RANDOM_NAME"]
+           "resume_files", "load_encoder", "load_ssl_profile", "NAME", "RANDOM_NAME", "CLEAN_NAME", "ENCODERS",
+           "CORPORA", "PIECE_SECONDS"]
 
 NAME = "ssl-hubert"
 RANDOM_NAME = "ssl-hubert-random"  # the random-weight twin: the same seed-fixed init, never pretrained
+CLEAN_NAME = "ssl-hubert-clean"  # the same recipe on a corpus with the LibriSpeech training speakers' read sentences
+CORPORA = ("words", "words+librispeech")  # what pretraining_corpus can hear
+PIECE_SECONDS = 1.0  # LibriSpeech sentences are cut into pieces of this length (a Speech Commands clip's)
 
 
 @dataclass
@@ -69,8 +74,10 @@ class PretrainConfig:
     mix_prob: float = 0.5  # share of clips overlaid by another corpus clip ...
     mix_snr_db: tuple[float, float] = (-5.0, 20.0)  # ... at an SNR drawn uniformly from this range (dB)
     seed: int = 0
+    corpus: str = "words"  # one of CORPORA (pretraining_corpus)
 
     def __post_init__(self):
+        validate.one_of("corpus", self.corpus, CORPORA)
         for name, low in (("num_units", 2), ("kmeans_iters", 1), ("epochs", 1), ("batch_size", 1), ("mask_span", 1),
                           ("seed", 0)):
             validate.whole(name, getattr(self, name), low)
@@ -89,6 +96,14 @@ class PretrainConfig:
                              f"{self.mix_snr_db}")
         validate.whole("mix_epochs", self.mix_epochs, 0)
         validate.number("mix_lr (learning rate)", self.mix_lr, 0, low_open=True)
+
+
+# Each shipped encoder's pretraining configuration: the one place a name picks its corpus. ssl-hubert-clean hears
+# 3.4 x the clips (10,707: 7,551 one-second LibriSpeech pieces beside the 3,156 word clips), so it keeps the optimizer
+# steps of ssl-hubert instead of its epochs: 12 x 334 = 4,008 steps per iteration (ssl-hubert: 40 x 98 = 3,920) and
+# one mixing epoch of 334 steps (ssl-hubert: 3 x 98 = 294).
+ENCODERS = {NAME: PretrainConfig(),
+            CLEAN_NAME: PretrainConfig(corpus="words+librispeech", epochs=12, mix_epochs=1)}
 
 
 @dataclass
@@ -112,8 +127,11 @@ class UnitClips(Dataset):
         return (*data._pad(waves), padded)
 
 
-def pretraining_corpus() -> tuple[list[torch.Tensor], dict]:
-    """The unlabelled pretraining waveforms and a description of exactly whom the encoder hears."""
+def pretraining_corpus(corpus: str = "words") -> tuple[list[torch.Tensor], dict]:
+    """The unlabelled pretraining waveforms and a description of exactly whom the encoder hears. ``"words"``: the
+    Speech Commands and FSDD clips; ``"words+librispeech"``: those, then the read sentences of the 20 LibriSpeech
+    training speakers (no transcript read), cut into pieces (:func:`_pieces`)."""
+    corpus = validate.one_of("corpus", corpus, CORPORA)
     commands = data.load_speech_commands("train")
     fsdd_speakers = [s for s in data.FSDD_SPEAKERS if s != data.HELD_OUT_SPEAKER]
     fsdd = data.load_fsdd("train", speakers=fsdd_speakers)
@@ -126,7 +144,25 @@ def pretraining_corpus() -> tuple[list[torch.Tensor], dict]:
         "not_heard": "the 142 Speech Commands test speakers (all 118 digit speakers among them), FSDD takes 0-4, "
                      f"FSDD speaker {data.HELD_OUT_SPEAKER!r}",
     }
-    return list(commands.waveforms) + list(fsdd.waveforms), heard
+    waves = list(commands.waveforms) + list(fsdd.waveforms)
+    if corpus == "words+librispeech":
+        books = load_librispeech("train")
+        pieces = [p for w in books.waveforms for p in _pieces(w)]
+        heard.update(librispeech_speakers=sorted(set(books.speakers), key=int), librispeech_utterances=len(books),
+                     librispeech_seconds=round(sum(len(w) for w in books.waveforms) / books.sample_rate, 1),
+                     librispeech_pieces=len(pieces), piece_seconds=PIECE_SECONDS,
+                     not_heard=heard["not_heard"] + f", the 8 LibriSpeech test speakers {list(TEST_SPEAKERS)}, "
+                                                    "any transcript")
+        waves += pieces
+    return waves, heard
+
+
+def _pieces(wave: torch.Tensor, seconds: float = PIECE_SECONDS) -> list[torch.Tensor]:
+    """A sentence cut into ``seconds``-long pieces (a tail shorter than half a piece is dropped): the length of a
+    Speech Commands clip, so batches pad no further than the word clips' and the encoder learns on the context
+    length it is measured on."""
+    size = int(seconds * data.FSDD_SAMPLE_RATE)
+    return [p for p in wave.split(size) if len(p) >= size // 2]
 
 
 def build_encoder(num_units: int = 100, seed: int = 0) -> MaskedUnitEncoder:
@@ -160,7 +196,7 @@ def pretrain(out_dir: str | Path, config: PretrainConfig | None = None, progress
     config = config or PretrainConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    waves, heard = pretraining_corpus()
+    waves, heard = pretraining_corpus(config.corpus)
     held = held_out_clips()
     teacher, logs = None, []
     files = resume_files(out_dir, config, name)
@@ -365,10 +401,9 @@ def _save_weights(model: MaskedUnitEncoder, codebook: UnitCodebook, path: Path) 
 
 def load_encoder(name: str = NAME, checkpoint_dir: str | Path | None = None
                  ) -> tuple[MaskedUnitEncoder, UnitCodebook]:
-    """A shipped encoder (``ssl-hubert`` or its twin ``ssl-hubert-random``), checksum-verified, in eval mode, with
-    its unit codebook. ``checkpoint_dir`` reads a fresh run's folder instead (not verified)."""
-    if name not in (NAME, RANDOM_NAME):
-        raise ValueError(f"unknown self-supervised encoder {name!r}; known: {[NAME, RANDOM_NAME]}")
+    """A shipped encoder (``ssl-hubert``, its twin ``ssl-hubert-random`` or ``ssl-hubert-clean``), checksum-verified,
+    in eval mode, with its unit codebook. ``checkpoint_dir`` reads a fresh run's folder instead (not verified)."""
+    validate.one_of("self-supervised encoder", name, (NAME, RANDOM_NAME, CLEAN_NAME))
     path = _checkpoint(f"{name}.pt", checkpoint_dir)
     state = data.read_torch(path)
     codebook = UnitCodebook.from_state_dict({k[6:]: state.pop(k) for k in list(state) if k.startswith("units.")})
@@ -378,10 +413,11 @@ def load_encoder(name: str = NAME, checkpoint_dir: str | Path | None = None
 
 
 def _checkpoint(filename: str, checkpoint_dir: str | Path | None = None) -> Path:
-    return data.checkpoint_file(filename, checkpoint_dir, f"python -m eekit train {NAME}")
+    trained_by = CLEAN_NAME if filename.startswith(CLEAN_NAME) else NAME
+    return data.checkpoint_file(filename, checkpoint_dir, f"python -m eekit train {trained_by}")
 
 
 def load_ssl_profile(stem: str, checkpoint_dir: str | Path | None = None):
     """A shipped profile by stem, e.g. ``"ssl-hubert"`` (clean held-out units), ``"ssl-hubert-noisy"``,
-    ``"ssl-hubert-kws"``, ``"ssl-hubert-random-ctc"``."""
+    ``"ssl-hubert-kws"``, ``"ssl-hubert-random-ctc"``, ``"ssl-hubert-clean-kws"``."""
     return ExitProfile.load(_checkpoint(f"{stem}.profile.npz", checkpoint_dir))

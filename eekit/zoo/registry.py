@@ -37,6 +37,7 @@ from .. import validate
 from ..report_format import table
 from ..ssl import adaptivity
 from ..ssl import shipped as ssl_shipped
+from ..ssl.pretraining import CLEAN_NAME as SSL_CLEAN_NAME
 from ..ssl.pretraining import NAME as SSL_NAME
 from ..ssl.pretraining import RANDOM_NAME as SSL_RANDOM_NAME
 from ..ssl.pretraining import _checkpoint as _ssl_file
@@ -339,21 +340,23 @@ def _ssl_profile(name: str, split: str) -> ExitProfile:
     return load_ssl_profile(name if split == "test" else f"{name}-{split}")
 
 
-def _ssl_card() -> dict:
-    """The card of ``ssl-hubert``; it describes its random twin too (``random_twin``)."""
-    return data.read_json(_ssl_file(f"{SSL_NAME}.json"))
+def _ssl_card(trained_by: str = SSL_NAME) -> dict:
+    """The card of ``ssl-hubert`` (it describes its random twin too, ``random_twin``) or of ``ssl-hubert-clean``
+    (with the old encoder's numbers in ``history``)."""
+    return data.read_json(_ssl_file(f"{trained_by}.json"))
 
 
-for _name in (SSL_NAME, SSL_RANDOM_NAME):
-    register(Entry(_name, "ssl", lambda n=_name: load_encoder(n)[0], _ssl_card, partial(_ssl_profile, _name),
-                   f"python -m eekit train {SSL_NAME}", SSL_SPLITS))
+for _name, _trained_by in ((SSL_NAME, SSL_NAME), (SSL_RANDOM_NAME, SSL_NAME), (SSL_CLEAN_NAME, SSL_CLEAN_NAME)):
+    register(Entry(_name, "ssl", lambda n=_name: load_encoder(n)[0], partial(_ssl_card, _trained_by),
+                   partial(_ssl_profile, _name), f"python -m eekit train {_trained_by}", SSL_SPLITS))
 
 
 def _train_ssl(args) -> str:
     if args.device not in (None, "cpu"):
-        raise ValueError(f"train ssl-hubert trains on the CPU; --device {args.device!r} is not accepted "
+        raise ValueError(f"train {args.model} trains on the CPU; --device {args.device!r} is not accepted "
                          "(accepted: cpu, or leave it out)")
-    card = ssl_shipped.run_recipe(args.out, epochs=args.epochs, progress=not args.quiet, force=args.force)
+    card = ssl_shipped.run_recipe(args.out, epochs=args.epochs, progress=not args.quiet, force=args.force,
+                                  name=args.model)
     return json.dumps({"name": card["name"], "pretraining_seconds": card["pretraining"]["pretraining_seconds"],
                        "measurement_seconds": card["measurement_seconds"], **card["report"]}, indent=2)
 
@@ -371,5 +374,8 @@ def _report_ssl(args) -> str:
     return table(ssl_shipped.report(), args.json)
 
 
-register_runner(Runner("train", SSL_NAME, _train_ssl, takes(TRAIN_ALWAYS | {"epochs", "device"}, f"train {SSL_NAME}")))
+for _name in (SSL_NAME, SSL_CLEAN_NAME):
+    register_runner(Runner("train", _name, _train_ssl, takes(TRAIN_ALWAYS | {"epochs", "device"}, f"train {_name}")))
 register_runner(Runner("report", "ssl-daisy", _report_ssl, _report_ssl_accepts))
+register_runner(Runner("report", SSL_CLEAN_NAME, lambda args: table(ssl_shipped.clean_report(), args.json),
+                       takes({"json"}, f"report {SSL_CLEAN_NAME} (the old encoder's findings beside the new one's)")))

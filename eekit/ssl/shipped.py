@@ -122,6 +122,11 @@ def _run_recipe(out_dir: Path, staging: Path, config: PretrainConfig, epochs: in
     return card
 
 
+def _task_score(task: str):
+    """A task's accuracy as the reports state it: DER (1 - accuracy) for connected digits, else accuracy."""
+    return (lambda a: 1 - a) if TASK_METRICS[task] == "der" else (lambda a: a)
+
+
 def encoder_numbers(name: str, checkpoint_dir=None, masked_unit_accuracy: float | None = None) -> dict:
     """The headline numbers of one pretrained encoder (``ssl-hubert`` or ``ssl-hubert-clean``), recomputed from its
     profiles and its stored adaptivity controls; the masked unit accuracy, which needs the model, comes from its
@@ -136,7 +141,7 @@ def encoder_numbers(name: str, checkpoint_dir=None, masked_unit_accuracy: float 
     tasks = {}
     for task in TASKS:
         profile = load(f"{name}-{task}")
-        score = (lambda a: 1 - a) if TASK_METRICS[task] == "der" else (lambda a: a)
+        score = _task_score(task)
         at = profile.at("ssl_entropy", threshold)
         tasks[task] = {
             "metric": TASK_METRICS[task],
@@ -178,7 +183,7 @@ def report(checkpoint_dir=None, masked_unit_accuracy: dict | None = None) -> dic
     random_threshold = load(f"{RANDOM_NAME}-calibration").calibrate("ssl_entropy", budget=CALIBRATION_BUDGET).threshold
     for task, t in numbers["tasks"].items():
         twin = load(f"{RANDOM_NAME}-{task}")
-        score = (lambda a: 1 - a) if TASK_METRICS[task] == "der" else (lambda a: a)
+        score = _task_score(task)
         t["random_at_last_layer"] = round(score(twin.final_accuracy), 4)
         t["random_by_layer"] = [round(score(float(a)), 4) for a in twin.exit_accuracy]
     return {**numbers,

@@ -106,12 +106,12 @@ def test_each_shipped_model_has_a_card_that_its_profiles_confirm(name):
 
 
 def test_the_scratch_model_recognizes_sentences_of_unseen_voices():
-    """The measured findings on the held-out speakers, pinned (lesson 24 states them). The targets set for this
-    recipe (final CER <= 30 %, layer 1 at least 10 points worse) are NOT met by the shipped 30-epoch run: these
+    """The measured findings on the held-out speakers, pinned (lesson 24 states them). Of the targets set for this
+    recipe, layer 1 at least 10 points worse is met; final CER <= 30 % is NOT met by the shipped 30-epoch run: these
     pins say what it does, so a retrained model that changes them must update the lesson too."""
     clean = sentences.load_card("sentences-scratch")["cer_by_exit"]["clean"]
-    assert clean[-1] == pytest.approx(0.4543, abs=1e-4)
-    assert clean[0] - clean[-1] == pytest.approx(0.0869, abs=1e-4)  # a trade-off, smaller than the 10-point goal
+    assert clean[-1] == pytest.approx(0.4114, abs=1e-4)
+    assert clean[0] - clean[-1] == pytest.approx(0.1065, abs=1e-4)  # a real trade-off: the 10-point goal is met
     assert all(a >= b for a, b in zip(clean, clean[1:]))  # every layer at least as good as the one before
 
 
@@ -119,7 +119,7 @@ def test_the_exit_rule_saves_layers_but_does_not_beat_a_static_exit_of_the_same_
     """Honest controls: within 1 CER point the entropy rule saves about a quarter of the layers and beats random
     exits, but a fixed depth of the same mean cost is better; at 10 dB the same threshold goes deeper."""
     rule = sentences.results("sentences-scratch", "ctc_entropy")
-    assert rule["layers_saved"]["clean"] == pytest.approx(0.2472, abs=1e-4)
+    assert rule["layers_saved"]["clean"] == pytest.approx(0.2596, abs=1e-4)
     assert rule["cer"]["clean"] <= rule["cer_by_exit"]["clean"][-1] + sentences.MAX_DROP + 1e-9
     assert rule["static_same_cost_cer"] < rule["cer"]["clean"] < rule["random_same_cost_cer"]
     assert rule["layers_used"]["snr10"] > rule["layers_used"]["clean"] + 1.0
@@ -145,8 +145,8 @@ def test_from_scratch_is_no_worse_than_pretrained_at_both_budgets():
         for recipe, cer in block["final_exit_cer"].items():
             profile = sentences.load_profile(sentences.model_name(recipe, budget))
             assert cer == pytest.approx(1 - profile.exit_accuracy[-1], abs=1e-4)
-    assert comparison["all"]["scratch_minus_best_pretrained"] == pytest.approx(-0.0077, abs=1e-4)
-    assert comparison["30min"]["scratch_minus_best_pretrained"] == pytest.approx(-0.0171, abs=1e-4)
+    assert comparison["all"]["scratch_minus_best_pretrained"] == pytest.approx(-0.0048, abs=1e-4)
+    assert comparison["30min"]["scratch_minus_best_pretrained"] == pytest.approx(-0.0224, abs=1e-4)
     for block in comparison.values():  # two-stage is the worst recipe at the final exit at both budgets
         final = block["final_exit_cer"]
         assert final["ssl-2st"] == max(final.values())

@@ -493,13 +493,15 @@ class Transcripts(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
         return self.waveforms[i], self.labels[i]
 
-    def _keep(self, keep) -> "Transcripts":
+    def select(self, keep) -> "Transcripts":
+        """The utterances at indices ``keep`` (in that order)."""
+        keep = [int(i) for i in keep]
         return replace(self, waveforms=[self.waveforms[i] for i in keep], labels=[self.labels[i] for i in keep],
                        speakers=[self.speakers[i] for i in keep])
 
     def subset(self, n: int) -> "Transcripts":
         """``n`` evenly spaced utterances."""
-        return self._keep(evenly_spaced(len(self), n))
+        return self.select(evenly_spaced(len(self), n))
 
     def with_noise(self, snr_db: float | None, noise: str | Sequence[str] = NOISE_NAMES, seed: int = 0
                    ) -> "Transcripts":

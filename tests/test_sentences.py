@@ -49,7 +49,7 @@ def test_a_label_budget_keeps_every_voices_share():
 
 
 def test_transcripts_encode_through_the_alphabet_and_refuse_other_characters(test_set):
-    pair = test_set._keep([0, 1])
+    pair = test_set.select([0, 1])
     waves, lengths, targets, target_lengths = pair.collate([pair[0], pair[1]])
     text = pair.labels[0] + pair.labels[1]
     assert targets.tolist() == [librispeech.ALPHABET.index(c) + 1 for c in text]

@@ -38,10 +38,11 @@ from .files import claim_folder
 from .models.speech import SpeechEarlyExit, conformer_ctc
 from .profile import ExitProfile
 from .report_format import table
+from .runtime import check_device
 from .ssl.adaptivity import random_same_cost, static_same_cost
 from .train import TrainConfig, machine, train
 from .zoo.registry import TRAIN_ALWAYS, Entry, Runner, register, register_runner, takes
-from .zoo.speech_grid import _half, _ssl_encoder_state, encoder_fingerprint
+from .zoo.speech_grid import _from_half, _half, _ssl_encoder_state, encoder_fingerprint
 
 __all__ = ["RECIPES", "BUDGETS", "TESTS", "CRITERIA", "MAX_DROP", "OUT_DIR", "model_name", "names", "build",
            "train_model", "report_model", "load_model", "load_card", "load_profile", "test_set", "word_errors", "results",
@@ -123,26 +124,29 @@ def _files(name: str, out: Path) -> list[Path]:
 
 
 def train_model(recipe: str, budget: str, out_dir: str | Path | None = None, force: bool = False,
-                progress: bool = True) -> dict:
+                progress: bool = True, device: str | None = None) -> dict:
     """Train one sentence model, profile every exit on :data:`TESTS`, write card, fp16 weights and profiles;
-    returns the card. ``python -m eekit train sentences --recipe scratch --labels all``."""
+    returns the card. ``python -m eekit train sentences --recipe scratch --labels all``. ``device``: where to train
+    (default: cuda when available, else cpu, as the other recipes); profiles are measured on the CPU."""
     name = model_name(recipe, budget)
+    device = check_device(device)
     out = validate.writable_dir("output folder", _out_dir(out_dir))
     validate.no_overwrite(_files(name, out), force)
     with claim_folder(out):
         validate.no_overwrite(_files(name, out), force)
-        return _train(recipe, budget, name, out, progress)
+        return _train(recipe, budget, name, out, progress, device)
 
 
-def _train(recipe: str, budget: str, name: str, out: Path, progress: bool) -> dict:
+def _train(recipe: str, budget: str, name: str, out: Path, progress: bool, device: torch.device) -> dict:
     model, source = build(recipe)
     train_set = librispeech.load_librispeech("train", minutes=None if budget == "all" else 30)
     phases = _phases(recipe, budget)
     start = time.perf_counter()
-    history = [[round(h["loss"], 4) for h in train(model, train_set, cfg, progress=progress)] for cfg in phases]
+    history = [[round(h["loss"], 4) for h in train(model, train_set, cfg, progress=progress, device=device)]
+               for cfg in phases]
     seconds = time.perf_counter() - start
-    state = _half(model)
-    model = _load_half(state)  # evaluate what ships
+    state = _half(model.cpu())
+    model = _from_half(state, librispeech.ALPHABET)  # evaluate what ships
     profiles = {t: profile_speech(model, test_set(t), progress=progress, meta={"model": name, "test": t})
                 for t in TESTS}
     card = {"name": name, "recipe": recipe, "labels": budget, "init_from": source,
@@ -150,7 +154,7 @@ def _train(recipe: str, budget: str, name: str, out: Path, progress: bool) -> di
             "phases": [p.__dict__ for p in phases], "train_speakers": librispeech.speakers("train"),
             "test_speakers": list(librispeech.TEST_SPEAKERS), "train_utterances": len(train_set),
             "train_hours": round(sum(len(w) for w in train_set.waveforms) / librispeech.SAMPLE_RATE / 3600, 3),
-            "loss_per_epoch": history, "training_seconds": round(seconds, 1), "machine": machine(),
+            "loss_per_epoch": history, "training_seconds": round(seconds, 1), "machine": {**machine(), "device": str(device)},
             "cer_by_exit": {t: _rounded(1 - p.exit_accuracy) for t, p in profiles.items()},
             "wer_by_exit": {t: _rounded(word_errors(p)) for t, p in profiles.items()},
             "command": f"python -m eekit train sentences --recipe {recipe} --labels {budget}",
@@ -166,12 +170,6 @@ def _rounded(values) -> list[float]:
     return [round(float(v), 4) for v in values]
 
 
-def _load_half(state: dict) -> SpeechEarlyExit:
-    model = conformer_ctc(alphabet=librispeech.ALPHABET)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model.eval()
-
-
 def _path(name: str, suffix: str, out_dir: str | Path | None) -> Path:
     _parse(name)
     return _out_dir(out_dir) / f"{name}{suffix}"
@@ -179,7 +177,7 @@ def _path(name: str, suffix: str, out_dir: str | Path | None) -> Path:
 
 def load_model(name: str, out_dir: str | Path | None = None) -> SpeechEarlyExit:
     """A trained sentence model (fp16 weights, checksum-verified, loaded into fp32), in eval mode."""
-    return _load_half(data.read_torch(_path(name, ".pt", out_dir)))
+    return _from_half(data.read_torch(_path(name, ".pt", out_dir)), librispeech.ALPHABET)
 
 
 def load_card(name: str, out_dir: str | Path | None = None) -> dict:
@@ -266,7 +264,8 @@ def _cli_train(args) -> str:
     if args.recipe is None or args.labels is None:
         raise ValueError(f"train sentences needs --recipe (must be one of {list(RECIPES)}) and --labels (one of "
                          f"{list(BUDGETS)})")
-    card = train_model(args.recipe, args.labels, args.out, force=args.force, progress=not args.quiet)
+    card = train_model(args.recipe, args.labels, args.out, force=args.force, progress=not args.quiet,
+                       device=args.device)
     return json.dumps({k: card[k] for k in ("name", "cer_by_exit", "wer_by_exit", "training_seconds")}, indent=2)
 
 
@@ -275,7 +274,7 @@ def _cli_report(args) -> str:
 
 
 register_runner(Runner("train", "sentences", _cli_train, takes(
-    TRAIN_ALWAYS | {"recipe", "labels"}, "train sentences (its recipes fix the epochs)")))
+    TRAIN_ALWAYS | {"recipe", "labels", "device"}, "train sentences (its recipes fix the epochs)")))
 for _recipe in RECIPES:
     for _budget in BUDGETS:
         _name = model_name(_recipe, _budget)

@@ -131,7 +131,7 @@ CASES = {
 REFUSED = [
     "train speech-recipe --recipe C --labels 250 --epochs 1", "train speech-recipe --recipe C --labels 250 --subset 64",
     "train speech-recipes --epochs 1", "train speech-recipes --subset 64",
-    "train sentences --recipe ssl --labels all --epochs 1", "train sentences --recipe ssl --labels all --device cpu",
+    "train sentences --recipe ssl --labels all --epochs 1", "train sentences --recipe ssl --labels all --device tpu",
     "train sentences --recipe A --labels all", "train sentences --recipe ssl --labels 250", "train sentences",
     "report sentences-scratch --max-drop 0.1", "report sentences-scratch --measure", "report sentences-nope",
     "train ssl-hubert --recipe A", "train ssl-hubert --labels 250", "train ssl-hubert --subset 64",

@@ -91,6 +91,33 @@ def test_word_error_rate_counts_word_edits_over_reference_words():
     assert sentences.word_errors(profile).tolist() == [0.0, pytest.approx(1 / 5)]
 
 
+def test_the_recipe_trains_writes_and_reloads_a_model_end_to_end(tmp_path, monkeypatch, test_set):
+    """The whole ``train sentences`` path in miniature (16 training sentences, one epoch, 8 test sentences): the
+    files it writes load back, the card records where it trained, and a second run refuses to overwrite."""
+    full = librispeech.load_librispeech
+    monkeypatch.setattr(sentences.librispeech, "load_librispeech", lambda split, minutes=None: full(split).subset(16))
+    monkeypatch.setattr(sentences, "test_set", lambda test: test_set.subset(8))
+    monkeypatch.setitem(sentences.EPOCHS, "all", 1)
+    card = sentences.train_model("scratch", "all", out_dir=tmp_path, progress=False, device="cpu")
+    assert card["machine"]["device"] == "cpu" and card["train_utterances"] == 16
+    assert card["phases"][0]["batch_size"] == sentences._SPEECH["batch_size"]
+    assert all(len(card["cer_by_exit"][t]) == 6 for t in sentences.TESTS)
+    model = sentences.load_model("sentences-scratch", out_dir=tmp_path)
+    assert model.alphabet == librispeech.ALPHABET and not model.training
+    assert sentences.load_profile("sentences-scratch", "clean", out_dir=tmp_path).num_samples == 8
+    with pytest.raises(ValueError, match="refusing to overwrite"):
+        sentences.train_model("scratch", "all", out_dir=tmp_path, progress=False)
+
+
+def test_train_refuses_an_unknown_device_before_any_work(tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown device"):
+        sentences.train_model("scratch", "all", out_dir=tmp_path, device="tpu")
+    assert main(["train", "sentences", "--recipe", "scratch", "--labels", "all", "--out", str(tmp_path),
+                 "--device", "tpu"]) == 2
+    assert "unknown device" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 # ----------------------------------------------------------------------------------------- the shipped models
 
 @pytest.mark.parametrize("name", sentences.names())

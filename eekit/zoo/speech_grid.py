@@ -42,7 +42,7 @@ import torch
 from .. import data, validate
 from ..evaluate import profile_speech
 from ..files import claim_folder
-from ..models.speech import SpeechEarlyExit, conformer_ctc
+from ..models.speech import DIGITS, SpeechEarlyExit, conformer_ctc
 from ..models.ssl import ENCODER_PREFIXES
 from ..profile import ExitProfile
 from ..runtime import check_device
@@ -215,8 +215,9 @@ def _half(model: SpeechEarlyExit) -> dict:
     return {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
 
 
-def _from_half(state: dict) -> SpeechEarlyExit:
-    model = conformer_ctc()
+def _from_half(state: dict, alphabet: str = DIGITS) -> SpeechEarlyExit:
+    """The fp16 weights back as a float model in eval mode: what ships is what gets evaluated."""
+    model = conformer_ctc(alphabet=alphabet)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.eval()
 

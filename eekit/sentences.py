@@ -23,7 +23,6 @@ Each at two label budgets: ``-30min`` (30 minutes of transcribed speech, 1.5 per
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timezone
 from functools import lru_cache, partial
 from pathlib import Path
@@ -124,27 +123,44 @@ def _files(name: str, out: Path) -> list[Path]:
 
 
 def train_model(recipe: str, budget: str, out_dir: str | Path | None = None, force: bool = False,
-                progress: bool = True, device: str | None = None) -> dict:
+                progress: bool = True, device: str | None = None, resume: bool = False) -> dict:
     """Train one sentence model, profile every exit on :data:`TESTS`, write card, fp16 weights and profiles;
     returns the card. ``python -m eekit train sentences --recipe scratch --labels all``. ``device``: where to train
-    (default: cuda when available, else cpu, as the other recipes); profiles are measured on the CPU."""
+    (default: cuda when available, else cpu, as the other recipes); profiles are measured on the CPU.
+
+    The run saves its state after every epoch (``<name>.resume-<phase>.pt`` in the output folder, removed when the
+    model is written); ``resume`` continues a stopped run from there, ``force`` starts it over."""
     name = model_name(recipe, budget)
     device = check_device(device)
     out = validate.writable_dir("output folder", _out_dir(out_dir))
     validate.no_overwrite(_files(name, out), force)
     with claim_folder(out):
         validate.no_overwrite(_files(name, out), force)
-        return _train(recipe, budget, name, out, progress, device)
+        left = [p for p in _checkpoints(recipe, budget, out) if p.exists()]
+        if left and not (resume or force):
+            raise ValueError(f"a stopped run of {name} left its state in {left[-1]}; pass --resume to continue it, "
+                             "or --force to start over")
+        return _train(recipe, budget, name, out, progress, device, resume)
 
 
-def _train(recipe: str, budget: str, name: str, out: Path, progress: bool, device: torch.device) -> dict:
+def _checkpoints(recipe: str, budget: str, out: Path) -> list[Path]:
+    """Where each training phase of a run keeps its state between epochs."""
+    return [out / f"{model_name(recipe, budget)}.resume-{i}.pt" for i in range(len(_phases(recipe, budget)))]
+
+
+def _train(recipe: str, budget: str, name: str, out: Path, progress: bool, device: torch.device,
+           resume: bool) -> dict:
     model, source = build(recipe)
     train_set = librispeech.load_librispeech("train", minutes=None if budget == "all" else 30)
     phases = _phases(recipe, budget)
-    start = time.perf_counter()
-    history = [[round(h["loss"], 4) for h in train(model, train_set, cfg, progress=progress, device=device)]
-               for cfg in phases]
-    seconds = time.perf_counter() - start
+    checkpoints = _checkpoints(recipe, budget, out)
+    if not resume:
+        for path in checkpoints:
+            path.unlink(missing_ok=True)
+    epochs = [train(model, train_set, cfg, progress=progress, device=device, checkpoint=path)
+              for cfg, path in zip(phases, checkpoints)]
+    history = [[round(h["loss"], 4) for h in phase] for phase in epochs]
+    seconds = sum(h["seconds"] for phase in epochs for h in phase)  # a resumed run's earlier epochs count too
     state = _half(model.cpu())
     model = _from_half(state, librispeech.ALPHABET)  # evaluate what ships
     profiles = {t: profile_speech(model, test_set(t), progress=progress, meta={"model": name, "test": t})
@@ -163,6 +179,8 @@ def _train(recipe: str, budget: str, name: str, out: Path, progress: bool, devic
     writers.update({out / f"{name}.{t}.profile.npz": p.write for t, p in profiles.items()})
     writers[out / f"{name}.json"] = lambda p: p.write_text(json.dumps(card, indent=2) + "\n")  # the card last
     data.write_run(out, writers)
+    for path in checkpoints:
+        path.unlink()
     return card
 
 
@@ -265,7 +283,7 @@ def _cli_train(args) -> str:
         raise ValueError(f"train sentences needs --recipe (must be one of {list(RECIPES)}) and --labels (one of "
                          f"{list(BUDGETS)})")
     card = train_model(args.recipe, args.labels, args.out, force=args.force, progress=not args.quiet,
-                       device=args.device)
+                       device=args.device, resume=args.resume)
     return json.dumps({k: card[k] for k in ("name", "cer_by_exit", "wer_by_exit", "training_seconds")}, indent=2)
 
 
@@ -274,7 +292,7 @@ def _cli_report(args) -> str:
 
 
 register_runner(Runner("train", "sentences", _cli_train, takes(
-    TRAIN_ALWAYS | {"recipe", "labels", "device"}, "train sentences (its recipes fix the epochs)")))
+    TRAIN_ALWAYS | {"recipe", "labels", "device", "resume"}, "train sentences (its recipes fix the epochs)")))
 for _recipe in RECIPES:
     for _budget in BUDGETS:
         _name = model_name(_recipe, _budget)

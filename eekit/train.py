@@ -8,7 +8,9 @@
 * **self-distillation** (optional): early exits also match the final exit's softened output;
 * **random-exit** (FreeML's gNet): a frozen backbone, one shared head, a random exit point per batch.
 
-Everything is seeded; progress bars come from ``tqdm.auto`` so they render as widgets in notebooks.
+Everything is seeded; progress bars come from ``tqdm.auto`` so they render as widgets in notebooks. A long run
+given a ``checkpoint`` file saves its whole state after every epoch and resumes from it bit for bit, so a run cut
+off (a session that ends, a laptop that sleeps) loses at most one epoch.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import math
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from . import data, validate
+from . import data, files, validate
 from .memory import memory_returned
 from .models.exits import EarlyExitNet
 
@@ -127,9 +130,15 @@ def train(
     config: TrainConfig,
     progress: bool = True,
     device: str | torch.device | None = None,
+    checkpoint: str | Path | None = None,
 ) -> list[dict]:
     """Train ``model`` in place with ``config``; returns per-epoch history (loss, seconds). ``device`` moves the
     model there first (default: train where the model is); batches follow the model.
+
+    ``checkpoint``: a file that holds the run's state (weights, optimizer, schedule, random generators, history)
+    after every epoch. If it exists, training continues after its last epoch, exactly as an uninterrupted run would
+    (on the same machine kind); one written with another ``config`` is refused. A finished run's file stays: the
+    caller removes it once its results are safe.
 
     With ``freeze_backbone`` the stages stay in eval mode (BatchNorm statistics frozen) and only the exits learn;
     the backbone is trainable again when this returns (or raises).
@@ -149,13 +158,14 @@ def train(
         for p in frozen:
             p.requires_grad_(False)
     try:
-        return _train(model, train_set, config, progress)
+        return _train(model, train_set, config, progress, None if checkpoint is None else Path(checkpoint))
     finally:
         for p in frozen:  # two-stage training: the next phase (or the learner) gets a trainable backbone back
             p.requires_grad_(True)
 
 
-def _train(model: EarlyExitNet | nn.Module, train_set: Dataset, config: TrainConfig, progress: bool) -> list[dict]:
+def _train(model: EarlyExitNet | nn.Module, train_set: Dataset, config: TrainConfig, progress: bool,
+           checkpoint: Path | None) -> list[dict]:
     generator = seed_everything(config.seed)
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
@@ -182,9 +192,11 @@ def _train(model: EarlyExitNet | nn.Module, train_set: Dataset, config: TrainCon
     else:  # too few steps for a warm-up and a decay (tiny demo subsets): constant learning rate
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
 
-    history = []
-    bar = tqdm(total=steps, disable=not progress, desc="training", unit="batch")
-    for epoch in range(config.epochs):
+    history: list[dict] = []
+    if checkpoint is not None and checkpoint.exists():
+        history = _resume(checkpoint, config, model, opt, sched, generator)
+    bar = tqdm(total=steps, initial=len(history) * len(loader), disable=not progress, desc="training", unit="batch")
+    for epoch in range(len(history), config.epochs):
         model.train()
         if config.freeze_backbone:
             model.stages.eval()
@@ -214,9 +226,36 @@ def _train(model: EarlyExitNet | nn.Module, train_set: Dataset, config: TrainCon
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{running / count:.3f}")
         history.append({"epoch": epoch + 1, "loss": running / count, "seconds": time.perf_counter() - start})
+        if checkpoint is not None:
+            _save_state(checkpoint, config, model, opt, sched, generator, history)
     bar.close()
     model.eval()
     return history
+
+
+def _save_state(path: Path, config: TrainConfig, model: nn.Module, opt, sched, generator: torch.Generator,
+                history: list[dict]) -> None:
+    state = {"config": asdict(config), "history": history, "model": model.state_dict(), "optimizer": opt.state_dict(),
+             "schedule": sched.state_dict(), "rng": torch.get_rng_state(), "generator": generator.get_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
+    files.write_atomic(path, lambda p: torch.save(state, p))  # a run killed while saving keeps the last epoch's
+
+
+def _resume(path: Path, config: TrainConfig, model: nn.Module, opt, sched, generator: torch.Generator) -> list[dict]:
+    """Load a checkpoint written by :func:`_save_state` into the fresh run; returns the epochs it holds."""
+    state = data.read_torch(path)
+    if state.get("config") != asdict(config):
+        changed = sorted(k for k in asdict(config) if state.get("config", {}).get(k) != getattr(config, k))
+        raise ValueError(f"{path} holds a run with other settings ({', '.join(changed)} differ); accepted: the "
+                         "checkpoint of this same config. Delete it, or pass another checkpoint file, to start over")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["rng"])
+    generator.set_state(state["generator"])
+    if state["cuda_rng"]:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return list(state["history"])
 
 
 def machine() -> dict:

@@ -93,6 +93,8 @@ CASES = {
     (("train",), "--quiet"): ("train cnn-mnist", "train cnn-mnist --quiet"),
     (("train",), "--force"): ("train cnn-mnist --out full", "train cnn-mnist --out full --force"),
     (("train",), "--device"): ("train cnn-mnist", "train cnn-mnist --device cuda"),  # refused where no GPU is
+    (("train",), "--resume"): ("train sentences --recipe scratch --labels all --out o",
+                               "train sentences --recipe scratch --labels all --out o --resume"),
     (("train",), "--recipe"): ("train speech-recipe --recipe C --labels 250",
                                "train speech-recipe --recipe E --labels 250"),
     (("train",), "--labels"): ("train speech-recipe --recipe C --labels 250",
@@ -135,7 +137,8 @@ REFUSED = [
     "train sentences --recipe A --labels all", "train sentences --recipe ssl --labels 250", "train sentences",
     "report sentences-scratch --max-drop 0.1", "report sentences-scratch --measure", "report sentences-nope",
     "train ssl-hubert --recipe A", "train ssl-hubert --labels 250", "train ssl-hubert --subset 64",
-    "train ssl-hubert --device cuda",
+    "train ssl-hubert --device cuda", "train ssl-hubert --resume", "train cnn-mnist --resume",
+    "train speech-recipe --recipe C --labels 250 --resume",
     "train ssl-hubert-clean --subset 64", "train ssl-hubert-clean --device cuda", "report ssl-hubert-clean --measure",
     "report ssl-hubert-clean --criterion margin",
     "train cnn-mnist --recipe A", "train cnn-mnist --labels 250", "train kws-fsdd --recipe C",

@@ -105,8 +105,15 @@ def test_the_recipe_trains_writes_and_reloads_a_model_end_to_end(tmp_path, monke
     model = sentences.load_model("sentences-scratch", out_dir=tmp_path)
     assert model.alphabet == librispeech.ALPHABET and not model.training
     assert sentences.load_profile("sentences-scratch", "clean", out_dir=tmp_path).num_samples == 8
+    assert not list(tmp_path.glob("*.resume-*.pt"))  # the per-epoch state goes once the model is written
     with pytest.raises(ValueError, match="refusing to overwrite"):
         sentences.train_model("scratch", "all", out_dir=tmp_path, progress=False)
+
+
+def test_a_stopped_run_is_neither_restarted_nor_continued_without_being_asked(tmp_path):
+    (tmp_path / "sentences-ssl-2st.resume-1.pt").write_bytes(b"state")
+    with pytest.raises(ValueError, match="pass --resume to continue it, or --force to start over"):
+        sentences.train_model("ssl-2st", "all", out_dir=tmp_path, progress=False)
 
 
 def test_train_refuses_an_unknown_device_before_any_work(tmp_path, capsys):

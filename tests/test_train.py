@@ -1,0 +1,65 @@
+"""Training that survives being stopped: a run given a checkpoint file resumes after its last finished epoch and
+ends with exactly the weights of a run that was never stopped."""
+
+import pytest
+import torch
+
+from eekit import data
+from eekit.models.speech import conformer_ctc
+from eekit.train import TrainConfig, train
+
+CONFIG = TrainConfig(epochs=3, batch_size=4, lr=2e-3, optimizer="adam", weight_decay=0.0, length_batches=True,
+                     clip_norm=5.0, loss_weights="uniform")
+
+
+def utterances() -> data.Transcripts:
+    g = torch.Generator().manual_seed(1)
+    waves = [torch.randn(2400 + 160 * i, generator=g) * 0.1 for i in range(12)]
+    return data.Transcripts(waves, [str(i % 10) * (1 + i % 3) for i in range(12)], ["s"] * 12)
+
+
+class Crashing(data.Transcripts):
+    """Raises on its ``fail_at``-th item, as a run killed in the middle of an epoch."""
+
+    fail_at = 16  # items: epoch 1 reads 12, so this stops the run inside epoch 2
+
+    def __getitem__(self, i):
+        Crashing.fail_at -= 1
+        if Crashing.fail_at < 0:
+            raise KeyboardInterrupt("the session ended")
+        return super().__getitem__(i)
+
+
+def fresh_model():
+    torch.manual_seed(0)
+    return conformer_ctc()
+
+
+def test_a_stopped_run_resumes_to_the_weights_of_an_unstopped_one(tmp_path):
+    reference = fresh_model()
+    expected = train(reference, utterances(), CONFIG, progress=False)
+
+    checkpoint = tmp_path / "run.pt"
+    stopped = Crashing(**utterances().__dict__)
+    with pytest.raises(KeyboardInterrupt):
+        train(fresh_model(), stopped, CONFIG, progress=False, checkpoint=checkpoint)
+    assert len(data.read_torch(checkpoint)["history"]) == 1  # epoch 1 was saved, epoch 2 was lost
+
+    torch.manual_seed(123)  # a new process: the global generator is elsewhere; the checkpoint restores it
+    resumed = fresh_model()
+    history = train(resumed, utterances(), CONFIG, progress=False, checkpoint=checkpoint)
+    assert [h["loss"] for h in history] == [h["loss"] for h in expected]
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+    again = fresh_model()  # a finished checkpoint: nothing left to train, the trained weights come back
+    assert len(train(again, utterances(), CONFIG, progress=False, checkpoint=checkpoint)) == CONFIG.epochs
+    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), again.state_dict().values()))
+
+
+def test_a_checkpoint_of_other_settings_is_refused(tmp_path):
+    checkpoint = tmp_path / "run.pt"
+    train(fresh_model(), utterances(), TrainConfig(**{**CONFIG.__dict__, "epochs": 1}), progress=False,
+          checkpoint=checkpoint)
+    with pytest.raises(ValueError, match=r"other settings \(epochs differ\)"):
+        train(fresh_model(), utterances(), CONFIG, progress=False, checkpoint=checkpoint)

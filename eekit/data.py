@@ -32,6 +32,8 @@ __all__ = [
     "ImageDataset",
     "SpokenDigits",
     "Transcripts",
+    "SpeedPerturbed",
+    "SPEED_FACTORS",
     "DigitStrings",
     "DIGITS",
     "PowerTrace",
@@ -523,6 +525,42 @@ class Transcripts(Dataset):
     def length_batches(self, batch_size: int, generator: torch.Generator) -> "LengthBatches":
         """A batch sampler over utterances of similar length: see :class:`LengthBatches`."""
         return LengthBatches([len(w) for w in self.waveforms], batch_size, generator)
+
+    def speed_perturbed(self, factors: Sequence[float] | None = None) -> "SpeedPerturbed":
+        """The same utterances, each played at a random one of ``factors`` every time it is drawn (for training):
+        see :class:`SpeedPerturbed`."""
+        return SpeedPerturbed(self.waveforms, self.labels, self.speakers, self.sample_rate, self.alphabet,
+                              speed_factors(SPEED_FACTORS if factors is None else factors))
+
+
+SPEED_FACTORS = (0.9, 1.0, 1.1)  # Ko et al. 2015: the training speech at 0.9x, 1x and 1.1x speed
+
+
+def speed_factors(factors) -> tuple[float, ...]:
+    """Checked speed-perturbation factors: a non-empty list of speeds in [0.5, 2] (1.0 = unchanged)."""
+    if isinstance(factors, (str, bytes)) or not isinstance(factors, Sequence) or len(factors) == 0:
+        raise ValueError(f"speed factors must be a non-empty list of speeds in [0.5, 2] (e.g. {list(SPEED_FACTORS)}), "
+                         f"got {factors!r}")
+    return tuple(validate.number("a speed factor", f, 0.5, 2.0, accepted="a speed in [0.5, 2] (1.0 = unchanged)")
+                 for f in factors)
+
+
+@dataclass
+class SpeedPerturbed(Transcripts):
+    """Speed perturbation (Ko et al. 2015): each draw of an utterance plays it at a random one of ``factors``
+    (torchaudio's ``speed``: tempo and pitch change together), so a few training voices sound like more voices. The
+    draw uses torch's global generator, which training seeds and a resumed run restores."""
+
+    factors: tuple[float, ...] = SPEED_FACTORS
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        import torchaudio.functional as AF
+
+        wave, text = self.waveforms[i], self.labels[i]
+        factor = self.factors[int(torch.randint(len(self.factors), (1,)))]
+        if factor != 1.0:
+            wave = AF.speed(wave[None], self.sample_rate, factor)[0][0]
+        return wave, text
 
 
 class LengthBatches(torch.utils.data.Sampler):

@@ -54,6 +54,7 @@ class TrainConfig:
     freeze_backbone: bool = False  # train only the exits (stage two of two-stage training)
     length_batches: bool = False  # batches of similar-length utterances (long sentences); needs a Transcripts set
     clip_norm: float = 0.0  # clip the gradient norm to this (0 = off)
+    speed_perturb: tuple[float, ...] = ()  # play each training utterance at one of these speeds (needs a Transcripts set)
     seed: int = 0
 
     def __post_init__(self):
@@ -73,6 +74,7 @@ class TrainConfig:
         validate.whole("seed", self.seed, 0)
         validate.instance("length_batches", self.length_batches, bool, "True or False")
         validate.number("clip_norm (gradient norm clip, 0 = off)", self.clip_norm, 0)
+        self.speed_perturb = data.speed_factors(self.speed_perturb) if self.speed_perturb not in ((), []) else ()
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -171,11 +173,13 @@ def _train(model: EarlyExitNet | nn.Module, train_set: Dataset, config: TrainCon
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
+    for option, on in (("length_batches", config.length_batches), ("speed_perturb", config.speed_perturb)):
+        if on and not isinstance(train_set, data.Transcripts):
+            raise ValueError(f"{option}={on!r} needs a data.Transcripts set (utterances), got {type(train_set).__name__}")
+    if config.speed_perturb:
+        train_set = train_set.speed_perturbed(config.speed_perturb)
     collate = getattr(train_set, "collate", None)
     if config.length_batches:
-        if not isinstance(train_set, data.Transcripts):
-            raise ValueError(f"length_batches=True needs a data.Transcripts set (utterances), got "
-                             f"{type(train_set).__name__}")
         loader = DataLoader(train_set, batch_sampler=train_set.length_batches(config.batch_size, generator),
                             collate_fn=collate)
     else:

@@ -95,6 +95,8 @@ CASES = {
     (("train",), "--device"): ("train cnn-mnist", "train cnn-mnist --device cuda"),  # refused where no GPU is
     (("train",), "--resume"): ("train sentences --recipe scratch --labels all --out o",
                                "train sentences --recipe scratch --labels all --out o --resume"),
+    (("train",), "--augment"): ("train sentences --recipe scratch --labels all --out o",
+                                "train sentences --recipe scratch --labels all --out o --augment"),
     (("train",), "--recipe"): ("train speech-recipe --recipe C --labels 250",
                                "train speech-recipe --recipe E --labels 250"),
     (("train",), "--labels"): ("train speech-recipe --recipe C --labels 250",
@@ -135,6 +137,7 @@ REFUSED = [
     "train speech-recipes --epochs 1", "train speech-recipes --subset 64",
     "train sentences --recipe ssl --labels all --epochs 1", "train sentences --recipe ssl --labels all --device tpu",
     "train sentences --recipe A --labels all", "train sentences --recipe ssl --labels 250", "train sentences",
+    "train cnn-mnist --augment", "train speech-recipe --recipe C --labels 250 --augment",
     "report sentences-scratch --max-drop 0.1", "report sentences-scratch --measure", "report sentences-nope",
     "train ssl-hubert --recipe A", "train ssl-hubert --labels 250", "train ssl-hubert --subset 64",
     "train ssl-hubert --device cuda", "train ssl-hubert --resume", "train cnn-mnist --resume",

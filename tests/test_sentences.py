@@ -2,6 +2,7 @@
 shipped sentence models (cards agree with their profiles; the measured findings are pinned)."""
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -10,8 +11,9 @@ import torch
 from eekit import librispeech, sentences
 from eekit.__main__ import main
 from eekit.evaluate import greedy_ctc
-from eekit.models.speech import conformer_ctc
+from eekit.models.speech import SPEC_AUGMENT, STRONG_SPEC_AUGMENT, conformer_ctc
 from eekit.profile import ExitProfile
+from eekit.train import train
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +110,37 @@ def test_the_recipe_trains_writes_and_reloads_a_model_end_to_end(tmp_path, monke
     assert not list(tmp_path.glob("*.resume-*.pt"))  # the per-epoch state goes once the model is written
     with pytest.raises(ValueError, match="refusing to overwrite"):
         sentences.train_model("scratch", "all", out_dir=tmp_path, progress=False)
+
+
+def test_augment_trains_on_speed_perturbed_masked_speech_and_says_so_in_the_card(tmp_path, monkeypatch, test_set):
+    """``--augment``: the training set the recipe hands to ``train`` plays utterances at 0.9/1.0/1.1x, the model
+    masks per utterance while training, and the card and its command say which augmentation ran."""
+    full = librispeech.load_librispeech
+    monkeypatch.setattr(sentences.librispeech, "load_librispeech", lambda split, minutes=None: full(split).subset(8))
+    monkeypatch.setattr(sentences, "test_set", lambda test: test_set.subset(4))
+    monkeypatch.setitem(sentences.EPOCHS, "all", 1)
+    seen = {}
+    real_train = sentences.train
+
+    def spy(model, train_set, config, **kwargs):
+        seen["policy"], seen["speeds"] = model.frontend.spec_augment, config.speed_perturb
+        return real_train(model, train_set, config, **kwargs)
+
+    monkeypatch.setattr(sentences, "train", spy)
+    card = sentences.train_model("scratch", "all", out_dir=tmp_path, progress=False, device="cpu", augment=True)
+    assert seen == {"policy": STRONG_SPEC_AUGMENT, "speeds": (0.9, 1.0, 1.1)}
+    assert card["augmentation"] == {"speed_factors": [0.9, 1.0, 1.1], "spec_augment": asdict(STRONG_SPEC_AUGMENT)}
+    assert card["command"].endswith("--labels all --augment") and list(card["phases"][0]["speed_perturb"]) == [0.9, 1.0, 1.1]
+    assert sentences.load_model("sentences-scratch", out_dir=tmp_path).frontend.spec_augment == SPEC_AUGMENT
+
+
+def test_a_stopped_augmented_run_is_not_continued_without_its_augmentation(tmp_path, monkeypatch):
+    monkeypatch.setitem(sentences.EPOCHS, "all", 1)
+    augmented = sentences._phases("scratch", "all", augment=True)[0]
+    train(sentences.build("scratch", augment=True)[0], librispeech.load_librispeech("train").subset(8), augmented,
+          progress=False, checkpoint=tmp_path / "sentences-scratch.resume-0.pt")  # the state a stopped run leaves
+    with pytest.raises(ValueError, match=r"\(speed_perturb differ\)"):
+        sentences.train_model("scratch", "all", out_dir=tmp_path, progress=False, device="cpu", resume=True)
 
 
 def test_a_stopped_run_is_neither_restarted_nor_continued_without_being_asked(tmp_path):

@@ -1,6 +1,8 @@
 """Training that survives being stopped: a run given a checkpoint file resumes after its last finished epoch and
 ends with exactly the weights of a run that was never stopped."""
 
+import math
+
 import pytest
 import torch
 
@@ -63,3 +65,37 @@ def test_a_checkpoint_of_other_settings_is_refused(tmp_path):
           checkpoint=checkpoint)
     with pytest.raises(ValueError, match=r"other settings \(epochs differ\)"):
         train(fresh_model(), utterances(), CONFIG, progress=False, checkpoint=checkpoint)
+
+
+SPEED = TrainConfig(**{**CONFIG.__dict__, "epochs": 1, "speed_perturb": (0.9, 1.0, 1.1)})
+
+
+def test_speed_perturbation_is_seeded_and_changes_what_the_model_hears():
+    runs = []
+    for config in (SPEED, SPEED, TrainConfig(**{**SPEED.__dict__, "speed_perturb": ()})):
+        model = fresh_model()
+        runs.append((train(model, utterances(), config, progress=False)[0]["loss"], model.state_dict()))
+    (loss_a, a), (loss_b, b), (loss_plain, plain) = runs
+    assert loss_a == loss_b and all(torch.equal(a[k], b[k]) for k in a)  # the same seed, the same speeds drawn
+    assert loss_plain != loss_a
+
+
+def test_speed_perturbed_utterances_are_stretched_by_one_of_the_factors():
+    torch.manual_seed(0)
+    base = utterances()
+    perturbed = base.speed_perturbed((0.9, 1.1))
+    lengths = {len(perturbed[5][0]) for _ in range(20)}
+    assert lengths == {math.ceil(len(base[5][0]) / 0.9), math.ceil(len(base[5][0]) / 1.1)}
+    assert perturbed[5][1] == base[5][1] and perturbed.collate is not None
+
+
+@pytest.mark.parametrize("bad", [1.1, "0.9,1.1", [], [0.9, 0.2], [float("nan")], [True]])
+def test_bad_speed_factors_are_refused_with_what_is_accepted(bad):
+    with pytest.raises(ValueError, match=r"speed"):
+        TrainConfig(speed_perturb=bad) if bad != [] else utterances().speed_perturbed(bad)
+
+
+def test_speed_perturbation_needs_utterances():
+    images = torch.utils.data.TensorDataset(torch.randn(8, 1, 28, 28), torch.zeros(8, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"speed_perturb=\(0.9, 1.0, 1.1\) needs a data.Transcripts set"):
+        train(fresh_model(), images, TrainConfig(**{**SPEED.__dict__, "length_batches": False}), progress=False)

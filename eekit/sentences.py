@@ -100,6 +100,12 @@ def _spec_augment(augment: bool) -> SpecAugment:
     return STRONG_SPEC_AUGMENT if augment else SPEC_AUGMENT
 
 
+def _augmentation(augment: bool) -> dict:
+    """The card's ``augmentation`` block (cards written before ``--augment`` existed lack it: they ran without)."""
+    return {"speed_factors": list(data.SPEED_FACTORS) if augment else [],
+            "spec_augment": asdict(_spec_augment(augment))}
+
+
 def build(recipe: str, augment: bool = False) -> tuple[SpeechEarlyExit, str]:
     """A seeded ``conformer_ctc`` spelling :data:`~eekit.librispeech.ALPHABET`; SSL recipes load ``ssl-hubert``'s
     encoder (the heads stay at their seeded init). ``augment``: train with the stronger SpecAugment. Returns the
@@ -179,8 +185,7 @@ def _train(recipe: str, budget: str, name: str, out: Path, progress: bool, devic
     card = {"name": name, "recipe": recipe, "labels": budget, "init_from": source,
             "description": __doc__.split("\n\n")[0],
             "phases": [p.__dict__ for p in phases],
-            "augmentation": {"speed_factors": list(phases[0].speed_perturb),
-                             "spec_augment": asdict(_spec_augment(augment))},
+            "augmentation": _augmentation(augment),
             "train_speakers": librispeech.speakers("train"),
             "test_speakers": list(librispeech.TEST_SPEAKERS), "train_utterances": len(train_set),
             "train_hours": round(sum(len(w) for w in train_set.waveforms) / librispeech.SAMPLE_RATE / 3600, 3),
@@ -275,19 +280,32 @@ def report(out_dir: str | Path | None = None) -> dict:
     return {"models": models, "comparison": comparison(out_dir), "max_drop": MAX_DROP}
 
 
+def _training(card: dict) -> dict:
+    """What must match for two recipes' numbers to be compared: the epochs (two-stage splits them into its phases),
+    the batches and optimizer, and the augmentation."""
+    first = card["phases"][0]
+    return {"epochs": sum(p["epochs"] for p in card["phases"]),
+            **{k: first[k] for k in ("batch_size", "lr", "optimizer", "length_batches")},
+            "augmentation": card.get("augmentation", _augmentation(False))}
+
+
 def comparison(out_dir: str | Path | None = None) -> dict:
     """2309.09546's question per label budget: the from-scratch model's final-exit CER (clean) against the
     pre-trained ones'. Read from the cards (their ``cer_by_exit`` is the shipped profiles', which a test checks), so
-    one model's report needs no other model's profiles."""
-    final = {n: load_card(n, out_dir)["cer_by_exit"]["clean"][-1] for n in names()
-             if _path(n, ".json", out_dir).is_file()}
+    one model's report needs no other model's profiles. ``same_training`` says whether the compared models trained
+    alike (``differs`` names what did not): a recipe retrained alone with other settings makes the gap unfair."""
+    cards = {n: load_card(n, out_dir) for n in names() if _path(n, ".json", out_dir).is_file()}
     blocks = {}
     for budget in BUDGETS:
-        by_recipe = {r: final[model_name(r, budget)] for r in RECIPES if model_name(r, budget) in final}
-        if "scratch" in by_recipe and len(by_recipe) > 1:
+        compared = {r: cards[model_name(r, budget)] for r in RECIPES if model_name(r, budget) in cards}
+        if "scratch" in compared and len(compared) > 1:
+            by_recipe = {r: c["cer_by_exit"]["clean"][-1] for r, c in compared.items()}
             best = min(v for r, v in by_recipe.items() if r != "scratch")
+            settings = [_training(c) for c in compared.values()]
+            differs = sorted(k for k in settings[0] if any(s[k] != settings[0][k] for s in settings))
             blocks[budget] = {"final_exit_cer": by_recipe,
-                              "scratch_minus_best_pretrained": round(by_recipe["scratch"] - best, 4)}
+                              "scratch_minus_best_pretrained": round(by_recipe["scratch"] - best, 4),
+                              "same_training": not differs, **({"differs": differs} if differs else {})}
     return blocks
 
 

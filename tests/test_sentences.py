@@ -214,6 +214,19 @@ def test_from_scratch_is_no_worse_than_pretrained_at_both_budgets():
             assert cer == pytest.approx(1 - profile.exit_accuracy[-1], abs=1e-4)
     assert comparison["all"]["scratch_minus_best_pretrained"] == pytest.approx(-0.0048, abs=1e-4)
     assert comparison["30min"]["scratch_minus_best_pretrained"] == pytest.approx(-0.0224, abs=1e-4)
+    assert all(block["same_training"] for block in comparison.values())  # a fair comparison: the same recipe
     for block in comparison.values():  # two-stage is the worst recipe at the final exit at both budgets
         final = block["final_exit_cer"]
         assert final["ssl-2st"] == max(final.values())
+
+
+def test_the_comparison_says_when_the_recipes_did_not_train_alike(tmp_path):
+    """One recipe retrained alone with ``--augment`` (or other epochs) still reports its gap, but not as fair."""
+    for name in ("sentences-scratch", "sentences-ssl", "sentences-ssl-2st"):
+        card = sentences.load_card(name)
+        if name == "sentences-scratch":
+            card["augmentation"] = sentences._augmentation(True)
+        (tmp_path / f"{name}.json").write_text(json.dumps(card))
+    block = sentences.comparison(tmp_path)["all"]
+    assert block["same_training"] is False and block["differs"] == ["augmentation"]
+    assert block["scratch_minus_best_pretrained"] == sentences.comparison()["all"]["scratch_minus_best_pretrained"]

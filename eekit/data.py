@@ -34,6 +34,7 @@ __all__ = [
     "Transcripts",
     "SpeedPerturbed",
     "SPEED_FACTORS",
+    "speed_factors",
     "DigitStrings",
     "DIGITS",
     "PowerTrace",

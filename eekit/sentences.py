@@ -16,8 +16,8 @@ model                  init    training
 ====================== ======= =============================================================================
 
 Each at two label budgets: ``-30min`` (30 minutes of transcribed speech, 1.5 per training speaker) and all
-(2.1 hours). ``--augment`` trains with speed perturbation (0.9/1.0/1.1x) and a stronger SpecAugment
-(:data:`~eekit.models.speech.STRONG_SPEC_AUGMENT`); the shipped models train without it. Files:
+(2.1 hours). ``--speed-perturb`` plays each training sentence at 0.9, 1.0 or 1.1 times its speed
+(:class:`~eekit.data.SpeedPerturbed`); the shipped models train without it. Files:
 ``data/checkpoints/sentences/<name>.{json,pt}`` (card, fp16 weights) and ``<name>.<test>.profile.npz`` for ``test``
 in :data:`TESTS`.
 """
@@ -25,7 +25,6 @@ in :data:`TESTS`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from datetime import datetime, timezone
 from functools import lru_cache, partial
 from pathlib import Path
@@ -37,7 +36,7 @@ import torchaudio.functional as AF
 from . import data, librispeech, validate
 from .evaluate import profile_speech
 from .files import claim_folder
-from .models.speech import SPEC_AUGMENT, STRONG_SPEC_AUGMENT, SpecAugment, SpeechEarlyExit, conformer_ctc
+from .models.speech import SpeechEarlyExit, conformer_ctc
 from .profile import ExitProfile
 from .report_format import table
 from .runtime import check_device
@@ -86,9 +85,9 @@ def _parse(name: str) -> tuple[str, str]:
     raise ValueError(f"unknown sentence model {name!r}; known: {names()}")
 
 
-def _phases(recipe: str, budget: str, augment: bool = False) -> list[TrainConfig]:
+def _phases(recipe: str, budget: str, speed_perturb: bool = False) -> list[TrainConfig]:
     epochs = EPOCHS[budget]
-    speech = {**_SPEECH, "speed_perturb": data.SPEED_FACTORS if augment else ()}
+    speech = {**_SPEECH, "speed_perturb": data.SPEED_FACTORS if speed_perturb else ()}
     if recipe != "ssl-2st":
         return [TrainConfig(epochs=epochs, **speech)]
     two = max(1, round(epochs * STAGE_TWO_FRACTION))
@@ -96,23 +95,12 @@ def _phases(recipe: str, budget: str, augment: bool = False) -> list[TrainConfig
             TrainConfig(epochs=two, **{**speech, "loss_weights": "early-only", "freeze_backbone": True})]
 
 
-def _spec_augment(augment: bool) -> SpecAugment:
-    return STRONG_SPEC_AUGMENT if augment else SPEC_AUGMENT
-
-
-def _augmentation(augment: bool) -> dict:
-    """The card's ``augmentation`` block (cards written before ``--augment`` existed lack it: they ran without)."""
-    return {"speed_factors": list(data.SPEED_FACTORS) if augment else [],
-            "spec_augment": asdict(_spec_augment(augment))}
-
-
-def build(recipe: str, augment: bool = False) -> tuple[SpeechEarlyExit, str]:
+def build(recipe: str) -> tuple[SpeechEarlyExit, str]:
     """A seeded ``conformer_ctc`` spelling :data:`~eekit.librispeech.ALPHABET`; SSL recipes load ``ssl-hubert``'s
-    encoder (the heads stay at their seeded init). ``augment``: train with the stronger SpecAugment. Returns the
-    model and where its weights came from."""
+    encoder (the heads stay at their seeded init). Returns the model and where its weights came from."""
     recipe = validate.one_of("recipe", recipe, RECIPES)
     torch.manual_seed(SEED)
-    model = conformer_ctc(alphabet=librispeech.ALPHABET, spec_augment=_spec_augment(augment))
+    model = conformer_ctc(alphabet=librispeech.ALPHABET)
     if recipe == "scratch":
         return model, f"scratch (torch.manual_seed({SEED}))"
     state, source = _ssl_encoder_state(None)
@@ -138,16 +126,17 @@ def _files(name: str, out: Path) -> list[Path]:
 
 
 def train_model(recipe: str, budget: str, out_dir: str | Path | None = None, force: bool = False,
-                progress: bool = True, device: str | None = None, resume: bool = False, augment: bool = False) -> dict:
+                progress: bool = True, device: str | None = None, resume: bool = False,
+                speed_perturb: bool = False) -> dict:
     """Train one sentence model, profile every exit on :data:`TESTS`, write card, fp16 weights and profiles;
     returns the card. ``python -m eekit train sentences --recipe scratch --labels all``. ``device``: where to train
     (default: cuda when available, else cpu, as the other recipes); profiles are measured on the CPU.
 
     The run saves its state after every epoch (``<name>.resume-<phase>.pt`` in the output folder, removed when the
-    model is written); ``resume`` continues a stopped run from there, ``force`` starts it over. ``augment``: speed
-    perturbation and the stronger SpecAugment (the card's ``augmentation`` says which ran)."""
+    model is written); ``resume`` continues a stopped run from there, ``force`` starts it over. ``speed_perturb``:
+    train on speed-perturbed sentences (the card's phases list the speeds)."""
     name = model_name(recipe, budget)
-    augment = validate.instance("augment", augment, bool, "True or False")
+    speed_perturb = validate.instance("speed_perturb", speed_perturb, bool, "True or False")
     device = check_device(device)
     out = validate.writable_dir("output folder", _out_dir(out_dir))
     validate.no_overwrite(_files(name, out), force)
@@ -157,7 +146,7 @@ def train_model(recipe: str, budget: str, out_dir: str | Path | None = None, for
         if left and not (resume or force):
             raise ValueError(f"a stopped run of {name} left its state in {left[-1]}; pass --resume to continue it, "
                              "or --force to start over")
-        return _train(recipe, budget, name, out, progress, device, resume, augment)
+        return _train(recipe, budget, name, out, progress, device, resume, speed_perturb)
 
 
 def _checkpoints(recipe: str, budget: str, out: Path) -> list[Path]:
@@ -166,10 +155,10 @@ def _checkpoints(recipe: str, budget: str, out: Path) -> list[Path]:
 
 
 def _train(recipe: str, budget: str, name: str, out: Path, progress: bool, device: torch.device,
-           resume: bool, augment: bool) -> dict:
-    model, source = build(recipe, augment)
+           resume: bool, speed_perturb: bool) -> dict:
+    model, source = build(recipe)
     train_set = librispeech.load_librispeech("train", minutes=None if budget == "all" else 30)
-    phases = _phases(recipe, budget, augment)
+    phases = _phases(recipe, budget, speed_perturb)
     checkpoints = _checkpoints(recipe, budget, out)
     if not resume:
         for path in checkpoints:
@@ -184,9 +173,7 @@ def _train(recipe: str, budget: str, name: str, out: Path, progress: bool, devic
                 for t in TESTS}
     card = {"name": name, "recipe": recipe, "labels": budget, "init_from": source,
             "description": __doc__.split("\n\n")[0],
-            "phases": [p.__dict__ for p in phases],
-            "augmentation": _augmentation(augment),
-            "train_speakers": librispeech.speakers("train"),
+            "phases": [p.__dict__ for p in phases], "train_speakers": librispeech.speakers("train"),
             "test_speakers": list(librispeech.TEST_SPEAKERS), "train_utterances": len(train_set),
             "train_hours": round(sum(len(w) for w in train_set.waveforms) / librispeech.SAMPLE_RATE / 3600, 3),
             "loss_per_epoch": history, "training_seconds": round(seconds, 1),
@@ -194,7 +181,7 @@ def _train(recipe: str, budget: str, name: str, out: Path, progress: bool, devic
             "cer_by_exit": {t: _rounded(1 - p.exit_accuracy) for t, p in profiles.items()},
             "wer_by_exit": {t: _rounded(word_errors(p)) for t, p in profiles.items()},
             "command": f"python -m eekit train sentences --recipe {recipe} --labels {budget}"
-                       + (" --augment" if augment else ""),
+                       + (" --speed-perturb" if speed_perturb else ""),
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     writers = {out / f"{name}.pt": lambda p: torch.save(state, p)}
     writers.update({out / f"{name}.{t}.profile.npz": p.write for t, p in profiles.items()})
@@ -282,11 +269,11 @@ def report(out_dir: str | Path | None = None) -> dict:
 
 def _training(card: dict) -> dict:
     """What must match for two recipes' numbers to be compared: the epochs (two-stage splits them into its phases),
-    the batches and optimizer, and the augmentation."""
+    the batches and optimizer, and the speed perturbation (cards from before it existed ran without)."""
     first = card["phases"][0]
     return {"epochs": sum(p["epochs"] for p in card["phases"]),
             **{k: first[k] for k in ("batch_size", "lr", "optimizer", "length_batches")},
-            "augmentation": card.get("augmentation", _augmentation(False))}
+            "speed_perturb": list(first.get("speed_perturb", []))}
 
 
 def comparison(out_dir: str | Path | None = None) -> dict:
@@ -317,7 +304,7 @@ def _cli_train(args) -> str:
         raise ValueError(f"train sentences needs --recipe (must be one of {list(RECIPES)}) and --labels (one of "
                          f"{list(BUDGETS)})")
     card = train_model(args.recipe, args.labels, args.out, force=args.force, progress=not args.quiet,
-                       device=args.device, resume=args.resume, augment=args.augment)
+                       device=args.device, resume=args.resume, speed_perturb=args.speed_perturb)
     return json.dumps({k: card[k] for k in ("name", "cer_by_exit", "wer_by_exit", "training_seconds")}, indent=2)
 
 
@@ -326,7 +313,7 @@ def _cli_report(args) -> str:
 
 
 register_runner(Runner("train", "sentences", _cli_train, takes(
-    TRAIN_ALWAYS | {"recipe", "labels", "device", "resume", "augment"}, "train sentences (its recipes fix the epochs)")))
+    TRAIN_ALWAYS | {"recipe", "labels", "device", "resume", "speed_perturb"}, "train sentences (its recipes fix the epochs)")))
 for _recipe in RECIPES:
     for _budget in BUDGETS:
         _name = model_name(_recipe, _budget)

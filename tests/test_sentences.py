@@ -2,16 +2,15 @@
 shipped sentence models (cards agree with their profiles; the measured findings are pinned)."""
 
 import json
-from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 
-from eekit import librispeech, sentences
+from eekit import data, librispeech, sentences
 from eekit.__main__ import main
 from eekit.evaluate import greedy_ctc
-from eekit.models.speech import SPEC_AUGMENT, STRONG_SPEC_AUGMENT, conformer_ctc
+from eekit.models.speech import conformer_ctc
 from eekit.profile import ExitProfile
 from eekit.train import train
 
@@ -112,32 +111,34 @@ def test_the_recipe_trains_writes_and_reloads_a_model_end_to_end(tmp_path, monke
         sentences.train_model("scratch", "all", out_dir=tmp_path, progress=False)
 
 
-def test_augment_trains_on_speed_perturbed_masked_speech_and_says_so_in_the_card(tmp_path, monkeypatch, test_set):
-    """``--augment``: the training set the recipe hands to ``train`` plays utterances at 0.9/1.0/1.1x, the model
-    masks per utterance while training, and the card and its command say which augmentation ran."""
+def test_speed_perturb_trains_on_stretched_sentences_and_says_so_in_the_card(tmp_path, monkeypatch, test_set):
+    """``--speed-perturb``: ``train`` is asked for speeds 0.9/1.0/1.1, the utterances it reads are stretched by one
+    of them, and the card and its command say so."""
     full = librispeech.load_librispeech
     monkeypatch.setattr(sentences.librispeech, "load_librispeech", lambda split, minutes=None: full(split).subset(8))
     monkeypatch.setattr(sentences, "test_set", lambda test: test_set.subset(4))
     monkeypatch.setitem(sentences.EPOCHS, "all", 1)
-    seen = {}
-    real_train = sentences.train
+    heard = []
+    real_getitem = data.SpeedPerturbed.__getitem__
 
-    def spy(model, train_set, config, **kwargs):
-        seen["policy"], seen["speeds"] = model.frontend.spec_augment, config.speed_perturb
-        return real_train(model, train_set, config, **kwargs)
+    def spy(self, i):
+        wave, text = real_getitem(self, i)
+        heard.append(len(wave) / len(self.waveforms[i]))
+        return wave, text
 
-    monkeypatch.setattr(sentences, "train", spy)
-    card = sentences.train_model("scratch", "all", out_dir=tmp_path, progress=False, device="cpu", augment=True)
-    assert seen == {"policy": STRONG_SPEC_AUGMENT, "speeds": (0.9, 1.0, 1.1)}
-    assert card["augmentation"] == {"speed_factors": [0.9, 1.0, 1.1], "spec_augment": asdict(STRONG_SPEC_AUGMENT)}
-    assert card["command"].endswith("--labels all --augment") and list(card["phases"][0]["speed_perturb"]) == [0.9, 1.0, 1.1]
-    assert sentences.load_model("sentences-scratch", out_dir=tmp_path).frontend.spec_augment == SPEC_AUGMENT
+    monkeypatch.setattr(data.SpeedPerturbed, "__getitem__", spy)
+    card = sentences.train_model("scratch", "all", out_dir=tmp_path, progress=False, device="cpu",
+                                 speed_perturb=True)
+    assert len(heard) == 8 and len({round(r, 2) for r in heard}) > 1  # every sentence, at more than one speed
+    assert {round(r, 2) for r in heard} <= {round(1 / 0.9, 2), 1.0, round(1 / 1.1, 2)}
+    assert card["command"].endswith("--labels all --speed-perturb")
+    assert list(card["phases"][0]["speed_perturb"]) == [0.9, 1.0, 1.1]
 
 
-def test_a_stopped_augmented_run_is_not_continued_without_its_augmentation(tmp_path, monkeypatch):
+def test_a_stopped_speed_perturbed_run_is_not_continued_without_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sentences.EPOCHS, "all", 1)
-    augmented = sentences._phases("scratch", "all", augment=True)[0]
-    train(sentences.build("scratch", augment=True)[0], librispeech.load_librispeech("train").subset(8), augmented,
+    perturbed = sentences._phases("scratch", "all", speed_perturb=True)[0]
+    train(sentences.build("scratch")[0], librispeech.load_librispeech("train").subset(8), perturbed,
           progress=False, checkpoint=tmp_path / "sentences-scratch.resume-0.pt")  # the state a stopped run leaves
     with pytest.raises(ValueError, match=r"\(speed_perturb differ\)"):
         sentences.train_model("scratch", "all", out_dir=tmp_path, progress=False, device="cpu", resume=True)
@@ -221,12 +222,13 @@ def test_from_scratch_is_no_worse_than_pretrained_at_both_budgets():
 
 
 def test_the_comparison_says_when_the_recipes_did_not_train_alike(tmp_path):
-    """One recipe retrained alone with ``--augment`` (or other epochs) still reports its gap, but not as fair."""
+    """One recipe retrained alone with ``--speed-perturb`` (or other epochs) still reports its gap, but not as
+    fair."""
     for name in ("sentences-scratch", "sentences-ssl", "sentences-ssl-2st"):
         card = sentences.load_card(name)
         if name == "sentences-scratch":
-            card["augmentation"] = sentences._augmentation(True)
+            card["phases"][0]["speed_perturb"] = [0.9, 1.0, 1.1]
         (tmp_path / f"{name}.json").write_text(json.dumps(card))
     block = sentences.comparison(tmp_path)["all"]
-    assert block["same_training"] is False and block["differs"] == ["augmentation"]
+    assert block["same_training"] is False and block["differs"] == ["speed_perturb"]
     assert block["scratch_minus_best_pretrained"] == sentences.comparison()["all"]["scratch_minus_best_pretrained"]

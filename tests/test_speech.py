@@ -6,8 +6,7 @@ import torch
 
 from eekit import data
 from eekit.evaluate import greedy_ctc, profile_speech
-from eekit.models.speech import (STRONG_SPEC_AUGMENT, LogMel, SpecAugment, SpeechEarlyExit, conformer_ctc,
-                                 conformer_kws)
+from eekit.models.speech import SpeechEarlyExit, conformer_ctc, conformer_kws
 
 
 @pytest.fixture(scope="module")
@@ -147,31 +146,3 @@ def test_noise_explorer_every_control_keeps_a_consistent_readout():
         assert explorer.mean_exit_layer(noise, 0) > explorer.mean_exit_layer(noise, None)
     with pytest.raises(ValueError, match="not on the slider"):
         explorer.set(snr_db=7)
-
-
-def test_specaugment_default_is_one_batch_wide_draw_and_the_strong_policy_masks_each_utterance():
-    waves, lengths = torch.randn(4, 16000) * 0.1, torch.full((4,), 16000)
-    default = LogMel().eval()
-    clean, _ = default(waves, lengths)
-    default.train()
-    torch.manual_seed(3)
-    masked, _ = default(waves, lengths)
-    zeros = masked == 0  # [B, T, F]: one band and one span, the same for every utterance of the batch
-    assert zeros.any() and all(torch.equal(zeros[0], z) for z in zeros)
-
-    strong = LogMel(spec_augment=STRONG_SPEC_AUGMENT).train()
-    torch.manual_seed(3)
-    masked, _ = strong(waves, lengths)
-    zeros = masked == 0
-    assert not all(torch.equal(zeros[0], z) for z in zeros)  # each utterance its own masks
-    assert (zeros.all(-1).float().mean(1) <= 5 * 40 / zeros.shape[1] + 1e-6).all()  # at most 5 spans of 40 frames
-    strong.eval()
-    assert torch.equal(strong(waves, lengths)[0], clean)  # no masks outside training
-
-
-@pytest.mark.parametrize("bad", [dict(time_masks=-1), dict(freq_width=2.5), dict(per_utterance=1)])
-def test_a_bad_specaugment_policy_is_refused(bad):
-    with pytest.raises(ValueError, match="SpecAugment"):
-        SpecAugment(**bad)
-    with pytest.raises(ValueError, match="spec_augment must be a SpecAugment"):
-        conformer_ctc(spec_augment={"time_masks": 5})

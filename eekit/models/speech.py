@@ -19,8 +19,7 @@ from torch import nn
 
 from .. import validate
 
-__all__ = ["SpeechEarlyExit", "SpeechState", "conformer_ctc", "conformer_kws", "BLANK", "DIGITS", "greedy_ctc",
-           "speech_batch_loss", "SpecAugment", "SPEC_AUGMENT", "STRONG_SPEC_AUGMENT"]
+__all__ = ["SpeechEarlyExit", "SpeechState", "conformer_ctc", "conformer_kws", "BLANK", "DIGITS", "greedy_ctc", "speech_batch_loss"]
 
 BLANK = 0  # CTC blank; character alphabet[i] is class i + 1
 DIGITS = "0123456789"  # connected digits: digit d is class d + 1
@@ -57,41 +56,15 @@ def speech_batch_loss(model: Any, batch: Any, label_smoothing: float = 0.0
                      "trains ctc or kws heads")
 
 
-@dataclass(frozen=True)
-class SpecAugment:
-    """Which masks training draws over the normalized log-mel frames (Park et al. 2019): ``freq_masks`` bands of up
-    to ``freq_width`` mel bins and ``time_masks`` spans of up to ``time_width`` frames (10 ms each). With
-    ``per_utterance`` every utterance gets its own draw; otherwise one draw masks the whole batch."""
-
-    freq_masks: int = 1
-    freq_width: int = 8
-    time_masks: int = 1
-    time_width: int = 10
-    per_utterance: bool = False
-
-    def __post_init__(self):
-        for name in ("freq_masks", "freq_width", "time_masks", "time_width"):
-            validate.whole(f"SpecAugment {name}", getattr(self, name), 0)
-        validate.instance("SpecAugment per_utterance", self.per_utterance, bool, "True or False")
-
-
-SPEC_AUGMENT = SpecAugment()  # what the kit's speech models train with: one band and one 0.1 s span per batch
-# long sentences from few voices overfit: two bands and five spans of up to 0.4 s per utterance
-STRONG_SPEC_AUGMENT = SpecAugment(freq_masks=2, time_masks=5, time_width=40, per_utterance=True)
-
-
 class LogMel(nn.Module):
     """Waveform ``[B, S]`` -> normalized log-mel frames ``[B, T, n_mels]`` (10 ms hop), SpecAugment when training."""
 
-    def __init__(self, sample_rate: int = 8000, n_mels: int = 40, spec_augment: SpecAugment = SPEC_AUGMENT):
+    def __init__(self, sample_rate: int = 8000, n_mels: int = 40, freq_mask: int = 8, time_mask: int = 10):
         super().__init__()
-        validate.instance("spec_augment", spec_augment, SpecAugment, "a SpecAugment(...) policy")
         self.hop = sample_rate // 100
         self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=256, hop_length=self.hop, n_mels=n_mels)
-        self.spec_augment = spec_augment
-        iid = spec_augment.per_utterance
-        self.freq_mask = torchaudio.transforms.FrequencyMasking(spec_augment.freq_width, iid_masks=iid)
-        self.time_mask = torchaudio.transforms.TimeMasking(spec_augment.time_width, iid_masks=iid)
+        self.freq_mask = torchaudio.transforms.FrequencyMasking(freq_mask)
+        self.time_mask = torchaudio.transforms.TimeMasking(time_mask)
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if waves.ndim != 2:
@@ -104,10 +77,7 @@ class LogMel(nn.Module):
         std = (((feats - mean) ** 2 * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True)).sqrt()
         feats = ((feats - mean) / (std + 1e-5)) * m
         if self.training:
-            for _ in range(self.spec_augment.freq_masks):
-                feats = self.freq_mask(feats)
-            for _ in range(self.spec_augment.time_masks):
-                feats = self.time_mask(feats)
+            feats = self.time_mask(self.freq_mask(feats))
         return feats.transpose(1, 2), frames
 
 
@@ -178,7 +148,7 @@ class SpeechEarlyExit(nn.Module):
 
     def __init__(self, task: str = "ctc", d_model: int = 64, num_layers: int = 6, num_heads: int = 4,
                  ffn_dim: int = 256, kernel_size: int = 15, dropout: float = 0.1, n_mels: int = 40,
-                 alphabet: str = DIGITS, spec_augment: SpecAugment = SPEC_AUGMENT):
+                 alphabet: str = DIGITS):
         super().__init__()
         if task not in ("ctc", "kws"):
             raise ValueError(f"task must be 'ctc' (connected digits) or 'kws' (isolated digits), got {task!r}")
@@ -189,7 +159,7 @@ class SpeechEarlyExit(nn.Module):
         self.alphabet = alphabet
         self.output_kind = "ctc" if task == "ctc" else "classification"
         self.input_kind = "waveforms"
-        self.frontend = LogMel(n_mels=n_mels, spec_augment=spec_augment)
+        self.frontend = LogMel(n_mels=n_mels)
         self.subsample = Subsample(n_mels, d_model)
         conformer = torchaudio.models.Conformer(d_model, num_heads, ffn_dim, num_layers, kernel_size, dropout=dropout)
         self.layers = conformer.conformer_layers

@@ -248,8 +248,9 @@ def _save_state(path: Path, config: TrainConfig, model: nn.Module, opt, sched, g
 def _resume(path: Path, config: TrainConfig, model: nn.Module, opt, sched, generator: torch.Generator) -> list[dict]:
     """Load a checkpoint written by :func:`_save_state` into the fresh run; returns the epochs it holds."""
     state = data.read_torch(path)
-    if state.get("config") != asdict(config):
-        changed = sorted(k for k in asdict(config) if state.get("config", {}).get(k) != getattr(config, k))
+    saved = {**asdict(TrainConfig()), **state.get("config", {})}  # a setting added since it was saved: its default
+    if saved != asdict(config):
+        changed = sorted(k for k in asdict(config) if saved.get(k) != getattr(config, k))
         raise ValueError(f"{path} holds a run with other settings ({', '.join(changed)} differ); accepted: the "
                          "checkpoint of this same config. Delete it, or pass another checkpoint file, to start over")
     model.load_state_dict(state["model"])

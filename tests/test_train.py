@@ -67,6 +67,20 @@ def test_a_checkpoint_of_other_settings_is_refused(tmp_path):
         train(fresh_model(), utterances(), CONFIG, progress=False, checkpoint=checkpoint)
 
 
+
+def test_a_checkpoint_saved_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    checkpoint = tmp_path / "run.pt"
+    one = TrainConfig(**{**CONFIG.__dict__, "epochs": 1})
+    train(fresh_model(), utterances(), one, progress=False, checkpoint=checkpoint)
+    state = torch.load(checkpoint, weights_only=True)
+    del state["config"]["speed_perturb"]  # as a run saved before speed perturbation existed
+    torch.save(state, checkpoint)
+    assert len(train(fresh_model(), utterances(), one, progress=False, checkpoint=checkpoint)) == 1
+    with pytest.raises(ValueError, match=r"\(speed_perturb differ\)"):
+        train(fresh_model(), utterances(), TrainConfig(**{**one.__dict__, "speed_perturb": (0.9, 1.1)}),
+              progress=False, checkpoint=checkpoint)
+
+
 SPEED = TrainConfig(**{**CONFIG.__dict__, "epochs": 1, "speed_perturb": (0.9, 1.0, 1.1)})
 
 

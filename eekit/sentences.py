@@ -313,7 +313,8 @@ def _cli_report(args) -> str:
 
 
 register_runner(Runner("train", "sentences", _cli_train, takes(
-    TRAIN_ALWAYS | {"recipe", "labels", "device", "resume", "speed_perturb"}, "train sentences (its recipes fix the epochs)")))
+    TRAIN_ALWAYS | {"recipe", "labels", "device", "resume", "speed_perturb"},
+    "train sentences (its recipes fix the epochs)")))
 for _recipe in RECIPES:
     for _budget in BUDGETS:
         _name = model_name(_recipe, _budget)

@@ -54,7 +54,7 @@ class TrainConfig:
     freeze_backbone: bool = False  # train only the exits (stage two of two-stage training)
     length_batches: bool = False  # batches of similar-length utterances (long sentences); needs a Transcripts set
     clip_norm: float = 0.0  # clip the gradient norm to this (0 = off)
-    speed_perturb: tuple[float, ...] = ()  # play each training utterance at one of these speeds (needs a Transcripts set)
+    speed_perturb: tuple[float, ...] = ()  # play each training utterance at one of these speeds (needs Transcripts)
     seed: int = 0
 
     def __post_init__(self):
@@ -175,7 +175,8 @@ def _train(model: EarlyExitNet | nn.Module, train_set: Dataset, config: TrainCon
         raise ValueError("nothing to train: every parameter is frozen")
     for option, on in (("length_batches", config.length_batches), ("speed_perturb", config.speed_perturb)):
         if on and not isinstance(train_set, data.Transcripts):
-            raise ValueError(f"{option}={on!r} needs a data.Transcripts set (utterances), got {type(train_set).__name__}")
+            raise ValueError(f"{option}={on!r} needs a data.Transcripts set (utterances), got "
+                             f"{type(train_set).__name__}")
     if config.speed_perturb:
         train_set = train_set.speed_perturbed(config.speed_perturb)
     collate = getattr(train_set, "collate", None)

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from . import bench, zoo
+from . import bench, cli, zoo
 from .compress import pipeline
 from .onnx_export import add_command as add_export_onnx
 from .report_format import table
@@ -152,7 +152,7 @@ def add_bench(sub) -> None:
     p = sub.add_parser("bench", help="measure on this machine: speedup of real early exit and where its time goes "
                        "(stages), dashboard latency, notebook time and memory, energy simulator speed and balance, "
                        "time to bring your own speech encoder")
-    kinds = p.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    kinds = p.add_subparsers(dest="what", required=True, parser_class=cli.Parser)
     helps = {"speedup": "ideal vs realized speedup of real early exit", "stages": "where the time goes, stage by "
              "stage", "widgets": "dashboard slider latency", "notebooks": "every lesson's time and peak memory",
              "energy": "energy simulator speed and energy balance",
@@ -176,19 +176,12 @@ def add_bench(sub) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- main
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors, like every other CLI error here (exit status 2)."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
-
-
 COMMANDS = [add_train, add_report, add_compress, add_export_c, add_export_onnx, add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m eekit", description="eekit: early-exit networks, hands-on")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = cli.Parser(prog="python -m eekit", description="eekit: early-exit networks, hands-on")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=cli.Parser)
     for add_command in COMMANDS:
         add_command(sub)
     return parser
@@ -196,11 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, RuntimeError, OSError) as err:
-        print("error: " + " ".join(str(err).split()), file=sys.stderr)  # one line
-        return 2
+    return cli.run(lambda: args.func(args))
 
 
 if __name__ == "__main__":

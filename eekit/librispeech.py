@@ -10,7 +10,6 @@ note of changes. ``python -m eekit.librispeech --source DIR`` rebuilds that fold
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from . import data, files, validate
+from . import cli, data, files, validate
 
 __all__ = ["ALPHABET", "TEST_SPEAKERS", "SAMPLE_RATE", "FOLDER", "speakers", "load_librispeech", "manifest"]
 
@@ -78,8 +77,12 @@ def prepare(source: Path, out: Path, force: bool = False) -> int:
     number of utterances. Refuses to replace an existing folder without ``force``."""
     import soundfile
 
-    if (out / "manifest.csv").exists() and not force:
-        raise FileExistsError(f"{out} already holds the corpus; pass --force to rebuild it")
+    source = Path(source)
+    if not (source / "manifest.csv").is_file():
+        raise ValueError(f"source folder {str(source)!r} holds no manifest.csv; give the mini-librispeech folder "
+                         "(8 kHz FLAC files and their manifest.csv)")
+    out = validate.writable_dir("output folder", out)
+    validate.no_overwrite([out / "manifest.csv"], force)
     with open(source / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
@@ -101,18 +104,18 @@ def prepare(source: Path, out: Path, force: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eekit.librispeech", description=prepare.__doc__)
+    parser = cli.Parser(prog="python -m eekit.librispeech", description=prepare.__doc__)
     parser.add_argument("--source", type=Path, required=True, help="the mini-librispeech folder (8 kHz FLAC)")
     parser.add_argument("--out", type=Path, default=data.DATA_DIR / FOLDER)
     parser.add_argument("--force", action="store_true", help="rebuild an existing folder")
     args = parser.parse_args(argv)
-    try:
+
+    def command() -> int:
         count = prepare(args.source, args.out, args.force)
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"{count} utterances written to {args.out}; record them with data.update_manifest")
-    return 0
+        print(f"{count} utterances written to {args.out}; record them with data.update_manifest")
+        return 0
+
+    return cli.run(command)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence, cast
 
@@ -264,13 +265,21 @@ def float_batch(x: Any) -> None:
 
 
 def writable_dir(name: str, path: str | Path) -> Path:
-    """A folder we may write into: it exists (or its parent does, so it can be created) and is not a file."""
+    """A folder we may write into: it exists (or its parent does, and it is created now), is not a file, and a file
+    can be written in it."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{name} {str(path)!r} is a file; give a folder (it is created if its parent exists)")
     if not path.exists() and not path.parent.is_dir():
         raise ValueError(f"{name} {str(path)!r}: its parent folder {str(path.parent)!r} does not exist; give an "
                          f"existing folder or a new one inside an existing folder")
+    try:  # try now, so that a run of minutes or hours does not fail only when it saves its results
+        path.mkdir(exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise ValueError(f"{name} {str(path)!r} cannot be written ({err.strerror or err}); give a folder you may "
+                         f"write into") from err
     return path
 
 

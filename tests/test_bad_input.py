@@ -174,10 +174,11 @@ class TestHangs:
 # ============================================================================================ CLI errors
 
 
-def cli(args: list[str], capsys) -> tuple[int, str]:
-    """Exit status and stderr of ``python -m eekit args`` (in process; argparse errors raise SystemExit)."""
+def cli(args: list[str], capsys, command=main) -> tuple[int, str]:
+    """Exit status and stderr of ``python -m eekit args``, or of another command's ``main`` (in process; argparse
+    errors raise SystemExit)."""
     try:
-        code = main(args)
+        code = command(args)
     except SystemExit as stop:
         code = stop.code
     return code, capsys.readouterr().err
@@ -192,6 +193,8 @@ class TestCLI:
         (["train", "cnn-mnist", "--epochs", "0"], r"epochs must be a whole number >= 1, got 0"),
         (["train", "cnn-mnist", "--out", "/no/such/folder/run"], r"parent folder .* does not exist; give an existing"),
         (["train", "cnn-mnist", "--out", "README.md"], r"is a file; give a folder"),
+        # /proc takes no new folders, even from root (who may write anywhere else)
+        (["train", "cnn-mnist", "--out", "/proc/eekit-run"], r"'/proc/eekit-run' cannot be written .*; give a folder"),
         (["train", "cnn-imagenet"], r"unknown model 'cnn-imagenet'; known:"),
         (["train", "cnn-mnist", "--subset", "ten"], r"invalid int value: 'ten'"),
         (["report", "cnn-mnist", "--max-drop", "nan"], r"fraction in \[0, 1\]"),
@@ -202,6 +205,24 @@ class TestCLI:
     def test_every_error_is_one_line_with_exit_2(self, args, accepted, capsys, monkeypatch):
         monkeypatch.chdir(ROOT)
         code, err = cli(args, capsys)
+        assert code == 2
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert err.startswith("error: ")
+        assert __import__("re").search(accepted, err), err
+
+    @pytest.mark.parametrize("module,args,accepted", [
+        ("eekit.compress.mcu", ["--bogus"], r"unrecognized arguments: --bogus \(see `python -m eekit.compress.mcu"),
+        # refused at once, not after minutes of emulation when the results are saved
+        ("eekit.compress.mcu", ["--out", "/proc/eekit-run"], r"'/proc/eekit-run' cannot be written"),
+        ("eekit.compress.requantize", [], r"the following arguments are required: name"),
+        ("eekit.compress.requantize", ["cnn-cifar10", "--out", "/proc/eekit-run"], r"cannot be written"),
+        ("eekit.compress.requantize", ["cnn-imagenet"], r"cnn-imagenet"),
+        ("eekit.librispeech", [], r"the following arguments are required: --source"),
+        ("eekit.librispeech", ["--source", "/no/such/corpus"], r"holds no manifest.csv; give the mini-librispeech"),
+        ("eekit.librispeech", ["--source", str(ROOT / "data" / "librispeech")], r"refusing to overwrite .*--force"),
+    ])
+    def test_module_commands_answer_the_same_way(self, module, args, accepted, capsys):
+        code, err = cli(args, capsys, command=__import__("importlib").import_module(module).main)
         assert code == 2
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         assert err.startswith("error: ")

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import data, validate, zoo
+from .. import cli, data, validate, zoo
 from ..energy import MCU, simulate
 from ..files import write_bytes, write_text
 from .export_c import CFLAGS, _TEMPLATES, compile_and_run, export_c, find_compiler, read_outputs
@@ -329,22 +329,19 @@ def load_mcu_results() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m eekit.compress.mcu", description="run the exported models on "
-                                     "an emulated Cortex-M3 and through power failures; write " + RESULTS_FILE)
+    parser = cli.Parser(prog="python -m eekit.compress.mcu", description="run the exported models on an emulated "
+                        "Cortex-M3 and through power failures; write " + RESULTS_FILE)
     parser.add_argument("--out", default="eekit-runs", help="output folder (data/checkpoints replaces the shipped "
                         "results, with --force)")
     parser.add_argument("--force", action="store_true", help="replace an existing " + RESULTS_FILE)
     args = parser.parse_args(argv)
-    try:
+
+    def command() -> int:
         results = ship(args.out, args.force)
-    except (ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({n: {k: m[k] for k in ("mcu_run", )} for n, m in results["models"].items()}, indent=1))
-    return 0
+        print(json.dumps({n: {k: m[k] for k in ("mcu_run", )} for n, m in results["models"].items()}, indent=1))
+        return 0
+
+    return cli.run(command)
 
 
 if __name__ == "__main__":

@@ -229,6 +229,16 @@ class TestCLI:
         assert __import__("re").search(accepted, err), err
 
     @pytest.mark.slow  # a fresh interpreter imports torch (about 10 s here)
+    @pytest.mark.parametrize("module", ["eekit.compress.mcu", "eekit.compress.requantize", "eekit.librispeech"])
+    def test_a_module_command_says_one_line_and_no_runpy_warning(self, module):
+        # regression: runpy warned "found in sys.modules ... unpredictable behaviour" above every module command's
+        # output, because the package imports these modules to register its models
+        result = subprocess.run([sys.executable, "-m", module, "--bogus"], capture_output=True, text=True,
+                                timeout=120, cwd=ROOT)
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+
+    @pytest.mark.slow  # a fresh interpreter imports torch (about 10 s here)
     def test_no_traceback_from_a_real_process(self, tmp_path):
         # regression: `train --subset 10` died with ZeroDivisionError (less than one batch)
         result = subprocess.run([sys.executable, "-m", "eekit", "train", "cnn-mnist", "--subset", "10", "--quiet",

@@ -72,7 +72,7 @@ def load_librispeech(split: str = "train", minutes: float | None = None) -> data
                             SAMPLE_RATE, ALPHABET)
 
 
-def prepare(source: Path, out: Path, force: bool = False) -> int:
+def prepare(source: str | Path, out: str | Path, force: bool = False) -> int:
     """Re-encode the 8 kHz FLAC corpus at ``source`` as Ogg Vorbis into ``out`` (the shipped folder); returns the
     number of utterances. Refuses to replace an existing folder without ``force``."""
     import soundfile

@@ -6,8 +6,10 @@ the issue found.
 """
 
 import hashlib
+import importlib
 import json
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -184,6 +186,14 @@ def cli(args: list[str], capsys, command=main) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def assert_one_line_error(code: int, err: str, accepted: str) -> None:
+    """The CLI's one way to refuse: exit 2 and a single ``error: ...`` line that matches ``accepted``."""
+    assert code == 2
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: ")
+    assert re.search(accepted, err), err
+
+
 class TestCLI:
     @pytest.mark.parametrize("args,accepted", [
         (["train", "cnn-mnist", "--subset", "10"], r"subset \(training samples\) must be a whole number >= 64"),
@@ -204,11 +214,7 @@ class TestCLI:
     ])
     def test_every_error_is_one_line_with_exit_2(self, args, accepted, capsys, monkeypatch):
         monkeypatch.chdir(ROOT)
-        code, err = cli(args, capsys)
-        assert code == 2
-        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-        assert err.startswith("error: ")
-        assert __import__("re").search(accepted, err), err
+        assert_one_line_error(*cli(args, capsys), accepted)
 
     @pytest.mark.parametrize("module,args,accepted", [
         ("eekit.compress.mcu", ["--bogus"], r"unrecognized arguments: --bogus \(see `python -m eekit.compress.mcu"),
@@ -222,11 +228,7 @@ class TestCLI:
         ("eekit.librispeech", ["--source", str(ROOT / "data" / "librispeech")], r"refusing to overwrite .*--force"),
     ])
     def test_module_commands_answer_the_same_way(self, module, args, accepted, capsys):
-        code, err = cli(args, capsys, command=__import__("importlib").import_module(module).main)
-        assert code == 2
-        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-        assert err.startswith("error: ")
-        assert __import__("re").search(accepted, err), err
+        assert_one_line_error(*cli(args, capsys, command=importlib.import_module(module).main), accepted)
 
     @pytest.mark.slow  # a fresh interpreter imports torch (about 10 s here)
     @pytest.mark.parametrize("module", ["eekit.compress.mcu", "eekit.compress.requantize", "eekit.librispeech"])
@@ -257,7 +259,7 @@ class TestCLI:
             assert json.loads(result.stdout)["model"] == "kws-fsdd"
         else:
             assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-            assert __import__("re").search(ACCEPTED, result.stderr)
+            assert re.search(ACCEPTED, result.stderr)
 
 
 # ============================================================================================ confident nonsense
@@ -495,7 +497,7 @@ def test_every_message_says_what_is_accepted(mnist):
     for call in calls:
         with pytest.raises(ValueError) as e:
             call()
-        assert __import__("re").search(ACCEPTED + r"|in \[|one of|exactly one|fraction|valid", str(e.value)), e.value
+        assert re.search(ACCEPTED + r"|in \[|one of|exactly one|fraction|valid", str(e.value)), e.value
 
 
 # ============================================================================================ widgets

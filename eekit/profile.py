@@ -25,6 +25,8 @@ from .files import write_atomic
 
 __all__ = ["ExitProfile", "OperatingPoint", "Sweep"]
 
+ORACLE_TABLE_LIMIT = 100_000_000  # cells of the oracle bound's knapsack table (0.1 GB, seconds); refused above
+
 
 @dataclass(frozen=True)
 class OperatingPoint:
@@ -222,13 +224,16 @@ class ExitProfile:
 
     def _at(self, c: Criterion, threshold: float) -> OperatingPoint:
         threshold = self._checked(c, threshold)
-        exits = self._exit_index(c, threshold)
+        return self._point(c.name, float(threshold), self._exit_index(c, threshold))
+
+    def _point(self, name: str, threshold: float, exits: np.ndarray) -> OperatingPoint:
+        """The operating point of one exit per sample (0-based ``exits`` [N])."""
         rows = np.arange(self.num_samples)
         accuracy = 1.0 - self.errors[rows, exits].sum() / self.totals.sum()
         mean_cost = float(self.cost[exits].mean())
         return OperatingPoint(
-            criterion=c.name,
-            threshold=float(threshold),
+            criterion=name,
+            threshold=threshold,
             accuracy=float(accuracy),
             mean_cost=mean_cost,
             savings=1.0 - mean_cost / self.full_cost,
@@ -308,6 +313,41 @@ class ExitProfile:
             candidates = np.flatnonzero(ok)
             best = candidates[np.lexsort((sw.mean_cost[candidates], -sw.accuracy[candidates]))[0]]
         return self._at(c, float(sw.thresholds[best]))
+
+    def oracle_bound(self, max_drop: float) -> OperatingPoint:
+        """The cheapest exit per sample, chosen with the errors in hand, whose accuracy stays within ``max_drop``
+        of the final exit's: an UPPER BOUND on what any criterion could save at that loss (it peeks at the
+        answers), where :meth:`calibrate` tells what one criterion does save. Exact, not greedy: a knapsack over
+        whole error counts (images: 0 or 1; sentences: edit distances)."""
+        max_drop = validate.number("max_drop", max_drop, 0, 1, accepted="a fraction in [0, 1] (0.01 = 1 point)")
+        if not np.array_equal(self.errors, np.round(self.errors)):
+            raise ValueError("the oracle bound counts whole errors; this profile's errors are fractional "
+                             "(accepted: 0/1 per image, or edit distances)")
+        errors = self.errors.astype(np.int64)
+        cap = int(np.floor(float(errors[:, -1].sum()) + max_drop * float(self.totals.sum()) + 1e-6))  # errors allowed
+        if self.num_samples * (cap + 1) > ORACLE_TABLE_LIMIT:
+            raise ValueError(f"the oracle bound's table would hold {self.num_samples:,} samples x {cap + 1:,} error "
+                             f"counts; accepted: at most {ORACLE_TABLE_LIMIT:,} cells (take fewer rows with .rows())")
+        least = np.full(cap + 1, np.inf)  # least[e]: the lowest total cost of the samples so far with e errors
+        least[0] = 0.0
+        picks = np.zeros((self.num_samples, cap + 1), dtype=np.min_scalar_type(self.num_exits - 1))
+        for i, row in enumerate(errors):
+            best = np.full(cap + 1, np.inf)
+            for k in range(self.num_exits):
+                e = int(row[k])
+                if e > cap:
+                    continue
+                cost = np.full(cap + 1, np.inf)
+                cost[e:] = least[:cap + 1 - e] + self.cost[k]
+                better = cost < best
+                best[better], picks[i, better] = cost[better], k
+            least = best
+        spent = int(np.argmin(least))  # the final exit everywhere is always feasible, so this is finite
+        exits = np.zeros(self.num_samples, dtype=np.int64)
+        for i in range(self.num_samples - 1, -1, -1):
+            exits[i] = picks[i, spent]
+            spent -= int(errors[i, exits[i]])
+        return self._point("oracle bound", max_drop, exits)  # its "threshold" is the loss it may spend
 
     # ------------------------------------------------------------------------------------------- save / load
     def save(self, path: str | Path) -> Path:

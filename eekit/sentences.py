@@ -228,14 +228,16 @@ def word_errors(profile: ExitProfile) -> np.ndarray:
 
 def results(name: str, criterion: str, out_dir: str | Path | None = None) -> dict:
     """One model's per-exit CER and WER (clean, 10 dB) and the exit rule on clean speech: the cheapest threshold of
-    ``criterion`` within :data:`MAX_DROP` of the final exit's CER, the layers it saves, and the CER at 10 dB with
-    that same threshold."""
+    ``criterion`` within :data:`MAX_DROP` of the final exit's CER, the layers it saves, the CER at 10 dB with
+    that same threshold, its controls at the same cost, and the oracle bound: what any rule could save within the
+    same loss."""
     criterion = validate.one_of("criterion", criterion, CRITERIA)
     profiles = {t: load_profile(name, t, out_dir) for t in TESTS}
     clean = profiles["clean"]
     threshold = float(clean.calibrate(criterion, max_drop=MAX_DROP).threshold)
     at = {t: p.at(criterion, threshold) for t, p in profiles.items()}
     exits = clean.exit_index(criterion, threshold)
+    oracle = clean.oracle_bound(MAX_DROP)
     return {
         "cer_by_exit": {t: _rounded(1 - p.exit_accuracy) for t, p in profiles.items()},
         "wer_by_exit": {t: _rounded(word_errors(p)) for t, p in profiles.items()},
@@ -246,6 +248,8 @@ def results(name: str, criterion: str, out_dir: str | Path | None = None) -> dic
         # controls on clean speech: a fixed depth, and exits shuffled across sentences, at the same mean cost
         "static_same_cost_cer": round(1 - static_same_cost(clean.exit_accuracy, at["clean"].mean_exit + 1), 4),
         "random_same_cost_cer": round(1 - random_same_cost(clean.errors, clean.totals, exits), 4),
+        # the ceiling: each sentence's exit chosen knowing its errors, within the same loss
+        "oracle_bound": {"cer": round(1 - oracle.accuracy, 4), "layers_saved": round(oracle.savings, 4)},
     }
 
 

@@ -352,6 +352,8 @@ CLAIMS: dict[str, list[tuple]] = {
         ("a static exit at the same cost reaches {} and random exits {}",
          lambda: (pct(sentence_rule("ctc_entropy")["static_same_cost_cer"], 1, " %"),
                   pct(sentence_rule("ctc_entropy")["random_same_cost_cer"], 1, " %")), ()),
+        ("point, and {} of the layers could be saved",
+         lambda: (pct(sentence_rule("ctc_entropy")["oracle_bound"]["layers_saved"], 0, " %"),), ()),
         ("with all 2.1 hours of labels {} from scratch, {} jointly fine-tuned, {} two-stage; with 30 minutes {} from "
          "scratch, {} jointly fine-tuned, {} two-stage",
          lambda: tuple(pct(sentence_card(f"sentences-{r}{b}")["cer_by_exit"]["clean"][-1], 1, " %")

@@ -1,10 +1,13 @@
 """The cached profile's arithmetic, checked against a hand-built example and against brute force."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
 from eekit.profile import ExitProfile
+from helpers import synthetic_profile
 
 
 def hand_profile():
@@ -66,6 +69,38 @@ def test_oracle_is_an_upper_bound():
     assert oracle.accuracy == pytest.approx(1.0)
     assert oracle.mean_cost <= p.at("max_prob", 0.9).mean_cost
     assert p.exit_index("oracle", 0.5).tolist() == [0, 0, 0, 1]
+
+
+def test_oracle_bound_is_the_cheapest_choice_within_the_loss_as_brute_force_finds_it():
+    rng = np.random.default_rng(1)
+    N, K = 5, 3
+    cost = np.array([1.0, 2.5, 3.0])
+    for _ in range(20):
+        errors = rng.integers(0, 6, (N, K)).astype(np.float32)  # edit distances, as a CTC profile holds
+        totals = np.full(N, 8.0, np.float32)
+        p = ExitProfile(np.zeros((N, K), str), errors, totals, cost, 3.0, list("abc"), kind="ctc")
+        for max_drop in (0.0, 0.05, 0.2):
+            allowed = errors[:, -1].sum() + max_drop * totals.sum()
+            cheapest = min(cost[list(e)].sum() for e in itertools.product(range(K), repeat=N)
+                           if errors[np.arange(N), list(e)].sum() <= allowed + 1e-6)
+            bound = p.oracle_bound(max_drop)
+            assert bound.mean_cost * N == pytest.approx(cheapest)
+            assert bound.accuracy >= p.final_accuracy - max_drop - 1e-6
+            assert bound.exit_counts.sum() == N
+
+
+def test_oracle_bound_saves_at_least_what_any_criterion_saves_at_the_same_loss():
+    p = synthetic_profile(samples=2_000, exits=4)
+    bound = p.oracle_bound(0.01)
+    for criterion in ("max_prob", "entropy", "margin"):
+        assert bound.mean_cost <= p.calibrate(criterion, max_drop=0.01).mean_cost + 1e-9
+    assert bound.mean_cost < p.cost[-1]  # and here it saves something
+    with pytest.raises(ValueError, match="whole errors"):
+        ExitProfile(p.predictions, p.errors * 0.5, p.totals, p.cost, p.full_cost, p.exit_names).oracle_bound(0.01)
+    with pytest.raises(ValueError, match=r"fraction in \[0, 1\]"):
+        p.oracle_bound(float("nan"))
+    with pytest.raises(ValueError, match="at most .* cells"):  # refused at once, not minutes of table-filling
+        synthetic_profile(samples=200_000, exits=2).oracle_bound(0.5)
 
 
 def test_pareto_keeps_only_undominated_points():

@@ -193,10 +193,20 @@ def test_the_exit_rule_saves_layers_but_does_not_beat_a_static_exit_of_the_same_
     assert rule["layers_used"]["snr10"] > rule["layers_used"]["clean"] + 1.0
 
 
+def test_an_oracle_could_save_twice_the_layers_the_rule_saves():
+    """The sentences differ in difficulty; the rule's confidence does not see it. Choosing each sentence's exit
+    with its errors in hand, within the same CER point, saves about half of the layers."""
+    rule = sentences.results("sentences-scratch", "ctc_entropy")
+    bound = rule["oracle_bound"]
+    assert bound["layers_saved"] == pytest.approx(0.5296, abs=1e-4)
+    assert bound["cer"] <= rule["cer_by_exit"]["clean"][-1] + sentences.MAX_DROP + 1e-9
+    assert bound["layers_saved"] > 2 * rule["layers_saved"]["clean"]
+
+
 def test_report_carries_the_exit_rule_and_the_comparison(capsys):
     assert main(["report", "sentences-scratch", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    for key in ("cer_by_exit", "wer_by_exit", "layers_saved", "threshold", "comparison"):
+    for key in ("cer_by_exit", "wer_by_exit", "layers_saved", "threshold", "comparison", "oracle_bound"):
         assert key in result, key
     assert set(result["cer_by_exit"]) == {"clean", "snr10"}
     assert result["cer"]["clean"] <= result["cer_by_exit"]["clean"][-1] + sentences.MAX_DROP + 1e-9

@@ -32,9 +32,12 @@ from . import data, files, validate
 from .memory import memory_returned
 from .models.exits import EarlyExitNet
 
-__all__ = ["TrainConfig", "LOSS_WEIGHTINGS", "exit_loss_weights", "train", "seed_everything", "machine"]
+__all__ = ["TrainConfig", "LOSS_WEIGHTINGS", "OPTIMIZERS", "exit_loss_weights", "train", "seed_everything", "machine"]
 
 LOSS_WEIGHTINGS = ("uniform", "increasing", "sdn", "final-only", "early-only", "random-exit")
+# "adam" adds weight_decay to the gradient (L2, as torch.optim.Adam); "adamw" decays the weights directly
+# (decoupled, Loshchilov & Hutter 2019), so the decay does not shrink with Adam's per-weight step size
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 @dataclass
@@ -46,7 +49,7 @@ class TrainConfig:
     lr: float = 0.05
     weight_decay: float = 5e-4
     momentum: float = 0.9
-    optimizer: str = "sgd"  # "sgd" (nesterov, one-cycle schedule) or "adam"
+    optimizer: str = "sgd"  # one of OPTIMIZERS: "sgd" (nesterov), "adam" or "adamw"; all on a one-cycle schedule
     loss_weights: str = "sdn"
     label_smoothing: float = 0.0
     distill: float = 0.0  # weight of the self-distillation term for early exits (0 = off)
@@ -58,10 +61,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.loss_weights not in LOSS_WEIGHTINGS:
-            raise ValueError(f"loss_weights must be one of {list(LOSS_WEIGHTINGS)}, got {self.loss_weights!r}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        validate.one_of("loss_weights", self.loss_weights, LOSS_WEIGHTINGS)
+        validate.one_of("optimizer", self.optimizer, OPTIMIZERS)
         validate.whole("epochs", self.epochs, 1)
         validate.whole("batch_size", self.batch_size, 1)
         validate.number("lr (learning rate)", self.lr, 0, low_open=True)
@@ -191,7 +192,8 @@ def _train(model: EarlyExitNet | nn.Module, train_set: Dataset, config: TrainCon
         opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=True,
                               weight_decay=config.weight_decay)
     else:
-        opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        adam = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        opt = adam(params, lr=config.lr, weight_decay=config.weight_decay)
     if steps >= 8:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.25)
     else:  # too few steps for a warm-up and a decay (tiny demo subsets): constant learning rate

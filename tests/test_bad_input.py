@@ -707,7 +707,8 @@ def test_pretrain_config_refuses_bad_fields(field, value, says):
 
 @pytest.mark.parametrize("field, value", [("weight_decay", -1.0), ("weight_decay", math.nan), ("momentum", 1.0),
                                           ("label_smoothing", math.nan), ("temperature", 0.0),
-                                          ("freeze_backbone", "no"), ("seed", -1), ("seed", 0.5)])
+                                          ("freeze_backbone", "no"), ("seed", -1), ("seed", 0.5),
+                                          ("optimizer", "rmsprop"), ("loss_weights", "deepest")])
 def test_train_config_refuses_its_other_fields(field, value):
     with pytest.raises(ValueError, match=ACCEPTED) as err:
         TrainConfig(**{field: value})

@@ -81,6 +81,20 @@ def test_a_checkpoint_saved_before_a_setting_existed_resumes_with_its_default(tm
               progress=False, checkpoint=checkpoint)
 
 
+@pytest.mark.parametrize("decay", [0.0, 0.5])
+def test_adamw_decays_the_weights_apart_from_the_gradient_and_equals_adam_without_decay(decay):
+    """AdamW without decay is Adam; with decay it differs from Adam's L2 decay (added to the gradient, then scaled
+    by Adam's per-weight step), which is the reason to offer it."""
+    def weights(optimizer: str, weight_decay: float) -> torch.Tensor:
+        model = fresh_model()
+        config = TrainConfig(**{**CONFIG.__dict__, "epochs": 1, "optimizer": optimizer, "weight_decay": weight_decay})
+        train(model, utterances(), config, progress=False)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    adamw, adam = weights("adamw", decay), weights("adam", decay)
+    assert torch.equal(adamw, adam) == (decay == 0.0)
+
+
 SPEED = TrainConfig(**{**CONFIG.__dict__, "epochs": 1, "speed_perturb": (0.9, 1.0, 1.1)})
 
 

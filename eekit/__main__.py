@@ -53,8 +53,12 @@ def add_train(sub) -> None:
     p.add_argument("--out", default="eekit-runs", help="output folder, created if its parent exists (data/checkpoints "
                    "replaces the shipped files, with --force); one command at a time may write it")
     p.add_argument("--subset", type=int, default=None, help="zoo recipes only: train on this many samples (quick demo)")
-    p.add_argument("--epochs", type=int, default=None, help="zoo recipes and ssl-hubert(-clean): override the recipe's "
-                   "epochs")
+    p.add_argument("--epochs", type=int, default=None, help="zoo recipes, ssl-hubert(-clean) and sentences: override "
+                   "the recipe's epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="sentences: override the recipe's batch size (8)")
+    p.add_argument("--lr", type=float, default=None, help="sentences: override the peak learning rate (2e-3)")
+    p.add_argument("--optimizer", default=None, help="sentences: sgd, adam or adamw (the recipe's: adam)")
+    p.add_argument("--weight-decay", type=float, default=None, help="sentences: override the weight decay (0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--force", action="store_true", help="replace existing weights, card and profile in --out")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu; ssl-hubert(-clean): "

@@ -17,7 +17,8 @@ model                  init    training
 
 Each at two label budgets: ``-30min`` (30 minutes of transcribed speech, 1.5 per training speaker) and all
 (2.1 hours). ``--speed-perturb`` plays each training sentence at 0.9, 1.0 or 1.1 times its speed
-(:class:`~eekit.data.SpeedPerturbed`); the shipped models train without it. Files:
+(:class:`~eekit.data.SpeedPerturbed`); the shipped models train without it. ``--epochs``, ``--batch-size``,
+``--lr``, ``--optimizer`` and ``--weight-decay`` try another schedule (:data:`TUNABLE`); the card records it. Files:
 ``data/checkpoints/sentences/<name>.{json,pt}`` (card, fp16 weights) and ``<name>.<test>.profile.npz`` for ``test``
 in :data:`TESTS`.
 """
@@ -25,9 +26,11 @@ in :data:`TESTS`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +48,7 @@ from .train import TrainConfig, machine, train
 from .zoo.registry import TRAIN_ALWAYS, Entry, Runner, register, register_runner, takes
 from .zoo.speech_grid import _from_half, _half, _ssl_encoder_state, encoder_fingerprint
 
-__all__ = ["RECIPES", "BUDGETS", "TESTS", "CRITERIA", "MAX_DROP", "OUT_DIR", "model_name", "names", "build",
+__all__ = ["RECIPES", "BUDGETS", "TESTS", "CRITERIA", "TUNABLE", "MAX_DROP", "OUT_DIR", "model_name", "names", "build",
            "train_model", "report_model", "load_model", "load_card", "load_profile", "test_set", "word_errors", "results",
            "comparison", "report"]
 
@@ -65,6 +68,9 @@ EPOCHS = {"30min": 50, "all": 30}
 STAGE_TWO_FRACTION = 0.4  # two-stage: the frozen-backbone head phase runs this share of the epochs
 _SPEECH = dict(batch_size=8, lr=2e-3, optimizer="adam", weight_decay=0.0, seed=SEED, length_batches=True,
                clip_norm=5.0, loss_weights="uniform")
+# what a run may change to try another schedule (``--epochs --batch-size --lr --optimizer --weight-decay``); the
+# card's phases and command record it, and the comparison block says when compared models trained differently
+TUNABLE = ("epochs", "batch_size", "lr", "optimizer", "weight_decay")
 
 
 def model_name(recipe: str, budget: str) -> str:
@@ -85,11 +91,22 @@ def _parse(name: str) -> tuple[str, str]:
     raise ValueError(f"unknown sentence model {name!r}; known: {names()}")
 
 
-def _phases(recipe: str, budget: str, speed_perturb: bool = False) -> list[TrainConfig]:
-    epochs = EPOCHS[budget]
-    speech = {**_SPEECH, "speed_perturb": data.SPEED_FACTORS if speed_perturb else ()}
+def _overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The :data:`TUNABLE` settings a run replaces (their values are checked by :class:`TrainConfig`)."""
+    overrides = dict(validate.instance("overrides", overrides or {}, Mapping, f"a mapping with keys from {TUNABLE}"))
+    for key in overrides:
+        validate.one_of("training setting", key, TUNABLE)
+    return overrides
+
+
+def _phases(recipe: str, budget: str, speed_perturb: bool = False,
+            overrides: Mapping[str, Any] | None = None) -> list[TrainConfig]:
+    settings = _overrides(overrides)
+    epochs = settings.pop("epochs", EPOCHS[budget])
+    speech = {**_SPEECH, **settings, "speed_perturb": data.SPEED_FACTORS if speed_perturb else ()}
     if recipe != "ssl-2st":
         return [TrainConfig(epochs=epochs, **speech)]
+    validate.whole("epochs (two-stage: at least one per stage)", epochs, 2)
     two = max(1, round(epochs * STAGE_TWO_FRACTION))
     return [TrainConfig(epochs=epochs - two, **{**speech, "loss_weights": "final-only"}),
             TrainConfig(epochs=two, **{**speech, "loss_weights": "early-only", "freeze_backbone": True})]
@@ -127,16 +144,19 @@ def _files(name: str, out: Path) -> list[Path]:
 
 def train_model(recipe: str, budget: str, out_dir: str | Path | None = None, force: bool = False,
                 progress: bool = True, device: str | None = None, resume: bool = False,
-                speed_perturb: bool = False) -> dict:
+                speed_perturb: bool = False, overrides: Mapping[str, Any] | None = None) -> dict:
     """Train one sentence model, profile every exit on :data:`TESTS`, write card, fp16 weights and profiles;
     returns the card. ``python -m eekit train sentences --recipe scratch --labels all``. ``device``: where to train
     (default: cuda when available, else cpu, as the other recipes); profiles are measured on the CPU.
 
     The run saves its state after every epoch (``<name>.resume-<phase>.pt`` in the output folder, removed when the
     model is written); ``resume`` continues a stopped run from there, ``force`` starts it over. ``speed_perturb``:
-    train on speed-perturbed sentences (the card's phases list the speeds)."""
+    train on speed-perturbed sentences (the card's phases list the speeds). ``overrides``: other values for the
+    :data:`TUNABLE` settings, e.g. ``{"epochs": 120, "optimizer": "adamw", "weight_decay": 0.05}``."""
     name = model_name(recipe, budget)
     speed_perturb = validate.instance("speed_perturb", speed_perturb, bool, "True or False")
+    overrides = _overrides(overrides)
+    _phases(recipe, budget, speed_perturb, overrides)  # bad settings are refused before any work
     device = check_device(device)
     out = validate.writable_dir("output folder", _out_dir(out_dir))
     validate.no_overwrite(_files(name, out), force)
@@ -146,7 +166,7 @@ def train_model(recipe: str, budget: str, out_dir: str | Path | None = None, for
         if left and not (resume or force):
             raise ValueError(f"a stopped run of {name} left its state in {left[-1]}; pass --resume to continue it, "
                              "or --force to start over")
-        return _train(recipe, budget, name, out, progress, device, resume, speed_perturb)
+        return _train(recipe, budget, name, out, progress, device, resume, speed_perturb, overrides)
 
 
 def _checkpoints(recipe: str, budget: str, out: Path) -> list[Path]:
@@ -155,10 +175,10 @@ def _checkpoints(recipe: str, budget: str, out: Path) -> list[Path]:
 
 
 def _train(recipe: str, budget: str, name: str, out: Path, progress: bool, device: torch.device,
-           resume: bool, speed_perturb: bool) -> dict:
+           resume: bool, speed_perturb: bool, overrides: dict[str, Any]) -> dict:
     model, source = build(recipe)
     train_set = librispeech.load_librispeech("train", minutes=None if budget == "all" else 30)
-    phases = _phases(recipe, budget, speed_perturb)
+    phases = _phases(recipe, budget, speed_perturb, overrides)
     checkpoints = _checkpoints(recipe, budget, out)
     if not resume:
         for path in checkpoints:
@@ -181,7 +201,8 @@ def _train(recipe: str, budget: str, name: str, out: Path, progress: bool, devic
             "cer_by_exit": {t: _rounded(1 - p.exit_accuracy) for t, p in profiles.items()},
             "wer_by_exit": {t: _rounded(word_errors(p)) for t, p in profiles.items()},
             "command": f"python -m eekit train sentences --recipe {recipe} --labels {budget}"
-                       + (" --speed-perturb" if speed_perturb else ""),
+                       + (" --speed-perturb" if speed_perturb else "")
+                       + "".join(f" --{k.replace('_', '-')} {v}" for k, v in overrides.items()),
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     writers = {out / f"{name}.pt": lambda p: torch.save(state, p)}
     writers.update({out / f"{name}.{t}.profile.npz": p.write for t, p in profiles.items()})
@@ -276,7 +297,7 @@ def _training(card: dict) -> dict:
     the batches and optimizer, and the speed perturbation (cards from before it existed ran without)."""
     first = card["phases"][0]
     return {"epochs": sum(p["epochs"] for p in card["phases"]),
-            **{k: first[k] for k in ("batch_size", "lr", "optimizer", "length_batches")},
+            **{k: first[k] for k in ("batch_size", "lr", "optimizer", "weight_decay", "length_batches")},
             "speed_perturb": list(first.get("speed_perturb", []))}
 
 
@@ -307,8 +328,9 @@ def _cli_train(args) -> str:
     if args.recipe is None or args.labels is None:
         raise ValueError(f"train sentences needs --recipe (must be one of {list(RECIPES)}) and --labels (one of "
                          f"{list(BUDGETS)})")
+    overrides = {k: getattr(args, k) for k in TUNABLE if getattr(args, k) is not None}
     card = train_model(args.recipe, args.labels, args.out, force=args.force, progress=not args.quiet,
-                       device=args.device, resume=args.resume, speed_perturb=args.speed_perturb)
+                       device=args.device, resume=args.resume, speed_perturb=args.speed_perturb, overrides=overrides)
     return json.dumps({k: card[k] for k in ("name", "cer_by_exit", "wer_by_exit", "training_seconds")}, indent=2)
 
 
@@ -317,8 +339,7 @@ def _cli_report(args) -> str:
 
 
 register_runner(Runner("train", "sentences", _cli_train, takes(
-    TRAIN_ALWAYS | {"recipe", "labels", "device", "resume", "speed_perturb"},
-    "train sentences (its recipes fix the epochs)")))
+    TRAIN_ALWAYS | {"recipe", "labels", "device", "resume", "speed_perturb", *TUNABLE}, "train sentences")))
 for _recipe in RECIPES:
     for _budget in BUDGETS:
         _name = model_name(_recipe, _budget)

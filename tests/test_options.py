@@ -97,6 +97,9 @@ CASES = {
                                "train sentences --recipe scratch --labels all --out o --resume"),
     (("train",), "--speed-perturb"): ("train sentences --recipe scratch --labels all --out o",
                                       "train sentences --recipe scratch --labels all --out o --speed-perturb"),
+    **{(("train",), f"--{o}"): ("train sentences --recipe scratch --labels all --out o",
+                                f"train sentences --recipe scratch --labels all --out o --{o} {v}")
+       for o, v in (("batch-size", 4), ("lr", 0.004), ("optimizer", "adamw"), ("weight-decay", 0.05))},
     (("train",), "--recipe"): ("train speech-recipe --recipe C --labels 250",
                                "train speech-recipe --recipe E --labels 250"),
     (("train",), "--labels"): ("train speech-recipe --recipe C --labels 250",
@@ -135,7 +138,11 @@ CASES = {
 REFUSED = [
     "train speech-recipe --recipe C --labels 250 --epochs 1", "train speech-recipe --recipe C --labels 250 --subset 64",
     "train speech-recipes --epochs 1", "train speech-recipes --subset 64",
-    "train sentences --recipe ssl --labels all --epochs 1", "train sentences --recipe ssl --labels all --device tpu",
+    "train sentences --recipe ssl-2st --labels all --epochs 1", "train sentences --recipe ssl --labels all --device tpu",
+    "train sentences --recipe ssl --labels all --optimizer rmsprop", "train sentences --recipe ssl --labels all --lr 0",
+    "train sentences --recipe ssl --labels all --batch-size 0", "train sentences --recipe ssl --labels all "
+    "--weight-decay -1", "train cnn-mnist --lr 0.1", "train ssl-hubert --optimizer adamw",
+    "train speech-recipe --recipe C --labels 250 --batch-size 4", "train cnn-mnist --weight-decay 0",
     "train sentences --recipe A --labels all", "train sentences --recipe ssl --labels 250", "train sentences",
     "train cnn-mnist --speed-perturb", "train speech-recipe --recipe C --labels 250 --speed-perturb",
     "report sentences-scratch --max-drop 0.1", "report sentences-scratch --measure", "report sentences-nope",
@@ -192,5 +199,7 @@ def test_the_recorded_work_gets_the_options_values(cli):
     *_, calls = cli("bench stages --model cnn-mnist --batch 4 --threads 1 --default-malloc".split())
     assert calls[0][0] == "bench_stages" and "('batch', 4)" in calls[0][2] and "('threads', 1)" in calls[0][2]
     assert "('keep_freed_memory', False)" in calls[0][2]
+    *_, calls = cli("train sentences --recipe ssl-2st --labels 30min --epochs 120 --lr 0.004 --optimizer adamw".split())
+    assert calls[0][0] == "_train" and "{'epochs': 120, 'lr': 0.004, 'optimizer': 'adamw'}" in calls[0][1]
     rc, out, _, _ = cli("bench widgets --json".split())
     assert rc == 0 and json.loads(out) == {"x": 1}

@@ -2,6 +2,7 @@
 shipped sentence models (cards agree with their profiles; the measured findings are pinned)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -117,7 +118,6 @@ def test_speed_perturb_trains_on_stretched_sentences_and_says_so_in_the_card(tmp
     full = librispeech.load_librispeech
     monkeypatch.setattr(sentences.librispeech, "load_librispeech", lambda split, minutes=None: full(split).subset(8))
     monkeypatch.setattr(sentences, "test_set", lambda test: test_set.subset(4))
-    monkeypatch.setitem(sentences.EPOCHS, "all", 1)
     heard = []
     real_getitem = data.SpeedPerturbed.__getitem__
 
@@ -128,11 +128,35 @@ def test_speed_perturb_trains_on_stretched_sentences_and_says_so_in_the_card(tmp
 
     monkeypatch.setattr(data.SpeedPerturbed, "__getitem__", spy)
     card = sentences.train_model("scratch", "all", out_dir=tmp_path, progress=False, device="cpu",
-                                 speed_perturb=True)
+                                 speed_perturb=True, overrides={"epochs": 1, "optimizer": "adamw", "weight_decay": 0.05})
     assert len(heard) == 8 and len({round(r, 2) for r in heard}) > 1  # every sentence, at more than one speed
     assert {round(r, 2) for r in heard} <= {round(1 / 0.9, 2), 1.0, round(1 / 1.1, 2)}
-    assert card["command"].endswith("--labels all --speed-perturb")
+    assert card["command"].endswith("--labels all --speed-perturb --epochs 1 --optimizer adamw --weight-decay 0.05")
     assert list(card["phases"][0]["speed_perturb"]) == [0.9, 1.0, 1.1]
+    assert {k: card["phases"][0][k] for k in ("epochs", "optimizer", "weight_decay", "batch_size")} == {
+        "epochs": 1, "optimizer": "adamw", "weight_decay": 0.05, "batch_size": sentences._SPEECH["batch_size"]}
+
+
+def test_overridden_settings_reach_every_phase_and_two_stage_still_splits_its_epochs():
+    phases = sentences._phases("ssl-2st", "all", overrides={"epochs": 120, "lr": 4e-3, "optimizer": "adamw"})
+    assert [p.epochs for p in phases] == [72, 48]  # the head-only stage keeps its share (STAGE_TWO_FRACTION)
+    assert all(p.lr == 4e-3 and p.optimizer == "adamw" and p.batch_size == 8 for p in phases)
+    assert sentences._phases("scratch", "30min")[0].epochs == sentences.EPOCHS["30min"]  # nothing given: the recipe's
+
+
+@pytest.mark.parametrize("overrides, says", [({"seed": 1}, "unknown training setting 'seed'"),
+                                             ({"optimizer": "rmsprop"}, "unknown optimizer"),
+                                             ({"epochs": 0}, "epochs must be"), ({"lr": -1.0}, "lr"),
+                                             ([("lr", 1.0)], "overrides must be a mapping")])
+def test_bad_overrides_are_refused_before_any_work(tmp_path, overrides, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        sentences.train_model("scratch", "all", out_dir=tmp_path, overrides=overrides)
+    assert not list(tmp_path.iterdir())
+
+
+def test_two_stage_needs_an_epoch_for_each_stage(tmp_path):
+    with pytest.raises(ValueError, match="at least one per stage"):
+        sentences.train_model("ssl-2st", "all", out_dir=tmp_path, overrides={"epochs": 1})
 
 
 def test_a_stopped_speed_perturbed_run_is_not_continued_without_it(tmp_path, monkeypatch):
@@ -231,14 +255,16 @@ def test_from_scratch_is_no_worse_than_pretrained_at_both_budgets():
         assert final["ssl-2st"] == max(final.values())
 
 
-def test_the_comparison_says_when_the_recipes_did_not_train_alike(tmp_path):
-    """One recipe retrained alone with ``--speed-perturb`` (or other epochs) still reports its gap, but not as
-    fair."""
+@pytest.mark.parametrize("setting, value", [("speed_perturb", [0.9, 1.0, 1.1]), ("weight_decay", 0.05),
+                                            ("optimizer", "adamw")])
+def test_the_comparison_says_when_the_recipes_did_not_train_alike(tmp_path, setting, value):
+    """One recipe retrained alone with ``--speed-perturb`` (or another optimizer, decay or epochs) still reports its
+    gap, but not as fair."""
     for name in ("sentences-scratch", "sentences-ssl", "sentences-ssl-2st"):
         card = sentences.load_card(name)
         if name == "sentences-scratch":
-            card["phases"][0]["speed_perturb"] = [0.9, 1.0, 1.1]
+            card["phases"][0][setting] = value
         (tmp_path / f"{name}.json").write_text(json.dumps(card))
     block = sentences.comparison(tmp_path)["all"]
-    assert block["same_training"] is False and block["differs"] == ["speed_perturb"]
+    assert block["same_training"] is False and block["differs"] == [setting]
     assert block["scratch_minus_best_pretrained"] == sentences.comparison()["all"]["scratch_minus_best_pretrained"]

@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.eekit-installed
 PORT   ?= 8888
 # the core and the command-line errors, type-checked with mypy --strict by `make lint` (tests/test_lint.py runs the same)
-TYPED  := eekit/models eekit/criteria.py eekit/profile.py eekit/runtime.py eekit/validate.py eekit/cli.py
+TYPED  := eekit/models eekit/criteria.py eekit/profile.py eekit/runtime.py eekit/validate.py eekit/cli.py eekit/intervals.py
 # Jupyter refuses to run as root unless told; containers and CI machines often are root
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 

@@ -19,7 +19,7 @@ import torch
 
 from . import cli, data, files, validate
 
-__all__ = ["ALPHABET", "TEST_SPEAKERS", "SAMPLE_RATE", "FOLDER", "speakers", "load_librispeech", "manifest"]
+__all__ = ["ALPHABET", "TEST_SPEAKERS", "SAMPLE_RATE", "FOLDER", "speakers", "rows", "load_librispeech", "manifest"]
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ' "
 SAMPLE_RATE = 8000
@@ -44,31 +44,37 @@ def speakers(split: str = "train") -> list[str]:
     return [s for s in every if (s in TEST_SPEAKERS) == (split == "test")]
 
 
-def load_librispeech(split: str = "train", minutes: float | None = None) -> data.Transcripts:
-    """The utterances of ``split``'s speakers as :class:`~eekit.data.Transcripts` over :data:`ALPHABET`.
+def rows(split: str = "train", minutes: float | None = None) -> list[dict]:
+    """The :func:`manifest` rows of ``split``'s speakers, in the order :func:`load_librispeech` reads them.
 
     ``minutes`` keeps a label budget: each speaker's first utterances (in id order) until the speaker has
     ``minutes / speakers`` of speech, so every voice keeps its share (``None``: everything).
     """
+    who = set(speakers(split))
+    kept = [row for row in manifest() if row["speaker"] in who]
+    if minutes is None:
+        return kept
+    minutes = validate.number("minutes (label budget)", minutes, 0, low_open=True)
+    share, used, budget = minutes * 60 / len(who), dict.fromkeys(who, 0.0), []
+    for row in kept:
+        if used[row["speaker"]] < share:
+            budget.append(row)
+            used[row["speaker"]] += float(row["seconds"])
+    return budget
+
+
+def load_librispeech(split: str = "train", minutes: float | None = None) -> data.Transcripts:
+    """The utterances of :func:`rows` (``split``'s speakers, within ``minutes`` of speech when given) as
+    :class:`~eekit.data.Transcripts` over :data:`ALPHABET`."""
     import soundfile
 
-    who = set(speakers(split))
-    rows = [row for row in manifest() if row["speaker"] in who]
-    if minutes is not None:
-        minutes = validate.number("minutes (label budget)", minutes, 0, low_open=True)
-        share, used, kept = minutes * 60 / len(who), dict.fromkeys(who, 0.0), []
-        for row in rows:
-            if used[row["speaker"]] < share:
-                kept.append(row)
-                used[row["speaker"]] += float(row["seconds"])
-        rows = kept
-    waves = []
-    for row in rows:
+    waves, chosen = [], rows(split, minutes)
+    for row in chosen:
         path = data.data_path(f"{FOLDER}/{row['path']}")
         audio, rate = soundfile.read(path, dtype="float32")
         validate.sample_rate(str(path), rate, SAMPLE_RATE)
         waves.append(torch.from_numpy(audio))
-    return data.Transcripts(waves, [row["transcript"] for row in rows], [row["speaker"] for row in rows],
+    return data.Transcripts(waves, [row["transcript"] for row in chosen], [row["speaker"] for row in chosen],
                             SAMPLE_RATE, ALPHABET)
 
 

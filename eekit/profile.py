@@ -149,17 +149,22 @@ class ExitProfile:
         """The samples of ``parts`` one after another (same exits, costs and criteria; ``scores`` concatenated);
         ``fields`` (e.g. ``meta``) replace the first part's."""
         first = parts[0]
+        labels = None if any(p.labels is None for p in parts) else np.concatenate([p.labels for p in parts])
         return cls(predictions=np.concatenate([p.predictions for p in parts]),
                    errors=np.concatenate([p.errors for p in parts]),
                    totals=np.concatenate([p.totals for p in parts]), cost=first.cost, full_cost=first.full_cost,
                    exit_names=first.exit_names, kind=first.kind, cost_unit=first.cost_unit,
-                   scores={n: np.concatenate([p.scores[n] for p in parts]) for n in first.scores}, **fields)
+                   scores={n: np.concatenate([p.scores[n] for p in parts]) for n in first.scores},
+                   **{"labels": labels, **fields})
 
     def rows(self, rows: slice, **fields: Any) -> "ExitProfile":
-        """The samples ``rows`` of a profile with precomputed scores (``fields``, e.g. ``meta``, replace its own)."""
+        """The samples ``rows`` of a profile with precomputed scores, their references (``labels``) kept
+        (``fields``, e.g. ``meta``, replace its own)."""
+        labels = None if self.labels is None else self.labels[rows]
         return ExitProfile(predictions=self.predictions[rows], errors=self.errors[rows], totals=self.totals[rows],
                            cost=self.cost, full_cost=self.full_cost, exit_names=self.exit_names, kind=self.kind,
-                           cost_unit=self.cost_unit, scores={n: v[rows] for n, v in self.scores.items()}, **fields)
+                           cost_unit=self.cost_unit, scores={n: v[rows] for n, v in self.scores.items()},
+                           **{"labels": labels, **fields})
 
     # ------------------------------------------------------------------------------------------------ basics
     @property

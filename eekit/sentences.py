@@ -39,6 +39,7 @@ import torchaudio.functional as AF
 from . import data, librispeech, validate
 from .evaluate import profile_speech
 from .files import claim_folder
+from .intervals import group_bootstrap
 from .models.speech import SpeechEarlyExit, conformer_ctc
 from .profile import ExitProfile
 from .report_format import table
@@ -48,9 +49,9 @@ from .train import TrainConfig, machine, train
 from .zoo.registry import TRAIN_ALWAYS, Entry, Runner, register, register_runner, takes
 from .zoo.speech_grid import _from_half, _half, _ssl_encoder_state, encoder_fingerprint
 
-__all__ = ["RECIPES", "BUDGETS", "TESTS", "CRITERIA", "TUNABLE", "MAX_DROP", "OUT_DIR", "model_name", "names", "build",
-           "train_model", "report_model", "load_model", "load_card", "load_profile", "test_set", "word_errors", "results",
-           "comparison", "report"]
+__all__ = ["RECIPES", "BUDGETS", "TESTS", "CRITERIA", "TUNABLE", "MAX_DROP", "OUT_DIR", "model_name", "names",
+           "build", "train_model", "report_model", "load_model", "load_card", "load_profile", "test_set", "word_errors",
+           "speaker_interval", "results", "comparison", "report"]
 
 RECIPES = ("scratch", "ssl", "ssl-2st")
 BUDGETS = ("30min", "all")
@@ -247,11 +248,32 @@ def word_errors(profile: ExitProfile) -> np.ndarray:
                      / total for k in range(profile.num_exits)])
 
 
+def _speakers(profile: ExitProfile) -> list[str]:
+    """Each profiled sentence's speaker, once the profile is checked to hold the held-out sentences in order."""
+    test = librispeech.rows("test")
+    if profile.labels is None or [r["transcript"] for r in test] != [str(label) for label in profile.labels]:
+        raise ValueError(f"the profile's {profile.num_samples} references are not the held-out speakers' "
+                         f"{len(test)} sentences in manifest order; profile them with sentences.test_set")
+    return [r["speaker"] for r in test]
+
+
+def speaker_interval(profile: ExitProfile, minus: ExitProfile | None = None) -> list[float]:
+    """The 95 % interval of the final exit's CER when the 8 held-out voices are redrawn
+    (:func:`~eekit.intervals.group_bootstrap`): how far the rate could move on another 8 speakers. With ``minus``
+    (another model's profile of the same sentences): the interval of the difference of their CERs, paired."""
+    speakers, other = _speakers(profile), None
+    if minus is not None:
+        _speakers(minus)  # the same held-out sentences, in the same order
+        other = minus.errors[:, -1]
+    low, high = group_bootstrap(profile.errors[:, -1], profile.totals, speakers, minus=other)
+    return [round(low, 4), round(high, 4)]
+
+
 def results(name: str, criterion: str, out_dir: str | Path | None = None) -> dict:
     """One model's per-exit CER and WER (clean, 10 dB) and the exit rule on clean speech: the cheapest threshold of
     ``criterion`` within :data:`MAX_DROP` of the final exit's CER, the layers it saves, the CER at 10 dB with
     that same threshold, its controls at the same cost, and the oracle bound: what any rule could save within the
-    same loss."""
+    same loss. ``final_cer_interval``: how much the final exit's CER depends on which 8 voices were held out."""
     criterion = validate.one_of("criterion", criterion, CRITERIA)
     profiles = {t: load_profile(name, t, out_dir) for t in TESTS}
     clean = profiles["clean"]
@@ -262,6 +284,8 @@ def results(name: str, criterion: str, out_dir: str | Path | None = None) -> dic
     return {
         "cer_by_exit": {t: _rounded(1 - p.exit_accuracy) for t, p in profiles.items()},
         "wer_by_exit": {t: _rounded(word_errors(p)) for t, p in profiles.items()},
+        # the final exit's CER if another 8 voices had been held out: a 95 % speaker-bootstrap interval
+        "final_cer_interval": {t: speaker_interval(p) for t, p in profiles.items()},
         "criterion": criterion, "threshold": round(threshold, 4),
         "cer": {t: round(1 - a.accuracy, 4) for t, a in at.items()},
         "layers_used": {t: round(float(a.mean_cost), 3) for t, a in at.items()},
@@ -303,20 +327,24 @@ def _training(card: dict) -> dict:
 
 def comparison(out_dir: str | Path | None = None) -> dict:
     """2309.09546's question per label budget: the from-scratch model's final-exit CER (clean) against the
-    pre-trained ones'. Read from the cards (their ``cer_by_exit`` is the shipped profiles', which a test checks), so
-    one model's report needs no other model's profiles. ``same_training`` says whether the compared models trained
-    alike (``differs`` names what did not): a recipe retrained alone with other settings makes the gap unfair."""
+    pre-trained ones' (read from the cards, whose ``cer_by_exit`` a test checks against the profiles), and the 95 %
+    speaker-bootstrap interval of its gap to the best of them (from the clean profiles, paired). ``same_training``
+    says whether the compared models trained alike (``differs`` names what did not): a recipe retrained alone with
+    other settings makes the gap unfair."""
     cards = {n: load_card(n, out_dir) for n in names() if _path(n, ".json", out_dir).is_file()}
     blocks = {}
     for budget in BUDGETS:
         compared = {r: cards[model_name(r, budget)] for r in RECIPES if model_name(r, budget) in cards}
         if "scratch" in compared and len(compared) > 1:
             by_recipe = {r: c["cer_by_exit"]["clean"][-1] for r, c in compared.items()}
-            best = min(v for r, v in by_recipe.items() if r != "scratch")
+            best = min((r for r in by_recipe if r != "scratch"), key=by_recipe.__getitem__)
             settings = [_training(c) for c in compared.values()]
             differs = sorted(k for k in settings[0] if any(s[k] != settings[0][k] for s in settings))
+            scratch, pretrained = (load_profile(model_name(r, budget), "clean", out_dir) for r in ("scratch", best))
             blocks[budget] = {"final_exit_cer": by_recipe,
-                              "scratch_minus_best_pretrained": round(by_recipe["scratch"] - best, 4),
+                              "scratch_minus_best_pretrained": round(by_recipe["scratch"] - by_recipe[best], 4),
+                              # paired over the same redrawn voices: holding 0 means these 8 cannot tell them apart
+                              "scratch_minus_best_pretrained_interval": speaker_interval(scratch, minus=pretrained),
                               "same_training": not differs, **({"differs": differs} if differs else {})}
     return blocks
 

@@ -184,3 +184,16 @@ def test_the_criterion_is_resolved_once_at_the_public_boundary(monkeypatch):
         calls.clear()
         run()
         assert len(calls) == 1
+
+
+def test_taking_rows_or_joining_profiles_keeps_each_samples_reference():
+    """A CTC profile's ``labels`` are its references (word error rates and speaker intervals read them)."""
+    profile = ExitProfile(predictions=np.array([["A", "AB"], ["C", "CD"], ["E", "EF"]]), errors=np.ones((3, 2)),
+                          totals=np.full(3, 2.0), cost=np.array([1.0, 2.0]), full_cost=2.0, exit_names=["0", "1"],
+                          kind="ctc", labels=np.array(["AB", "CD", "EF"]), scores={"ctc_entropy": np.zeros((3, 2))},
+                          cost_unit="layers")
+    assert profile.rows(slice(1, None)).labels.tolist() == ["CD", "EF"]
+    joined = ExitProfile.concat([profile.rows(slice(2, None)), profile.rows(slice(0, 1))])
+    assert joined.labels.tolist() == ["EF", "AB"] and joined.predictions[:, 1].tolist() == ["EF", "AB"]
+    without = ExitProfile.concat([profile, ExitProfile(**{**profile.__dict__, "labels": None})])
+    assert without.labels is None  # a part without references: none for the whole, never misaligned

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from eekit import data, sentences
+from eekit import data, intervals, sentences
 from eekit.report_format import pct, pcts
 from eekit.zoo import load_card, load_pretrained, load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "notebooks"
 FENCE = re.compile(r"```.*?```", re.S)
-PLACEHOLDER = r"[\d.,]+(?:\s?/\s?[\d.,]+)*(?:\s?%)?"  # a number, a " / " list of them, maybe a percent sign
+PLACEHOLDER = r"[-+]?[\d.,]+(?:\s?/\s?[\d.,]+)*(?:\s?%)?"  # a number (maybe signed), a " / " list of them, maybe a percent sign
 # a number with a unit that marks a measurement: percent, a ratio ("4.5x", not a shape "16 x 28"), mW, mJ, ...
 NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?\s?(?:%|x\b(?!\s*\d)|mW|mJ|µJ|MFLOPs|points?\b)")
 # lessons written after this test, whose numbers are not yet claimed here (say so in review; remove when done)
@@ -181,6 +181,8 @@ CLAIMS: dict[str, list[tuple]] = {
     "README.md": [],
     "docs/teaching.md": [],
     "docs/models.md": [
+        ("and {} speaker-bootstrap intervals (eekit.intervals: the 8 test voices redrawn {} times)",
+         lambda: (pct(intervals.LEVEL, 0, " %"), f"{intervals.DRAWS:,}"), ()),
         ("All but {0} were trained with {1}: run OMP_NUM_THREADS={1}", _thread_counts, ()),
         ("{} | {}", lambda: (pcts(card("cnn-mnist")["exit_accuracy"], 2),
                              " / ".join(f"{c:.2f}" for c in card("cnn-mnist")["exit_mflops"])), ()),
@@ -349,6 +351,12 @@ CLAIMS: dict[str, list[tuple]] = {
                   pct(sentence_card("sentences-scratch")["cer_by_exit"]["clean"][-1], 1, " %"),
                   pct(sentence_rule("ctc_entropy")["layers_saved"]["clean"], 0, " %"),
                   pct(sentence_rule("ctc_posterior")["layers_saved"]["clean"], 0, " %")), ()),
+        ("puts the final layer's clean CER between {} and {}",
+         lambda: tuple(pct(sentence_rule("ctc_entropy")["final_cer_interval"]["clean"][k], 1, " %") for k in (0, 1)), ()),
+        ("The gap from scratch minus the best pre-trained model lies between {} and {} points at 2.1 hours and between "
+         "{} and {} points at 30 minutes",
+         lambda: tuple(f"{100 * v:+.1f}" for b in ("all", "30min")
+                       for v in sentences.comparison()[b]["scratch_minus_best_pretrained_interval"]), ()),
         ("a static exit at the same cost reaches {} and random exits {}",
          lambda: (pct(sentence_rule("ctc_entropy")["static_same_cost_cer"], 1, " %"),
                   pct(sentence_rule("ctc_entropy")["random_same_cost_cer"], 1, " %")), ()),
@@ -716,3 +724,4 @@ CLAIMS["22_ssl_exits_without_labels.ipynb"] += [
     ("2 s of room tone moves a clip's exit by {} and {} layers", lambda: (
         f"{_found('padding_2s_shift', 'ssl-hubert'):.2f}", f"{_found('padding_2s_shift'):.2f}"), ()),
 ]
+

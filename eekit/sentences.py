@@ -318,7 +318,7 @@ def report(out_dir: str | Path | None = None) -> dict:
 
 def _training(card: dict) -> dict:
     """What must match for two recipes' numbers to be compared: the epochs (two-stage splits them into its phases),
-    the batches and optimizer, and the speed perturbation (cards from before it existed ran without)."""
+    the batches, optimizer and weight decay, and the speed perturbation (cards from before it existed ran without)."""
     first = card["phases"][0]
     return {"epochs": sum(p["epochs"] for p in card["phases"]),
             **{k: first[k] for k in ("batch_size", "lr", "optimizer", "weight_decay", "length_batches")},

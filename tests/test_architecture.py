@@ -85,7 +85,7 @@ def test_no_task_switch_outside_models():
 
 # docs/architecture.md's floors; inside floor 4 the orchestrators are ordered (zoo may use ssl, compress may use zoo)
 FLOORS = {"validate": 0, "files": 0, "memory": 0, "report_format": 0, "cli": 0, "data": 0.5, "librispeech": 0.6, "models": 1,
-          "criteria": 2, "profile": 2.5, "costs": 2, "runtime": 2.5, "train": 2, "evaluate": 3,
+          "criteria": 2, "profile": 2.5, "costs": 2, "runtime": 2.5, "train": 2, "intervals": 2, "evaluate": 3,
           "ssl": 4, "speech_encoders": 4.1, "zoo": 4.2, "energy": 4.3, "compress": 4.4, "sentences": 4.5,
           "recipes": 4.9, "speech_recipes": 4.9, "units": 4.9, "daisy": 4.9, "probes": 4.9, "adaptivity": 4.9,
           "widgets": 5, "onnx_export": 5.5, "bench": 5.5, "exercises": 5.5, "lessons": 5.5, "__main__": 6}

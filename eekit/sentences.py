@@ -51,7 +51,7 @@ from .zoo.speech_grid import _from_half, _half, _ssl_encoder_state, encoder_fing
 
 __all__ = ["RECIPES", "BUDGETS", "TESTS", "CRITERIA", "TUNABLE", "MAX_DROP", "OUT_DIR", "model_name", "names",
            "build", "train_model", "report_model", "load_model", "load_card", "load_profile", "test_set", "word_errors",
-           "speaker_interval", "results", "comparison", "report"]
+           "speaker_interval", "results", "comparison", "report", "cli_phases"]
 
 RECIPES = ("scratch", "ssl", "ssl-2st")
 BUDGETS = ("30min", "all")
@@ -351,14 +351,24 @@ def comparison(out_dir: str | Path | None = None) -> dict:
 
 # ------------------------------------------------------------------------------------ registry and command line
 
-def _cli_train(args) -> str:
-    """``python -m eekit train sentences --recipe R --labels B``."""
+def cli_phases(args) -> list[TrainConfig]:
+    """The training phases a parsed ``train sentences`` command runs: what its saved state must hold for
+    ``--resume`` to continue it (``tests/test_unfinished_runs.py`` checks the kept states against their commands)."""
+    return _phases(args.recipe, args.labels, args.speed_perturb, _cli_overrides(args))
+
+
+def _cli_overrides(args) -> dict[str, Any]:
     if args.recipe is None or args.labels is None:
         raise ValueError(f"train sentences needs --recipe (must be one of {list(RECIPES)}) and --labels (one of "
                          f"{list(BUDGETS)})")
-    overrides = {k: getattr(args, k) for k in TUNABLE if getattr(args, k) is not None}
+    return {k: getattr(args, k) for k in TUNABLE if getattr(args, k) is not None}
+
+
+def _cli_train(args) -> str:
+    """``python -m eekit train sentences --recipe R --labels B``."""
     card = train_model(args.recipe, args.labels, args.out, force=args.force, progress=not args.quiet,
-                       device=args.device, resume=args.resume, speed_perturb=args.speed_perturb, overrides=overrides)
+                       device=args.device, resume=args.resume, speed_perturb=args.speed_perturb,
+                       overrides=_cli_overrides(args))
     return json.dumps({k: card[k] for k in ("name", "cer_by_exit", "wer_by_exit", "training_seconds")}, indent=2)
 
 

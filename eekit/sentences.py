@@ -11,14 +11,15 @@ spells the 28-symbol :data:`~eekit.librispeech.ALPHABET`; training speakers only
 model                  init    training
 ====================== ======= =============================================================================
 ``sentences-scratch``  scratch every exit jointly (uniform loss weights, as 2309.09546)
-``sentences-ssl``      SSL     ``ssl-hubert``'s encoder, every exit jointly (HuBERT-EE joint fine-tuning)
+``sentences-ssl``      SSL     :data:`ENCODER`, every exit jointly (HuBERT-EE joint fine-tuning)
 ``sentences-ssl-2st``  SSL     two-stage: the final exit fine-tuned, then the early heads on the frozen backbone
 ====================== ======= =============================================================================
 
 Each at two label budgets: ``-30min`` (30 minutes of transcribed speech, 1.5 per training speaker) and all
 (2.1 hours). ``--speed-perturb`` plays each training sentence at 0.9, 1.0 or 1.1 times its speed
 (:class:`~eekit.data.SpeedPerturbed`); the shipped models train without it. ``--epochs``, ``--batch-size``,
-``--lr``, ``--optimizer`` and ``--weight-decay`` try another schedule (:data:`TUNABLE`); the card records it. Files:
+``--lr``, ``--optimizer`` and ``--weight-decay`` try another schedule (:data:`TUNABLE`), ``--encoder`` another
+pre-trained start (:data:`ENCODERS`); the card records both. Files:
 ``data/checkpoints/sentences/<name>.{json,pt}`` (card, fp16 weights) and ``<name>.<test>.profile.npz`` for ``test``
 in :data:`TESTS`.
 """
@@ -44,6 +45,7 @@ from .models.speech import SpeechEarlyExit, conformer_ctc
 from .profile import ExitProfile
 from .report_format import table
 from .runtime import check_device
+from .ssl.pretraining import ENCODERS as _PRETRAINED, NAME
 from .ssl.adaptivity import random_same_cost, static_same_cost
 from .train import TrainConfig, machine, train
 from .zoo.registry import TRAIN_ALWAYS, Entry, Runner, register, register_runner, takes
@@ -51,7 +53,7 @@ from .zoo.speech_grid import _from_half, _half, _ssl_encoder_state, encoder_fing
 
 __all__ = ["RECIPES", "BUDGETS", "TESTS", "CRITERIA", "TUNABLE", "MAX_DROP", "OUT_DIR", "model_name", "names",
            "build", "train_model", "report_model", "load_model", "load_card", "load_profile", "test_set", "word_errors",
-           "speaker_interval", "results", "comparison", "report", "cli_phases"]
+           "speaker_interval", "results", "comparison", "report", "cli_phases", "ENCODER", "ENCODERS"]
 
 RECIPES = ("scratch", "ssl", "ssl-2st")
 BUDGETS = ("30min", "all")
@@ -72,6 +74,10 @@ _SPEECH = dict(batch_size=8, lr=2e-3, optimizer="adam", weight_decay=0.0, seed=S
 # what a run may change to try another schedule (``--epochs --batch-size --lr --optimizer --weight-decay``); the
 # card's phases and command record it, and the comparison block says when compared models trained differently
 TUNABLE = ("epochs", "batch_size", "lr", "optimizer", "weight_decay")
+# the shipped self-supervised encoders an SSL recipe may start from (``--encoder``): ssl-hubert, pre-trained on
+# one-second words, or ssl-hubert-clean, which also heard the 20 training speakers' sentences (no transcripts)
+ENCODERS = tuple(_PRETRAINED)
+ENCODER = NAME  # the recipe's
 
 
 def model_name(recipe: str, budget: str) -> str:
@@ -113,19 +119,32 @@ def _phases(recipe: str, budget: str, speed_perturb: bool = False,
             TrainConfig(epochs=two, **{**speech, "loss_weights": "early-only", "freeze_backbone": True})]
 
 
-def build(recipe: str) -> tuple[SpeechEarlyExit, str]:
-    """A seeded ``conformer_ctc`` spelling :data:`~eekit.librispeech.ALPHABET`; SSL recipes load ``ssl-hubert``'s
-    encoder (the heads stay at their seeded init). Returns the model and where its weights came from."""
-    recipe = validate.one_of("recipe", recipe, RECIPES)
+def build(recipe: str, encoder: str | None = None) -> tuple[SpeechEarlyExit, str]:
+    """A seeded ``conformer_ctc`` spelling :data:`~eekit.librispeech.ALPHABET`; SSL recipes load ``encoder``
+    (one of :data:`ENCODERS`, :data:`ENCODER` unless told; the heads stay at their seeded init). Returns the model and
+    where its weights came from."""
+    encoder = _encoder(recipe, encoder)
     torch.manual_seed(SEED)
     model = conformer_ctc(alphabet=librispeech.ALPHABET)
-    if recipe == "scratch":
+    if encoder is None:
         return model, f"scratch (torch.manual_seed({SEED}))"
-    state, source = _ssl_encoder_state(None)
+    state, source = _ssl_encoder_state(None, encoder)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("exits.") for k in missing):
         raise ValueError(f"the SSL encoder does not fit conformer_ctc(): missing {missing}, unexpected {unexpected}")
     return model, f"{source}; encoder fingerprint {encoder_fingerprint(state)}"
+
+
+def _encoder(recipe: str, encoder: str | None) -> str | None:
+    """The encoder a recipe starts from: none for scratch (which refuses one), else ``encoder`` or :data:`ENCODER`."""
+    recipe = validate.one_of("recipe", recipe, RECIPES)
+    if encoder is None:
+        return None if recipe == "scratch" else ENCODER
+    encoder = validate.one_of("encoder", encoder, ENCODERS)
+    if recipe == "scratch":
+        raise ValueError(f"--encoder does not apply to the scratch recipe (it starts from random weights); it "
+                         f"takes one of {list(ENCODERS)} for the pre-trained recipes {list(RECIPES[1:])}")
+    return encoder
 
 
 @lru_cache(maxsize=2)
@@ -145,7 +164,8 @@ def _files(name: str, out: Path) -> list[Path]:
 
 def train_model(recipe: str, budget: str, out_dir: str | Path | None = None, force: bool = False,
                 progress: bool = True, device: str | None = None, resume: bool = False,
-                speed_perturb: bool = False, overrides: Mapping[str, Any] | None = None) -> dict:
+                speed_perturb: bool = False, overrides: Mapping[str, Any] | None = None,
+                encoder: str | None = None) -> dict:
     """Train one sentence model, profile every exit on :data:`TESTS`, write card, fp16 weights and profiles;
     returns the card. ``python -m eekit train sentences --recipe scratch --labels all``. ``device``: where to train
     (default: cuda when available, else cpu, as the other recipes); profiles are measured on the CPU.
@@ -153,11 +173,13 @@ def train_model(recipe: str, budget: str, out_dir: str | Path | None = None, for
     The run saves its state after every epoch (``<name>.resume-<phase>.pt`` in the output folder, removed when the
     model is written); ``resume`` continues a stopped run from there, ``force`` starts it over. ``speed_perturb``:
     train on speed-perturbed sentences (the card's phases list the speeds). ``overrides``: other values for the
-    :data:`TUNABLE` settings, e.g. ``{"epochs": 120, "optimizer": "adamw", "weight_decay": 0.05}``."""
+    :data:`TUNABLE` settings, e.g. ``{"epochs": 120, "optimizer": "adamw", "weight_decay": 0.05}``. ``encoder``: the
+    pre-trained start of an SSL recipe (:func:`build`)."""
     name = model_name(recipe, budget)
     speed_perturb = validate.instance("speed_perturb", speed_perturb, bool, "True or False")
     overrides = _overrides(overrides)
     _phases(recipe, budget, speed_perturb, overrides)  # bad settings are refused before any work
+    _encoder(recipe, encoder)
     device = check_device(device)
     out = validate.writable_dir("output folder", _out_dir(out_dir))
     validate.no_overwrite(_files(name, out), force)
@@ -167,7 +189,7 @@ def train_model(recipe: str, budget: str, out_dir: str | Path | None = None, for
         if left and not (resume or force):
             raise ValueError(f"a stopped run of {name} left its state in {left[-1]}; pass --resume to continue it, "
                              "or --force to start over")
-        return _train(recipe, budget, name, out, progress, device, resume, speed_perturb, overrides)
+        return _train(recipe, budget, name, out, progress, device, resume, speed_perturb, overrides, encoder)
 
 
 def _checkpoints(recipe: str, budget: str, out: Path) -> list[Path]:
@@ -176,8 +198,8 @@ def _checkpoints(recipe: str, budget: str, out: Path) -> list[Path]:
 
 
 def _train(recipe: str, budget: str, name: str, out: Path, progress: bool, device: torch.device,
-           resume: bool, speed_perturb: bool, overrides: dict[str, Any]) -> dict:
-    model, source = build(recipe)
+           resume: bool, speed_perturb: bool, overrides: dict[str, Any], encoder: str | None) -> dict:
+    model, source = build(recipe, encoder)
     train_set = librispeech.load_librispeech("train", minutes=None if budget == "all" else 30)
     phases = _phases(recipe, budget, speed_perturb, overrides)
     checkpoints = _checkpoints(recipe, budget, out)
@@ -203,7 +225,8 @@ def _train(recipe: str, budget: str, name: str, out: Path, progress: bool, devic
             "wer_by_exit": {t: _rounded(word_errors(p)) for t, p in profiles.items()},
             "command": f"python -m eekit train sentences --recipe {recipe} --labels {budget}"
                        + (" --speed-perturb" if speed_perturb else "")
-                       + "".join(f" --{k.replace('_', '-')} {v}" for k, v in overrides.items()),
+                       + "".join(f" --{k.replace('_', '-')} {v}" for k, v in overrides.items())
+                       + (f" --encoder {encoder}" if encoder else ""),
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     writers = {out / f"{name}.pt": lambda p: torch.save(state, p)}
     writers.update({out / f"{name}.{t}.profile.npz": p.write for t, p in profiles.items()})
@@ -368,7 +391,7 @@ def _cli_train(args) -> str:
     """``python -m eekit train sentences --recipe R --labels B``."""
     card = train_model(args.recipe, args.labels, args.out, force=args.force, progress=not args.quiet,
                        device=args.device, resume=args.resume, speed_perturb=args.speed_perturb,
-                       overrides=_cli_overrides(args))
+                       overrides=_cli_overrides(args), encoder=args.encoder)
     return json.dumps({k: card[k] for k in ("name", "cer_by_exit", "wer_by_exit", "training_seconds")}, indent=2)
 
 
@@ -377,7 +400,7 @@ def _cli_report(args) -> str:
 
 
 register_runner(Runner("train", "sentences", _cli_train, takes(
-    TRAIN_ALWAYS | {"recipe", "labels", "device", "resume", "speed_perturb", *TUNABLE}, "train sentences")))
+    TRAIN_ALWAYS | {"recipe", "labels", "device", "resume", "speed_perturb", "encoder", *TUNABLE}, "train sentences")))
 for _recipe in RECIPES:
     for _budget in BUDGETS:
         _name = model_name(_recipe, _budget)

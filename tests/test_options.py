@@ -100,6 +100,8 @@ CASES = {
     **{(("train",), f"--{o}"): ("train sentences --recipe scratch --labels all --out o",
                                 f"train sentences --recipe scratch --labels all --out o --{o} {v}")
        for o, v in (("batch-size", 4), ("lr", 0.004), ("optimizer", "adamw"), ("weight-decay", 0.05))},
+    (("train",), "--encoder"): ("train sentences --recipe ssl --labels all --out o",
+                                "train sentences --recipe ssl --labels all --out o --encoder ssl-hubert-clean"),
     (("train",), "--recipe"): ("train speech-recipe --recipe C --labels 250",
                                "train speech-recipe --recipe E --labels 250"),
     (("train",), "--labels"): ("train speech-recipe --recipe C --labels 250",
@@ -144,6 +146,8 @@ REFUSED = [
     "--weight-decay -1", "train cnn-mnist --lr 0.1", "train ssl-hubert --optimizer adamw",
     "train speech-recipe --recipe C --labels 250 --batch-size 4", "train cnn-mnist --weight-decay 0",
     "train sentences --recipe A --labels all", "train sentences --recipe ssl --labels 250", "train sentences",
+    "train sentences --recipe scratch --labels all --encoder ssl-hubert-clean",
+    "train sentences --recipe ssl --labels all --encoder wav2vec2", "train cnn-mnist --encoder ssl-hubert",
     "train cnn-mnist --speed-perturb", "train speech-recipe --recipe C --labels 250 --speed-perturb",
     "report sentences-scratch --max-drop 0.1", "report sentences-scratch --measure", "report sentences-nope",
     "train ssl-hubert --recipe A", "train ssl-hubert --labels 250", "train ssl-hubert --subset 64",
@@ -201,5 +205,7 @@ def test_the_recorded_work_gets_the_options_values(cli):
     assert "('keep_freed_memory', False)" in calls[0][2]
     *_, calls = cli("train sentences --recipe ssl-2st --labels 30min --epochs 120 --lr 0.004 --optimizer adamw".split())
     assert calls[0][0] == "_train" and "{'epochs': 120, 'lr': 0.004, 'optimizer': 'adamw'}" in calls[0][1]
+    *_, calls = cli("train sentences --recipe ssl --labels all --encoder ssl-hubert-clean".split())
+    assert calls[0][0] == "_train" and calls[0][1].endswith("{}, 'ssl-hubert-clean')")
     rc, out, _, _ = cli("bench widgets --json".split())
     assert rc == 0 and json.loads(out) == {"x": 1}

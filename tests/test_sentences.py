@@ -13,6 +13,7 @@ from eekit.__main__ import main
 from eekit.evaluate import greedy_ctc
 from eekit.models.speech import conformer_ctc
 from eekit.profile import ExitProfile
+from eekit.ssl import load_encoder
 from eekit.train import train
 
 
@@ -158,6 +159,25 @@ def test_bad_overrides_are_refused_before_any_work(tmp_path, overrides, says):
 def test_two_stage_needs_an_epoch_for_each_stage(tmp_path):
     with pytest.raises(ValueError, match="at least one per stage"):
         sentences.train_model("ssl-2st", "all", out_dir=tmp_path, overrides={"epochs": 1})
+
+
+def test_a_pretrained_recipe_starts_from_the_encoder_it_is_given():
+    """``--encoder``: the SSL recipes load the named shipped encoder (ENCODER unless told) under seeded heads; the
+    scratch recipe refuses one, and an unknown name is refused with the known ones."""
+    built = {e: sentences.build("ssl", e) for e in (None, *sentences.ENCODERS)}
+    assert built[None][1] == built[sentences.ENCODER][1]
+    for name in sentences.ENCODERS:
+        model, source = built[name]
+        assert source.startswith(f"{name}.pt (shipped); encoder fingerprint ")
+        encoder = load_encoder(name)[0].encoder_state()
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in encoder.items())
+    first, second = (built[e][0].state_dict() for e in sentences.ENCODERS)
+    assert not torch.equal(first["layers.0.self_attn.in_proj_weight"], second["layers.0.self_attn.in_proj_weight"])
+    assert all(torch.equal(first[k], second[k]) for k in first if k.startswith("exits."))  # the same seeded heads
+    with pytest.raises(ValueError, match="does not apply to the scratch recipe"):
+        sentences.build("scratch", "ssl-hubert-clean")
+    with pytest.raises(ValueError, match=r"unknown encoder 'wav2vec2'; known: \['ssl-hubert', 'ssl-hubert-clean'\]"):
+        sentences.train_model("ssl", "all", out_dir="/nonexistent", encoder="wav2vec2")
 
 
 def test_a_stopped_speed_perturbed_run_is_not_continued_without_it(tmp_path, monkeypatch):

@@ -168,14 +168,14 @@ def shipped_encoder_fingerprint() -> str:
     return encoder_fingerprint(load_encoder(NAME)[0].encoder_state())
 
 
-def _ssl_encoder_state(checkpoint: str | Path | None) -> tuple[dict, str]:
-    """The SSL encoder's weights (``SpeechEarlyExit`` names) and where they came from: the shipped ``ssl-hubert``
-    (checksum-verified), or a pretraining checkpoint (``.resume.pt``): the utterance-mixing phase's last epoch holds
+def _ssl_encoder_state(checkpoint: str | Path | None, name: str = NAME) -> tuple[dict, str]:
+    """The SSL encoder's weights (``SpeechEarlyExit`` names) and where they came from: the shipped encoder ``name``
+    (checksum-verified; ``ssl-hubert`` unless told), or a pretraining checkpoint (``.resume.pt``): the utterance-mixing phase's last epoch holds
     the same encoder as the shipped file (DAISY's heads are fitted afterwards on the frozen encoder), every other
     one is for development only. The card's ``ssl_encoder_fingerprint`` says which encoder it was."""
     if checkpoint is None:
-        encoder, _ = load_encoder(NAME)
-        return encoder.encoder_state(), f"{NAME}.pt (shipped)"
+        encoder, _ = load_encoder(name)
+        return encoder.encoder_state(), f"{name}.pt (shipped)"
     state = data.read_torch(checkpoint)
     encoder = {k: v for k, v in state["model"].items() if k.startswith(ENCODER_PREFIXES)}
     config = state["config"]

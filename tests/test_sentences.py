@@ -3,18 +3,20 @@ shipped sentence models (cards agree with their profiles; the measured findings 
 
 import json
 import re
+import shlex
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 
 from eekit import data, librispeech, sentences
-from eekit.__main__ import main
+from eekit.__main__ import build_parser, main
 from eekit.evaluate import greedy_ctc
 from eekit.models.speech import conformer_ctc
 from eekit.profile import ExitProfile
 from eekit.ssl import load_encoder
-from eekit.train import train
+from eekit.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +207,20 @@ def test_train_refuses_an_unknown_device_before_any_work(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------------- the shipped models
+
+@pytest.mark.parametrize("name", sentences.names())
+def test_each_shipped_cards_command_reruns_its_recipe(name):
+    """The command a card gives asks, under today's defaults, for the phases the card trained with and for the
+    encoder it started from: changing a default without retraining, or a card from another recipe, fails here."""
+    card = sentences.load_card(name)
+    assert card["command"].startswith("python -m eekit train sentences ")
+    args = build_parser().parse_args(shlex.split(card["command"])[3:])
+    assert sentences.model_name(args.recipe, args.labels) == name
+    asked = [json.loads(json.dumps(asdict(p))) for p in sentences.cli_phases(args)]
+    assert [{**json.loads(json.dumps(asdict(TrainConfig()))), **p} for p in card["phases"]] == asked
+    encoder = sentences._encoder(args.recipe, args.encoder)
+    assert card["init_from"].startswith(f"{encoder}.pt (shipped); " if encoder else "scratch (")
+
 
 @pytest.mark.parametrize("name", sentences.names())
 def test_each_shipped_model_has_a_card_that_its_profiles_confirm(name):

@@ -65,8 +65,8 @@ def add_train(sub) -> None:
                    "cpu only)")
     p.add_argument("--resume", action="store_true", help="sentences: continue a stopped run from the state it saved "
                    "after its last epoch")
-    p.add_argument("--speed-perturb", action="store_true", help="sentences: play each training sentence at 0.9, 1.0 or "
-                   "1.1 times its speed (the shipped sentence models train without)")
+    p.add_argument("--speed-perturb", action=argparse.BooleanOptionalAction, default=None, help="sentences: play each "
+                   "training sentence at 0.9, 1.0 or 1.1 times its speed, or never (the recipe's: never)")
     p.add_argument("--encoder", default=None, help="sentences, pre-trained recipes: the self-supervised encoder to "
                    "start from, ssl-hubert or ssl-hubert-clean (the recipe's: ssl-hubert)")
     p.add_argument("--recipe", default=None, help="speech-recipe(s): A, B, C, D or E (eekit.speech_recipes); "

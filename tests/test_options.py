@@ -95,8 +95,8 @@ CASES = {
     (("train",), "--device"): ("train cnn-mnist", "train cnn-mnist --device cuda"),  # refused where no GPU is
     (("train",), "--resume"): ("train sentences --recipe scratch --labels all --out o",
                                "train sentences --recipe scratch --labels all --out o --resume"),
-    (("train",), "--speed-perturb"): ("train sentences --recipe scratch --labels all --out o",
-                                      "train sentences --recipe scratch --labels all --out o --speed-perturb"),
+    (("train",), "--no-speed-perturb"): ("train sentences --recipe scratch --labels all --out o --no-speed-perturb",
+                                         "train sentences --recipe scratch --labels all --out o --speed-perturb"),
     **{(("train",), f"--{o}"): ("train sentences --recipe scratch --labels all --out o",
                                 f"train sentences --recipe scratch --labels all --out o --{o} {v}")
        for o, v in (("batch-size", 4), ("lr", 0.004), ("optimizer", "adamw"), ("weight-decay", 0.05))},
@@ -148,7 +148,7 @@ REFUSED = [
     "train sentences --recipe A --labels all", "train sentences --recipe ssl --labels 250", "train sentences",
     "train sentences --recipe scratch --labels all --encoder ssl-hubert-clean",
     "train sentences --recipe ssl --labels all --encoder wav2vec2", "train cnn-mnist --encoder ssl-hubert",
-    "train cnn-mnist --speed-perturb", "train speech-recipe --recipe C --labels 250 --speed-perturb",
+    "train cnn-mnist --speed-perturb", "train cnn-mnist --no-speed-perturb", "train speech-recipe --recipe C --labels 250 --speed-perturb",
     "report sentences-scratch --max-drop 0.1", "report sentences-scratch --measure", "report sentences-nope",
     "train ssl-hubert --recipe A", "train ssl-hubert --labels 250", "train ssl-hubert --subset 64",
     "train ssl-hubert --device cuda", "train ssl-hubert --resume", "train cnn-mnist --resume",
@@ -205,6 +205,9 @@ def test_the_recorded_work_gets_the_options_values(cli):
     assert "('keep_freed_memory', False)" in calls[0][2]
     *_, calls = cli("train sentences --recipe ssl-2st --labels 30min --epochs 120 --lr 0.004 --optimizer adamw".split())
     assert calls[0][0] == "_train" and "{'epochs': 120, 'lr': 0.004, 'optimizer': 'adamw'}" in calls[0][1]
+    for flag, speed in (("", None), (" --speed-perturb", True), (" --no-speed-perturb", False)):  # None: the recipe's
+        *_, calls = cli(f"train sentences --recipe scratch --labels all{flag}".split())
+        assert calls[0][1].endswith(f"False, {speed}, {{}}, None)")  # resume, speed_perturb, overrides, encoder
     *_, calls = cli("train sentences --recipe ssl --labels all --encoder ssl-hubert-clean".split())
     assert calls[0][0] == "_train" and calls[0][1].endswith("{}, 'ssl-hubert-clean')")
     rc, out, _, _ = cli("bench widgets --json".split())

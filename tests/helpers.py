@@ -44,3 +44,26 @@ def small_noise_runs(monkeypatch, count: int = 30):
     monkeypatch.setattr(noise, "_mix", lru_cache(maxsize=4)(noise._mix.__wrapped__))
     monkeypatch.setattr(noise, "_profile", lru_cache(maxsize=None)(noise._profile.__wrapped__))
     return runs
+
+
+def check_sentence_card_against(card: dict, command: str) -> None:
+    """Fail unless ``command`` (a ``python -m eekit train sentences ...`` line, maybe after ``VAR=value`` settings),
+    parsed by the kit's own parser under today's defaults, asks for the model, the training phases and the
+    pre-trained start that ``card`` records."""
+    import json
+    import shlex
+    from dataclasses import asdict
+
+    from eekit import sentences
+    from eekit.__main__ import build_parser
+    from eekit.train import TrainConfig
+
+    words = [w for w in shlex.split(command) if "=" not in w or w.startswith("-")]
+    assert words[:4] == ["python", "-m", "eekit", "train"], command
+    args = build_parser().parse_args(words[3:])
+    assert args.model == "sentences" and sentences.model_name(args.recipe, args.labels) == card["name"]
+    as_json = lambda config: json.loads(json.dumps(asdict(config)))  # noqa: E731 (tuples as lists, as in a card)
+    assert [{**as_json(TrainConfig()), **p} for p in card["phases"]] == [as_json(p) for p in sentences.cli_phases(args)]
+    encoder = sentences._encoder(args.recipe, args.encoder)
+    assert card["init_from"].startswith(f"{encoder}.pt (shipped); " if encoder else "scratch ("), card["init_from"]
+

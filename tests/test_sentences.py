@@ -3,20 +3,19 @@ shipped sentence models (cards agree with their profiles; the measured findings 
 
 import json
 import re
-import shlex
-from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 
 from eekit import data, librispeech, sentences, zoo
-from eekit.__main__ import build_parser, main
+from eekit.__main__ import main
 from eekit.evaluate import greedy_ctc
 from eekit.models.speech import conformer_ctc
 from eekit.profile import ExitProfile
 from eekit.ssl import load_encoder
-from eekit.train import TrainConfig, train
+from eekit.train import train
+from helpers import check_sentence_card_against
 
 
 @pytest.fixture(scope="module")
@@ -214,13 +213,7 @@ def test_each_shipped_cards_command_reruns_its_recipe(name):
     and for the encoder it started from: a default changed without retraining, or a card from another recipe, fails."""
     card = sentences.load_card(name)
     for command in (card["command"], zoo.get(name).command):  # the card's own, and the one the registry lists
-        assert command.startswith("python -m eekit train sentences ")
-        args = build_parser().parse_args(shlex.split(command)[3:])
-        assert sentences.model_name(args.recipe, args.labels) == name
-        asked = [json.loads(json.dumps(asdict(p))) for p in sentences.cli_phases(args)]
-        assert [{**json.loads(json.dumps(asdict(TrainConfig()))), **p} for p in card["phases"]] == asked
-        encoder = sentences._encoder(args.recipe, args.encoder)
-        assert card["init_from"].startswith(f"{encoder}.pt (shipped); " if encoder else "scratch (")
+        check_sentence_card_against(card, command)
 
 
 @pytest.mark.parametrize("name", sentences.names())

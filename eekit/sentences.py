@@ -17,9 +17,9 @@ model                  init    training
 
 Each at two label budgets: ``-30min`` (30 minutes of transcribed speech, 1.5 per training speaker) and all
 (2.1 hours). ``--speed-perturb`` plays each training sentence at 0.9, 1.0 or 1.1 times its speed
-(:class:`~eekit.data.SpeedPerturbed`), ``--no-speed-perturb`` never; the recipe's is :data:`SPEED_PERTURB`. ``--epochs``, ``--batch-size``,
-``--lr``, ``--optimizer`` and ``--weight-decay`` try another schedule (:data:`TUNABLE`), ``--encoder`` another
-pre-trained start (:data:`ENCODERS`); the card records both. Files:
+(:class:`~eekit.data.SpeedPerturbed`), ``--no-speed-perturb`` never; the recipe's is :data:`SPEED_PERTURB`.
+``--epochs``, ``--batch-size``, ``--lr``, ``--optimizer`` and ``--weight-decay`` try another schedule
+(:data:`TUNABLE`), ``--encoder`` another pre-trained start (:data:`ENCODERS`); the card records both. Files:
 ``data/checkpoints/sentences/<name>.{json,pt}`` (card, fp16 weights) and ``<name>.<test>.profile.npz`` for ``test``
 in :data:`TESTS`.
 """
@@ -174,9 +174,9 @@ def train_model(recipe: str, budget: str, out_dir: str | Path | None = None, for
 
     The run saves its state after every epoch (``<name>.resume-<phase>.pt`` in the output folder, removed when the
     model is written); ``resume`` continues a stopped run from there, ``force`` starts it over. ``speed_perturb``:
-    train on speed-perturbed sentences or not (None: :data:`SPEED_PERTURB`; the card's phases list the speeds). ``overrides``: other values for the
-    :data:`TUNABLE` settings, e.g. ``{"epochs": 120, "optimizer": "adamw", "weight_decay": 0.05}``. ``encoder``: the
-    pre-trained start of an SSL recipe (:func:`build`)."""
+    train on speed-perturbed sentences or not (None: :data:`SPEED_PERTURB`; the card's phases list the speeds).
+    ``overrides``: other values for the :data:`TUNABLE` settings, e.g. ``{"epochs": 120, "optimizer": "adamw",
+    "weight_decay": 0.05}``. ``encoder``: the pre-trained start of an SSL recipe (:func:`build`)."""
     name = model_name(recipe, budget)
     if speed_perturb is not None:
         speed_perturb = validate.instance("speed_perturb", speed_perturb, bool, "True, False or None")

@@ -66,4 +66,3 @@ def check_sentence_card_against(card: dict, command: str) -> None:
     assert [{**as_json(TrainConfig()), **p} for p in card["phases"]] == [as_json(p) for p in sentences.cli_phases(args)]
     encoder = sentences._encoder(args.recipe, args.encoder)
     assert card["init_from"].startswith(f"{encoder}.pt (shipped); " if encoder else "scratch ("), card["init_from"]
-

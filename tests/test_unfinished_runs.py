@@ -18,14 +18,14 @@ FOLDER = ROOT / "unfinished-runs"
 PREFIX = "OMP_NUM_THREADS=1 python -m eekit "
 
 
+def _args(command: str):
+    return build_parser().parse_args(shlex.split(command[len(PREFIX):]))
+
+
 def _commands() -> dict[Path, str]:
     """Each run's folder and its full command line, from the README."""
     lines = [line for line in (FOLDER / "README.md").read_text().splitlines() if line.startswith(PREFIX)]
-    return {Path(build_parser().parse_args(shlex.split(line[len(PREFIX):])).out): line for line in lines}
-
-
-def _args(command: str):
-    return build_parser().parse_args(shlex.split(command[len(PREFIX):]))
+    return {Path(_args(line).out): line for line in lines}
 
 
 def test_every_kept_run_has_one_command_and_every_command_its_folder():

@@ -172,7 +172,8 @@ def _ssl_encoder_state(checkpoint: str | Path | None, name: str = NAME) -> tuple
     """The SSL encoder's weights (``SpeechEarlyExit`` names) and where they came from: the shipped encoder ``name``
     (checksum-verified; ``ssl-hubert`` unless told), or a pretraining checkpoint (``.resume.pt``): the
     utterance-mixing phase's last epoch holds the same encoder as the shipped file (DAISY's heads are fitted
-    afterwards on the frozen encoder), every other one is for development only. The card's ``ssl_encoder_fingerprint`` says which encoder it was."""
+    afterwards on the frozen encoder), every other one is for development only. The card's
+    ``ssl_encoder_fingerprint`` says which encoder it was."""
     if checkpoint is None:
         encoder, _ = load_encoder(name)
         return encoder.encoder_state(), f"{name}.pt (shipped)"
